@@ -1,0 +1,187 @@
+"""The one entry point: ``compute(loss, input, target, ...) -> LossResult``.
+
+The CLI, the tests and Python users all call it. It checks and converts the arrays (the loss's family),
+runs a backend, and returns the value with everything needed to report and reproduce it.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .backends import Backend, runner
+from .errors import OptionError
+from .losses import CATALOG, LossSpec
+from .losses.families import Arg
+from .reduction import Reduction, resolve
+
+NAN_POLICIES = ("propagate", "raise")
+
+
+@dataclass(frozen=True)
+class InputInfo:
+    role: str
+    source: str | None
+    shape: tuple[int, ...]
+    dtype: str
+
+
+@dataclass(frozen=True)
+class CrossCheck:
+    """The other backend's answer and how far it is from the first."""
+
+    backend: Backend
+    value: np.ndarray
+    max_abs_diff: float
+    max_rel_diff: float
+    tolerance: float
+    ok: bool
+
+
+@dataclass
+class LossResult:
+    loss: str
+    torch_name: str
+    reduction: Reduction  # resolved (legacy flags applied)
+    backend: Backend
+    value: np.ndarray  # 0-d for mean/sum; the loss's shape for none
+    params: dict[str, Any]
+    inputs: list[InputInfo]
+    count: int  # elements of the loss
+    selected: int  # elements that count: not masked out, not ignored
+    warnings: list[str] = field(default_factory=list)
+    cross_check: CrossCheck | None = None
+
+    @property
+    def is_scalar(self) -> bool:
+        return self.value.ndim == 0
+
+    def item(self) -> float:
+        return float(self.value)
+
+    @property
+    def versions(self) -> dict[str, str]:
+        from . import __version__
+
+        found = {"losscli": __version__, "numpy": np.__version__}
+        if "torch" in sys.modules:  # report torch only when it took part
+            found["torch"] = sys.modules["torch"].__version__
+        return found
+
+
+def lookup(loss: str | LossSpec) -> LossSpec:
+    if isinstance(loss, LossSpec):
+        return loss
+    try:
+        return CATALOG[loss]
+    except KeyError:
+        raise OptionError(f"loss: expected one of {', '.join(CATALOG)}, but got {loss!r}") from None
+
+
+def _arg(role: str, value: Any) -> Arg:
+    """An array argument, named for messages; io.Loaded values keep the file they came from."""
+    if hasattr(value, "array") and hasattr(value, "spec"):
+        return Arg(role, value.array, value.spec)
+    return Arg(role, np.asarray(value))
+
+
+def _params(spec: LossSpec, given: dict[str, Any]) -> dict[str, Any]:
+    unknown = set(given) - set(spec.defaults())
+    if unknown:
+        takes = ", ".join(spec.defaults()) or "no options"
+        raise OptionError(f"{sorted(unknown)[0]}: {spec.name} takes {takes}")
+    params = {**spec.defaults(), **given}
+    for option in spec.options:  # str -> enum, int -> float, as a CLI or a Python caller may pass them
+        params[option.name] = option.type(params[option.name])
+    return params
+
+
+def compute(
+    loss: str | LossSpec,
+    input: Any,
+    target: Any,
+    *,
+    weight: Any = None,
+    pos_weight: Any = None,
+    mask: Any = None,
+    reduction: Reduction | str = Reduction.mean,
+    size_average: bool | None = None,
+    reduce: bool | None = None,
+    backend: Backend | str = Backend.numpy,
+    broadcast: bool = False,
+    nan_policy: str = "propagate",
+    cross_check: bool = False,
+    tolerance: float = 1e-5,
+    **params: Any,
+) -> LossResult:
+    """Compute ``loss`` as ``torch.nn.functional.<torch_name>`` would.
+
+    ``input``, ``target``, ``weight``, ``pos_weight`` and ``mask`` are arrays (or ``losscli.io.Loaded``,
+    whose file names then appear in messages). ``mask`` selects elements of the loss: ``mean`` divides by
+    what the selected elements contribute (their count, or their weights where torch divides by weights).
+    ``cross_check`` also runs the other backend and records the largest difference; it is ``ok`` when
+    every element satisfies ``|a - b| <= tolerance * (1 + |b|)``. Raises ``LossCliError`` on bad input.
+    """
+    spec = lookup(loss)
+    backend = Backend(backend)
+    if nan_policy not in NAN_POLICIES:
+        raise OptionError(f"--nan-policy: expected one of {', '.join(NAN_POLICIES)}, but got {nan_policy!r}")
+    resolved, legacy_warning = resolve(reduction, size_average, reduce)
+    params = _params(spec, params)
+    args = {"input": _arg("input", input), "target": _arg("target", target)}
+    for role, value, accepted in (("weight", weight, spec.weight_help is not None),
+                                  ("pos_weight", pos_weight, spec.pos_weight), ("mask", mask, True)):
+        if value is None:
+            continue
+        if not accepted:
+            raise OptionError(f"--{role.replace('_', '-')}: {spec.name} takes no {role}")
+        args[role] = _arg(role, value)
+    if broadcast and not spec.family.broadcasts:
+        raise OptionError(f"--broadcast: {spec.name} does not broadcast (torch requires matching shapes)")
+
+    batch = spec.family.prepare(spec, args, params, broadcast=broadcast, nan_policy=nan_policy)
+    if legacy_warning:
+        batch.warnings.insert(0, legacy_warning)
+    value = runner(backend)(spec, batch, params, resolved).astype(batch.dtype)
+    count = math.prod(batch.loss_shape)
+    selected = _selected(spec, batch, params)
+    if resolved is Reduction.mean and selected == 0:
+        batch.warnings.append("mean over 0 selected elements (all masked out or ignored) is NaN, as in torch")
+
+    check = None
+    if cross_check:
+        other_backend = Backend.torch if backend is Backend.numpy else Backend.numpy
+        other = runner(other_backend)(spec, batch, params, resolved).astype(batch.dtype)
+        check = _compare(other_backend, value, other, tolerance)
+
+    inputs = [InputInfo(a.role, a.source, tuple(a.array.shape), str(a.array.dtype)) for a in args.values()]
+    return LossResult(
+        loss=spec.name, torch_name=spec.torch_name, reduction=resolved, backend=backend, value=value,
+        params=params, inputs=inputs, count=count, selected=selected,
+        warnings=list(dict.fromkeys(batch.warnings)), cross_check=check,
+    )
+
+
+def _selected(spec: LossSpec, batch, params: dict[str, Any]) -> int:
+    valid = spec.family.valid(batch, params)
+    if valid is None and batch.mask is None:
+        return math.prod(batch.loss_shape)
+    if valid is None:
+        return int(np.count_nonzero(batch.mask))
+    return int(np.count_nonzero(valid if batch.mask is None else valid & batch.mask))
+
+
+def _compare(backend: Backend, value: np.ndarray, other: np.ndarray, tolerance: float) -> CrossCheck:
+    a, b = value.astype(np.float64), other.astype(np.float64)
+    both_nan = np.isnan(a) & np.isnan(b)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        diff = np.where(both_nan | (a == b), 0.0, np.abs(a - b))
+        rel = np.where(diff == 0, 0.0, diff / np.abs(b))
+    ok = bool(np.all(diff <= tolerance * (1 + np.abs(b))))  # NaN against a number fails
+    max_abs = float(np.max(diff)) if diff.size else 0.0
+    max_rel = float(np.max(rel)) if rel.size else 0.0
+    return CrossCheck(backend, other, max_abs, max_rel, tolerance, ok)

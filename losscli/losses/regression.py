@@ -1,0 +1,127 @@
+"""Regression losses of ``d = input - target``: mse, l1, smooth-l1, huber.
+
+Element weights broadcast to the loss's shape. ``mean`` with weights is the weighted average
+``Σ w·l / Σ w`` for mse, l1 and smooth-l1, but ``Σ w·l / n`` for huber: that is what torch 2.13 computes
+(``huber_loss`` takes ``weighted_loss.mean()``), and torch is the ground truth.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..errors import OptionError
+from ..reduction import Elements
+from .families import Elementwise
+from .spec import LossSpec, Option
+
+ELEMENTWISE = Elementwise()
+
+
+def _weighted(loss: np.ndarray, a: dict[str, np.ndarray], *, weighted_mean: bool) -> Elements:
+    """Apply the element weight; ``weighted_mean`` makes ``mean`` divide by Σ w instead of n."""
+    w = a.get("weight")
+    if w is None:
+        return Elements(loss)
+    return Elements(loss * w, denom=w if weighted_mean else None)
+
+
+def _pair(t: dict[str, Any]) -> tuple[Any, Any]:
+    # losscli already checked (and warned about) broadcasting; torch wants equal sizes beside a weight
+    import torch
+
+    return torch.broadcast_tensors(t["input"], t["target"])
+
+
+def _torch_smooth_l1(F: Any, t: dict[str, Any], p: dict[str, Any], reduction: str) -> Any:
+    if "weight" not in t:
+        return F.smooth_l1_loss(*_pair(t), reduction=reduction, beta=p["beta"])
+    loss = F.smooth_l1_loss(*_pair(t), reduction="none", beta=p["beta"]) * t["weight"]
+    if reduction == "none":
+        return loss
+    return loss.sum() if reduction == "sum" else loss.sum() / t["weight"].sum()
+
+
+def _positive(name: str, *, allow_zero: bool):
+    def check(args: dict[str, Any], arrays: dict[str, np.ndarray], params: dict[str, Any]) -> None:
+        value = params[name]
+        if value < 0 or (value == 0 and not allow_zero):
+            bound = "0 or more" if allow_zero else "more than 0"
+            raise OptionError(f"--{name}: expected a value of {bound}, but got {value}")
+
+    return check
+
+
+def _smooth_l1(d: np.ndarray, beta: float) -> np.ndarray:
+    z = np.abs(d)
+    if beta == 0.0:  # torch: plain l1
+        return z
+    return np.where(z < beta, 0.5 * d * d / beta, z - 0.5 * beta)
+
+
+def _huber(d: np.ndarray, delta: float) -> np.ndarray:
+    z = np.abs(d)
+    return np.where(z < delta, 0.5 * d * d, delta * (z - 0.5 * delta))
+
+
+WEIGHT_HELP = "element weights (FILE), broadcast to the loss's shape"
+
+MSE = LossSpec(
+    name="mse",
+    torch_name="mse_loss",
+    summary="Mean squared error.",
+    formula="l = (input - target)^2",
+    mean_rule="n elements; with --weight, Σ w·l / Σ w",
+    family=ELEMENTWISE,
+    numpy=lambda a, p, b: _weighted(np.square(a["input"] - a["target"]), a, weighted_mean=True),
+    torch=lambda F, t, p, r: F.mse_loss(*_pair(t), reduction=r, weight=t.get("weight")),
+    weight_help=WEIGHT_HELP,
+    example="losscli mse samples/regression/pred.npy samples/regression/target.npy",
+)
+
+L1 = LossSpec(
+    name="l1",
+    torch_name="l1_loss",
+    summary="Mean absolute error.",
+    formula="l = |input - target|",
+    mean_rule="n elements; with --weight, Σ w·l / Σ w",
+    family=ELEMENTWISE,
+    numpy=lambda a, p, b: _weighted(np.abs(a["input"] - a["target"]), a, weighted_mean=True),
+    torch=lambda F, t, p, r: F.l1_loss(*_pair(t), reduction=r, weight=t.get("weight")),
+    weight_help=WEIGHT_HELP,
+    example="losscli l1 samples/regression/pred.csv samples/regression/target.csv",
+)
+
+SMOOTH_L1 = LossSpec(
+    name="smooth-l1",
+    torch_name="smooth_l1_loss",
+    summary="Smooth L1: quadratic below beta, linear above.",
+    formula="l = 0.5·d²/beta if |d| < beta else |d| - 0.5·beta  (d = input - target; beta = 0: |d|)",
+    mean_rule="n elements; with --weight, Σ w·l / Σ w (torch's smooth_l1_loss takes no weight: losscli "
+    "weights torch's per-element values the way mse_loss does)",
+    family=ELEMENTWISE,
+    numpy=lambda a, p, b: _weighted(_smooth_l1(a["input"] - a["target"], p["beta"]), a, weighted_mean=True),
+    torch=_torch_smooth_l1,
+    options=(Option("beta", float, 1.0, "where the loss turns from quadratic to linear (0: plain l1)"),),
+    weight_help=WEIGHT_HELP,
+    check=_positive("beta", allow_zero=True),
+    example="losscli smooth-l1 samples/regression/pred.npy samples/regression/target.npy --beta 0.5",
+)
+
+HUBER = LossSpec(
+    name="huber",
+    torch_name="huber_loss",
+    summary="Huber: quadratic below delta, linear (scaled by delta) above.",
+    formula="l = 0.5·d² if |d| < delta else delta·(|d| - 0.5·delta)  (d = input - target)",
+    mean_rule="n elements, with or without --weight (torch 2.13 divides Σ w·l by n, not by Σ w)",
+    family=ELEMENTWISE,
+    numpy=lambda a, p, b: _weighted(_huber(a["input"] - a["target"], p["delta"]), a, weighted_mean=False),
+    torch=lambda F, t, p, r: F.huber_loss(*_pair(t), reduction=r, delta=p["delta"], weight=t.get("weight")),
+    options=(Option("delta", float, 1.0, "where the loss turns from quadratic to linear (> 0)"),),
+    weight_help=WEIGHT_HELP,
+    check=_positive("delta", allow_zero=False),
+    example="losscli huber samples/regression/pred.npy samples/regression/target.npy --delta 2",
+)
+
+LOSSES = (MSE, L1, SMOOTH_L1, HUBER)

@@ -1,0 +1,82 @@
+"""What a loss is, once: the definition that drives its command, its help, and both backends."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable
+
+import numpy as np
+
+from ..reduction import Elements
+
+if TYPE_CHECKING:  # torch is imported lazily, by the torch backend only
+    import torch
+
+
+class TargetKind(str, enum.Enum):
+    """How a class loss reads its target: class indices, or class probabilities of the input's shape."""
+
+    auto = "auto"
+    index = "index"
+    prob = "prob"
+
+
+@dataclass(frozen=True)
+class Option:
+    """A scalar, loss-specific option such as ``--beta`` or ``--ignore-index``."""
+
+    name: str  # keyword of losscli.compute and torch.nn.functional ("ignore_index")
+    type: type
+    default: Any
+    help: str
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+
+@dataclass
+class Batch:
+    """Checked arrays ready for a backend: one dtype for the floats, and the loss's shape.
+
+    Class losses get a batch axis added for unbatched inputs (``(C,)`` logits), so the backends see one
+    layout; ``loss_shape`` is what the user's ``none`` output has.
+    """
+
+    arrays: dict[str, np.ndarray]  # "input", "target", and "weight" / "pos_weight" when given
+    loss_shape: tuple[int, ...]
+    dtype: np.dtype
+    mask: np.ndarray | None = None  # boolean, shape == loss_shape (batched like the arrays)
+    target_kind: TargetKind | None = None  # class losses only
+    warnings: list[str] = field(default_factory=list)
+
+
+# numpy formula: float64 arrays and option values -> per-element values (and mean's denominators).
+NumpyFn = Callable[[dict[str, np.ndarray], dict[str, Any], Batch], Elements]
+# torch call: torch.nn.functional, tensors, option values, reduction string -> torch's result.
+TorchFn = Callable[[Any, dict[str, "torch.Tensor"], dict[str, Any], str], "torch.Tensor"]
+# extra domain check on the user's arguments, the converted arrays and the option values.
+CheckFn = Callable[[dict[str, Any], dict[str, np.ndarray], dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class LossSpec:
+    """One loss. ``family`` owns the checks its losses share (see :mod:`losscli.losses.families`)."""
+
+    name: str  # command name: "smooth-l1"
+    torch_name: str  # torch.nn.functional name: "smooth_l1_loss"
+    summary: str  # one line for `--help` listings
+    formula: str  # per-element formula, as text
+    mean_rule: str  # what `mean` divides by
+    family: Any  # a Family (circular import avoided)
+    numpy: NumpyFn
+    torch: TorchFn
+    options: tuple[Option, ...] = ()
+    weight_help: str | None = None  # None: the loss takes no --weight
+    pos_weight: bool = False
+    example: str = ""  # runnable on samples/
+    check: CheckFn | None = None
+
+    def defaults(self) -> dict[str, Any]:
+        return {o.name: o.default for o in self.options}

@@ -1,0 +1,125 @@
+"""Reductions: the one place that turns per-element losses into what the user asked for.
+
+Every loss hands over three arrays of the loss's shape (see :class:`Elements`):
+
+* ``values``: the per-element loss, weights already applied (``w * l``, or ``w[target] * l``);
+* ``denom``: what ``mean`` divides by, per element (``w`` for weighted mse/l1/smooth-l1, ``w[target]`` for
+  nll/cross-entropy, 1 for everything else);
+* ``valid``: elements that count (``False`` where a class target equals ``ignore_index``).
+
+A mask narrows ``valid`` further. Then ``sum = Σ values`` and ``mean = Σ values / Σ denom`` over the
+selected elements, and ``none`` returns ``values`` with unselected entries set to 0. Because the
+reduction only needs those two sums (and a count), partial results of chunks merge exactly
+(:meth:`Partial.merge`).
+"""
+
+from __future__ import annotations
+
+import enum
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+
+
+class Reduction(str, enum.Enum):
+    """What to do with the per-element losses."""
+
+    none = "none"
+    mean = "mean"
+    sum = "sum"
+
+
+LEGACY_WARNING = "size_average and reduce args will be deprecated, please use reduction='{}' instead."
+
+
+def resolve(
+    reduction: Reduction | str = Reduction.mean,
+    size_average: bool | None = None,
+    reduce: bool | None = None,
+) -> tuple[Reduction, str | None]:
+    """Resolve the legacy flags exactly as ``torch.nn._reduction.legacy_get_string`` does.
+
+    When either legacy flag is given it overrides ``reduction``: an unset flag counts as True,
+    ``reduce=False`` gives ``none``, ``reduce=True`` gives ``mean`` when ``size_average`` is True and
+    ``sum`` otherwise. Returns the reduction and torch's deprecation warning (None when no flag was given).
+    """
+    if size_average is None and reduce is None:
+        return Reduction(reduction), None
+    size_average = True if size_average is None else size_average
+    reduce = True if reduce is None else reduce
+    if not reduce:
+        resolved = Reduction.none
+    elif size_average:
+        resolved = Reduction.mean
+    else:
+        resolved = Reduction.sum
+    return resolved, LEGACY_WARNING.format(resolved.value)
+
+
+def legacy_table() -> list[tuple[bool | None, bool | None, Reduction]]:
+    """All nine (size_average, reduce) combinations, each unset/True/False, with what they resolve to."""
+    states = (None, True, False)
+    return [(sa, r, resolve(Reduction.mean, sa, r)[0]) for sa, r in itertools.product(states, states)]
+
+
+@dataclass(frozen=True)
+class Elements:
+    """Per-element output of a loss, before reduction. Arrays broadcast to the loss's shape."""
+
+    values: np.ndarray
+    denom: np.ndarray | None = None  # None: every element counts 1 towards mean's denominator
+    valid: np.ndarray | None = None  # None: every element counts
+
+
+@dataclass(frozen=True)
+class Partial:
+    """The sufficient statistics of a reduction: merge partials of chunks, then :meth:`finish`."""
+
+    total: float = 0.0  # Σ values over selected elements
+    weight: float = 0.0  # Σ denom over selected elements
+    selected: int = 0  # number of selected elements
+
+    def merge(self, other: Partial) -> Partial:
+        return Partial(self.total + other.total, self.weight + other.weight, self.selected + other.selected)
+
+    def finish(self, reduction: Reduction) -> float:
+        if reduction is Reduction.sum:
+            return self.total
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return float(np.float64(self.total) / np.float64(self.weight))
+
+
+def selection(elements: Elements, mask: np.ndarray | None) -> np.ndarray | None:
+    """Boolean array of the elements that count (mask and not ignored); None when all count."""
+    if elements.valid is None:
+        return mask
+    if mask is None:
+        return elements.valid
+    return elements.valid & mask
+
+
+def partial(elements: Elements, mask: np.ndarray | None = None) -> Partial:
+    """Sums over the selected elements, accumulated in float64."""
+    values = np.asarray(elements.values, dtype=np.float64)
+    select = selection(elements, mask)
+    if select is None:
+        select = np.ones(values.shape, dtype=bool)
+    select = np.broadcast_to(select, values.shape)
+    total = float(values.sum(where=select, dtype=np.float64))
+    selected = int(np.count_nonzero(select))
+    if elements.denom is None:
+        weight = float(selected)
+    else:
+        denom = np.broadcast_to(np.asarray(elements.denom, dtype=np.float64), values.shape)
+        weight = float(denom.sum(where=select, dtype=np.float64))
+    return Partial(total, weight, selected)
+
+
+def unreduced(elements: Elements, mask: np.ndarray | None = None) -> np.ndarray:
+    """The ``none`` reduction: per-element values, unselected entries set to 0."""
+    select = selection(elements, mask)
+    values = np.asarray(elements.values, dtype=np.float64)
+    if select is None:
+        return values
+    return np.where(select, values, 0.0)
