@@ -68,8 +68,8 @@ class LossResult:
         from . import __version__
 
         found = {"losscli": __version__, "numpy": np.__version__}
-        if "torch" in sys.modules:  # report torch only when it took part
-            found["torch"] = sys.modules["torch"].__version__
+        if Backend.torch in (self.backend, self.cross_check and self.cross_check.backend):
+            found["torch"] = sys.modules["torch"].__version__  # imported by the torch backend
         return found
 
 

@@ -247,7 +247,8 @@ class Classes(Family):
                     f"{t_arg.label}: expected class indices of shape {shape_str(index_shape)} for input "
                     f"{shape_str(x.shape)}, but got {shape_str(t.shape)}"
                 )
-            target = self._indices(t_arg, classes, params["ignore_index"], kind)
+            integral_floats = params.get("target_kind") is TargetKind.index  # asked for, not inferred
+            target = self._indices(t_arg, classes, params["ignore_index"], integral_floats)
             loss_shape = index_shape
         smoothing = params.get("label_smoothing", 0.0)
         if not 0.0 <= smoothing <= 1.0:
@@ -276,11 +277,11 @@ class Classes(Family):
                              f"{shape_str(x.shape)}, but got {shape_str(t_arg.array.shape)}")
         return asked
 
-    def _indices(self, t_arg: Arg, classes: int, ignore_index: int, kind: TargetKind) -> np.ndarray:
+    def _indices(self, t_arg: Arg, classes: int, ignore_index: int, integral_floats: bool) -> np.ndarray:
         t = t_arg.array
         if t.dtype.kind == "f":
-            integral = bool(np.all(np.isfinite(t) & (t == np.round(t)))) if t.size else True
-            if not (self.probabilities and kind is TargetKind.index and integral):
+            integral = bool(np.all(np.isfinite(t) & (t == np.round(t))))
+            if not (integral_floats and integral):
                 hint = ("; pass --target-kind index to read integral floats as indices" if self.probabilities
                         else "; save them as integers")
                 raise ValueDomainError(

@@ -1,0 +1,5 @@
+"""``python -m losscli``."""
+
+from .cli import entry
+
+entry()
