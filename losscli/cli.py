@@ -254,9 +254,9 @@ def _gate(result, fail_above: float | None, fail_below: float | None) -> list[st
     if math.isnan(value):
         reasons.append(f"{name} is NaN; NaN never passes a threshold")
     if fail_above is not None and value > fail_above:
-        reasons.append(f"{name} = {result.value[()]} is above --fail-above {fail_above:g}")
+        reasons.append(f"{name} = {result.value[()]!s} is above --fail-above {fail_above:g}")
     if fail_below is not None and value < fail_below:
-        reasons.append(f"{name} = {result.value[()]} is below --fail-below {fail_below:g}")
+        reasons.append(f"{name} = {result.value[()]!s} is below --fail-below {fail_below:g}")
     return reasons
 
 

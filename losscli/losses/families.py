@@ -49,10 +49,15 @@ def shape_str(shape: tuple[int, ...]) -> str:
 
 
 def position(array: np.ndarray, flat_index: int) -> str:
-    """Where a flat index lies in an array, for messages: ``index (3, 1)``, or ``row 4`` in 1-D."""
+    """Where a flat index lies in an array, for messages: ``index (3, 1)``, or ``index 4`` in 1-D."""
     if array.ndim == 1:
         return f"index {flat_index}"
     return f"index {tuple(int(i) for i in np.unravel_index(flat_index, array.shape))}"
+
+
+def offending(array: np.ndarray, flat_index: int) -> str:
+    """``7 at index (12,)``: a bad value in its dtype's shortest form, and where it is."""
+    return f"{array.reshape(-1)[flat_index]!s} at {position(array, flat_index)}"
 
 
 def first(condition: np.ndarray) -> int | None:
@@ -79,15 +84,11 @@ def check_finite(arg: Arg, nan_policy: str, warnings: list[str]) -> None:
     count = int(np.count_nonzero(bad))
     if not count:
         return
-    where = first(bad)
-    value = arg.array.reshape(-1)[where]
+    where = offending(arg.array, first(bad))
     if nan_policy == "raise":
-        raise ValueDomainError(
-            f"{arg.label}: expected finite values (--nan-policy raise), but got {value} at "
-            f"{position(arg.array, where)}"
-        )
-    warnings.append(f"{arg.label} holds {count} non-finite value(s) (first: {value} at "
-                    f"{position(arg.array, where)}); the result propagates them")
+        raise ValueDomainError(f"{arg.label}: expected finite values (--nan-policy raise), but got {where}")
+    warnings.append(f"{arg.label} holds {count} non-finite value(s) (first: {where}); the result "
+                    "propagates them")
 
 
 def broadcast_to_loss(arg: Arg, loss_shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
@@ -117,8 +118,7 @@ def check_mask(arg: Arg, loss_shape: tuple[int, ...]) -> np.ndarray:
     where = first(bad)
     if where is not None:
         raise ValueDomainError(
-            f"{arg.label}: expected 0/1 or true/false, but got {array.reshape(-1)[where]} at "
-            f"{position(array, where)}"
+            f"{arg.label}: expected 0/1 or true/false, but got {offending(array, where)}"
         )
     return array != 0
 
@@ -211,8 +211,8 @@ def check_probabilities(args: dict[str, Arg], arrays: dict[str, np.ndarray], par
     where = first(bad)
     if where is not None:
         raise ValueDomainError(
-            f"{args['input'].label}: expected probabilities in [0, 1], but got {x.reshape(-1)[where]} at "
-            f"{position(x, where)} (use bce-with-logits for logits)"
+            f"{args['input'].label}: expected probabilities in [0, 1], but got {offending(x, where)} "
+            "(use bce-with-logits for logits)"
         )
 
 
@@ -237,6 +237,10 @@ class Classes(Family):
         index_shape = x.shape[:1] + x.shape[2:] if x.ndim > 1 else ()
         kind = self._kind(spec, params.get("target_kind", TargetKind.auto), x, t_arg)
         if kind is TargetKind.prob:
+            default = spec.defaults()["ignore_index"]  # torch rejects any other for probabilities
+            if params["ignore_index"] != default:
+                raise OptionError(f"--ignore-index: expected the default {default} with class-probability "
+                                  f"targets (nothing is ignored there), but got {params['ignore_index']}")
             dtype = float_dtype(x_arg, t_arg)
             target = t.astype(dtype, copy=False)
             loss_shape = index_shape
@@ -295,7 +299,7 @@ class Classes(Family):
         if where is not None:
             raise ValueDomainError(
                 f"{t_arg.label}: expected class indices in [0, {classes}) or ignore_index {ignore_index}, "
-                f"but got {t.reshape(-1)[where]} at {position(t, where)}"
+                f"but got {offending(t, where)}"
             )
         return t
 
