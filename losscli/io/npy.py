@@ -1,0 +1,105 @@
+"""``.npy`` (memory-mapped, read-only) and ``.npz`` files. Never unpickles anything."""
+
+from __future__ import annotations
+
+import os
+from typing import BinaryIO
+
+import numpy as np
+from numpy.lib import format as npy_format
+
+from ..errors import InputError
+from .files import open_binary
+
+_KIND_NAMES = {"c": "complex numbers", "U": "strings", "S": "bytes", "V": "records",
+               "M": "datetimes", "m": "timedeltas"}
+
+
+def read_header(f: BinaryIO, what: str) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype from a .npy header, refusing corrupt headers and dtypes losscli cannot use."""
+    try:
+        version = npy_format.read_magic(f)
+        read = npy_format.read_array_header_1_0 if version == (1, 0) else npy_format.read_array_header_2_0
+        shape, _, dtype = read(f)
+    except Exception:  # on damaged bytes numpy's parser raises ValueError, EOFError, tokenize.TokenError...
+        raise InputError(f"expected {what}, but got bytes without a valid .npy header "
+                         "(the file is corrupt or not a .npy file)") from None
+    if dtype.hasobject:
+        raise InputError("expected numbers or booleans, but got Python objects (dtype object), "
+                         "which would need pickle to load")
+    if not (dtype.kind in "biu" or (dtype.kind == "f" and dtype.itemsize <= 8)):
+        kind = _KIND_NAMES.get(dtype.kind)
+        raise InputError("expected numbers or booleans (float16/32/64, int, uint, bool), but got dtype "
+                         f"{dtype}" + (f" ({kind})" if kind else ""))
+    return shape, dtype
+
+
+class NpyFile:
+    """One array, memory-mapped read-only."""
+
+    def __init__(self, path: str) -> None:
+        with open_binary(path, "a .npy file") as f:
+            shape, dtype = read_header(f, "a .npy file")
+            have = os.fstat(f.fileno()).st_size - f.tell()
+        need = int(np.prod(shape)) * dtype.itemsize
+        if have < need:
+            raise InputError(f"expected {need} bytes of {dtype} data for shape {shape}, "
+                             f"but got {have} (the file is truncated)")
+        try:
+            self.array = np.load(path, mmap_mode="r", allow_pickle=False)
+        except (ValueError, OSError) as e:
+            raise InputError(f"expected a readable .npy file, but numpy could not map it: {e}") from None
+
+    def select(self, selector: str | None) -> np.ndarray:
+        if selector is not None:
+            raise InputError(f"selectors apply to .csv, .tsv and .npz files, but got ':{selector}' "
+                             "on a .npy file")
+        return self.array
+
+
+class NpzFile:
+    """Named arrays in a zip archive, each read (decompressed) the first time it is asked for."""
+
+    def __init__(self, path: str) -> None:
+        import zipfile  # 20+ ms to import; only .npz needs it
+
+        self.path = path
+        with open_binary(path, "a .npz file") as f:
+            try:
+                with zipfile.ZipFile(f) as z:
+                    names = z.namelist()
+            except Exception:  # on damaged bytes: BadZipFile, EOFError, NotImplementedError...
+                raise InputError("expected a .npz file (a zip archive), but the file is corrupt "
+                                 "or not a zip archive") from None
+        if not names:
+            raise InputError("expected a .npz file holding arrays, but the archive is empty")
+        self.members = {name.removesuffix(".npy"): name for name in names}
+        self.arrays: dict[str, np.ndarray] = {}
+
+    def select(self, key: str | None) -> np.ndarray:
+        keys = list(self.members)
+        listed = ", ".join(map(repr, keys))
+        if key is None:
+            if len(keys) > 1:
+                raise InputError(f"expected a key to pick one of its {len(keys)} arrays ({listed}), "
+                                 f"as in {self.path}:{keys[0]}, but got none")
+            key = keys[0]
+        if key not in self.members:
+            raise InputError(f"expected one of the keys {listed}, but got {key!r}")
+        if key not in self.arrays:
+            self.arrays[key] = self._read(key)
+        return self.arrays[key]
+
+    def _read(self, key: str) -> np.ndarray:
+        import zipfile
+
+        what = f"array {key!r} of the .npz file"
+        try:
+            with zipfile.ZipFile(self.path) as z, z.open(self.members[key]) as f:
+                read_header(f, what)
+                f.seek(0)
+                return npy_format.read_array(f, allow_pickle=False)
+        except InputError:
+            raise
+        except Exception as e:  # on damaged bytes: BadZipFile, zlib.error, EOFError, NotImplementedError...
+            raise InputError(f"expected a readable {what}, but it is corrupt: {e}") from None
