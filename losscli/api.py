@@ -6,6 +6,7 @@ runs a backend, and returns the value with everything needed to report and repro
 
 from __future__ import annotations
 
+import enum
 import math
 import sys
 from dataclasses import dataclass, field
@@ -19,7 +20,11 @@ from .losses import CATALOG, LossSpec
 from .losses.families import Arg
 from .reduction import Reduction, resolve
 
-NAN_POLICIES = ("propagate", "raise")
+class NanPolicy(str, enum.Enum):
+    """NaN/Inf in the inputs: let them through with a warning, or refuse them."""
+
+    propagate = "propagate"
+    raise_ = "raise"
 
 
 @dataclass(frozen=True)
@@ -96,8 +101,18 @@ def _params(spec: LossSpec, given: dict[str, Any]) -> dict[str, Any]:
         raise OptionError(f"{sorted(unknown)[0]}: {spec.name} takes {takes}")
     params = {**spec.defaults(), **given}
     for option in spec.options:  # str -> enum, int -> float, as a CLI or a Python caller may pass them
-        params[option.name] = option.type(params[option.name])
+        params[option.name] = _convert(option.flag, option.type, params[option.name])
     return params
+
+
+def _convert(flag: str, kind: type, value: Any) -> Any:
+    """``kind(value)``, or an OptionError naming the flag and what it takes."""
+    try:
+        return kind(value)
+    except (TypeError, ValueError):
+        expected = (f"one of {', '.join(m.value for m in kind)}" if isinstance(kind, type) and
+                    issubclass(kind, enum.Enum) else f"a value of type {kind.__name__}")
+        raise OptionError(f"{flag}: expected {expected}, but got {value!r}") from None
 
 
 def compute(
@@ -113,7 +128,7 @@ def compute(
     reduce: bool | None = None,
     backend: Backend | str = Backend.numpy,
     broadcast: bool = False,
-    nan_policy: str = "propagate",
+    nan_policy: NanPolicy | str = NanPolicy.propagate,
     cross_check: bool = False,
     tolerance: float = 1e-5,
     **params: Any,
@@ -127,9 +142,8 @@ def compute(
     every element satisfies ``|a - b| <= tolerance * (1 + |b|)``. Raises ``LossCliError`` on bad input.
     """
     spec = lookup(loss)
-    backend = Backend(backend)
-    if nan_policy not in NAN_POLICIES:
-        raise OptionError(f"--nan-policy: expected one of {', '.join(NAN_POLICIES)}, but got {nan_policy!r}")
+    backend = _convert("--backend", Backend, backend)
+    nan_policy = _convert("--nan-policy", NanPolicy, nan_policy)
     resolved, legacy_warning = resolve(reduction, size_average, reduce)
     params = _params(spec, params)
     args = {"input": _arg("input", input), "target": _arg("target", target)}

@@ -4,7 +4,6 @@ threshold or cross-check, 3: a bug in losscli)."""
 
 from __future__ import annotations
 
-import enum
 import inspect
 import math
 import sys
@@ -18,7 +17,7 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from . import __version__
-from .api import compute
+from .api import NanPolicy, compute
 from .backends import Backend
 from .errors import LossCliError
 from .io import Loader
@@ -32,11 +31,6 @@ EXIT_BUG = 3
 
 stdout = Console(highlight=False)
 stderr = Console(stderr=True, highlight=False, soft_wrap=True)
-
-
-class NanPolicy(str, enum.Enum):
-    propagate = "propagate"
-    raise_ = "raise"
 
 
 class LossCliGroup(TyperGroup):
@@ -203,7 +197,7 @@ def run(spec: LossSpec, *, input: str, target: str, weight: str | None = None, p
         result = compute(
             spec, loaded.pop("input"), loaded.pop("target"), **loaded, reduction=reduction,
             size_average=size_average, reduce=reduce, backend=backend, broadcast=broadcast,
-            nan_policy=nan_policy.value, cross_check=cross_check, tolerance=tolerance, **params,
+            nan_policy=nan_policy, cross_check=cross_check, tolerance=tolerance, **params,
         )
         if output is not None:
             save(result, output)

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .errors import OptionError
+
 
 class Reduction(str, enum.Enum):
     """What to do with the per-element losses."""
@@ -43,9 +45,15 @@ def resolve(
     When either legacy flag is given it overrides ``reduction``: an unset flag counts as True,
     ``reduce=False`` gives ``none``, ``reduce=True`` gives ``mean`` when ``size_average`` is True and
     ``sum`` otherwise. Returns the reduction and torch's deprecation warning (None when no flag was given).
+    An unknown ``reduction`` is an :class:`~losscli.errors.OptionError`, flags or not.
     """
+    try:
+        reduction = Reduction(reduction)
+    except ValueError:
+        choices = ", ".join(r.value for r in Reduction)
+        raise OptionError(f"--reduction: expected one of {choices}, but got {reduction!r}") from None
     if size_average is None and reduce is None:
-        return Reduction(reduction), None
+        return reduction, None
     size_average = True if size_average is None else size_average
     reduce = True if reduce is None else reduce
     if not reduce:

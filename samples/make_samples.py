@@ -1,15 +1,15 @@
-"""Write the sample inputs in this folder. Deterministic: the same files on every run.
+"""Write the sample inputs (into this folder, or the folder given). Deterministic: the same bytes on
+every run.
 
-    python samples/make_samples.py
+    python samples/make_samples.py [OUT_DIR]
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
-
-HERE = Path(__file__).resolve().parent
 
 
 def write_csv(path: Path, columns: dict[str, np.ndarray]) -> None:
@@ -19,8 +19,8 @@ def write_csv(path: Path, columns: dict[str, np.ndarray]) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
-def regression(rng: np.random.Generator) -> None:
-    out = HERE / "regression"
+def regression(root: Path, rng: np.random.Generator) -> None:
+    out = root / "regression"
     out.mkdir(exist_ok=True)
     target = rng.normal(size=(8, 4)).astype(np.float32)
     pred = (target + rng.normal(scale=0.5, size=(8, 4))).astype(np.float32)
@@ -35,8 +35,8 @@ def regression(rng: np.random.Generator) -> None:
                                     "label": np.round(target[:, 0], 4)})
 
 
-def classification(rng: np.random.Generator) -> None:
-    out = HERE / "classification"
+def classification(root: Path, rng: np.random.Generator) -> None:
+    out = root / "classification"
     out.mkdir(exist_ok=True)
     n, c = 12, 5
     labels = rng.integers(0, c, size=n)
@@ -57,8 +57,8 @@ def classification(rng: np.random.Generator) -> None:
     np.save(out / "seg_labels.npy", rng.integers(0, 3, size=(2, 4, 4)))
 
 
-def binary(rng: np.random.Generator) -> None:
-    out = HERE / "binary"
+def binary(root: Path, rng: np.random.Generator) -> None:
+    out = root / "binary"
     out.mkdir(exist_ok=True)
     targets = (rng.random((10, 3)) > 0.6).astype(np.float32)
     logits = (rng.normal(size=(10, 3)) + 2 * (targets - 0.5)).astype(np.float32)
@@ -67,20 +67,26 @@ def binary(rng: np.random.Generator) -> None:
     np.save(out / "probs.npy", (1 / (1 + np.exp(-logits))).astype(np.float32))
     np.save(out / "weight.npy", np.array([1.0, 0.5, 2.0], dtype=np.float32))  # per label, broadcast over rows
     np.save(out / "pos_weight.npy", np.array([3.0, 1.0, 1.5], dtype=np.float32))
+    np.savetxt(out / "probs.csv", np.load(out / "probs.npy"), delimiter=",", fmt="%.6f")
+    np.savetxt(out / "targets.csv", targets, delimiter=",", fmt="%d")
 
 
-def mask_example() -> None:
+def mask_example(root: Path) -> None:
     """The README's worked example: a masked mean divides by the selected elements."""
-    out = HERE / "mask_example"
+    out = root / "mask_example"
     out.mkdir(exist_ok=True)
     np.savetxt(out / "input.csv", [[1, 2, 3], [4, 5, 6]], delimiter=",", fmt="%d")
     np.savetxt(out / "target.csv", [[2, 3, 4], [3, 4, 5]], delimiter=",", fmt="%d")
     np.savetxt(out / "mask.csv", [[1, 0, 1], [0, 1, 1]], delimiter=",", fmt="%d")
 
 
-if __name__ == "__main__":
+def main(root: Path) -> None:
     rng = np.random.default_rng(20261123)
-    regression(rng)
-    classification(rng)
-    binary(rng)
-    mask_example()
+    regression(root, rng)
+    classification(root, rng)
+    binary(root, rng)
+    mask_example(root)
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parent)

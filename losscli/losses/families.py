@@ -80,6 +80,7 @@ def float_dtype(*args: Arg) -> np.dtype:
 
 
 def check_finite(arg: Arg, nan_policy: str, warnings: list[str]) -> None:
+    """Warn about NaN/Inf (``propagate``), or refuse them (``raise``)."""
     bad = ~np.isfinite(arg.array)
     count = int(np.count_nonzero(bad))
     if not count:

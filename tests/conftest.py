@@ -1,0 +1,27 @@
+"""Shared test settings: hypothesis profiles.
+
+``ci`` (the default) is derandomized and modest so that the math suite runs in well under two minutes on
+two cores; ``dev`` draws more and random examples. Choose with ``HYPOTHESIS_PROFILE=dev pytest ...``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run from a checkout, installed or not
+    sys.path.insert(0, str(ROOT))
+
+# Tiny arrays: threads only add contention (see shared/PERF-NOTES.md, "Threads under contention").
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+_COMMON = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+settings.register_profile("ci", max_examples=100, derandomize=True, print_blob=True, **_COMMON)
+settings.register_profile("dev", max_examples=300, **_COMMON)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))

@@ -1,0 +1,626 @@
+"""Every loss, both backends, against torch.nn.functional (the ground truth).
+
+hypothesis draws shapes (0-d where legal, 1-D, (N, C, d1, d2) class inputs), dtypes, reductions, the
+legacy ``size_average``/``reduce`` flags, weights, pos_weight, ignore_index, label smoothing, probability
+targets and masks. The oracles below call ``torch.nn.functional`` directly and never losscli:
+
+* a mask is slicing: element-wise losses see ``input[mask]``, ``target[mask]``, ``weight[mask]`` (weights
+  expanded to the loss's shape first); ``none`` is torch's unmasked output with masked-out entries set to 0;
+* class-index targets that are masked out behave as ``ignore_index``; probability targets select rows
+  (class axis moved last);
+* smooth-l1 with a weight (torch has no weight there) is ``Σ w·l / Σ w`` over torch's per-element values.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+from torch.nn._reduction import legacy_get_string
+
+import losscli
+from losscli.errors import LossCliError, OptionError, ShapeError, ValueDomainError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+REGRESSION = ("mse", "l1", "smooth-l1", "huber")
+CLASSES = ("nll", "cross-entropy")
+BINARY = ("bce", "bce-with-logits")
+ALL_LOSSES = REGRESSION + CLASSES + BINARY
+
+FLOATS = (np.float32, np.float64)
+# (rtol, atol): numpy computes in float64 and rounds once; torch computes in the input's dtype.
+TOLERANCE = {
+    np.dtype(np.float16): (1e-2, 1e-2),
+    np.dtype(np.float32): (1e-5, 1e-5),
+    np.dtype(np.float64): (1e-10, 1e-10),
+}
+
+
+# ----------------------------------------------------------------------------------------- cases
+
+
+@dataclass
+class Case:
+    loss: str
+    input: np.ndarray
+    target: np.ndarray
+    weight: np.ndarray | None = None
+    pos_weight: np.ndarray | None = None
+    mask: np.ndarray | None = None
+    reduction: str = "mean"
+    size_average: bool | None = None
+    reduce: bool | None = None
+    broadcast: bool = False
+    params: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def resolved(self) -> str:
+        """The reduction torch uses: the legacy flags, when given, win (torch's own resolution)."""
+        if self.size_average is None and self.reduce is None:
+            return self.reduction
+        return legacy_get_string(self.size_average, self.reduce, emit_warning=False)
+
+    @property
+    def legacy(self) -> dict[str, Any]:
+        """Reduction keywords exactly as a torch user passes them."""
+        return dict(size_average=self.size_average, reduce=self.reduce, reduction=self.reduction)
+
+    def compute(self, backend: str) -> losscli.LossResult:
+        return losscli.compute(
+            self.loss, self.input, self.target, weight=self.weight, pos_weight=self.pos_weight,
+            mask=self.mask, reduction=self.reduction, size_average=self.size_average, reduce=self.reduce,
+            broadcast=self.broadcast, backend=backend, **self.params,
+        )
+
+
+def tensor(array: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.array(array))  # a copy, same dtype and shape (0-d included)
+
+
+def zero_unselected(out: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return torch.where(mask, out, torch.zeros((), dtype=out.dtype))
+
+
+# --------------------------------------------------------------------------------------- oracles
+
+
+def regression_oracle(c: Case) -> torch.Tensor:
+    x, y = tensor(c.input), tensor(c.target)
+    shape = torch.broadcast_shapes(x.shape, y.shape)
+    w = None if c.weight is None else tensor(c.weight).expand(shape)  # torch wants an input-sized weight
+    if w is not None:
+        x, y = x.expand(shape), y.expand(shape)  # and so an input of the loss's shape
+    mask = None if c.mask is None else tensor(c.mask.astype(bool))
+    if mask is not None and c.resolved != "none":
+        x, y = x.expand(shape)[mask], y.expand(shape)[mask]
+        w = None if w is None else w[mask]
+    if c.loss == "mse":
+        out = F.mse_loss(x, y, weight=w, **c.legacy)
+    elif c.loss == "l1":
+        out = F.l1_loss(x, y, weight=w, **c.legacy)
+    elif c.loss == "huber":  # huber_loss takes no legacy flags: resolve them first
+        out = F.huber_loss(x, y, reduction=c.resolved, delta=c.params.get("delta", 1.0), weight=w)
+    elif w is None:
+        out = F.smooth_l1_loss(x, y, beta=c.params.get("beta", 1.0), **c.legacy)
+    else:  # torch's smooth_l1_loss has no weight: Σ w·l / Σ w over its per-element values
+        weighted = F.smooth_l1_loss(x, y, reduction="none", beta=c.params.get("beta", 1.0)) * w
+        out = {"none": weighted, "sum": weighted.sum(), "mean": weighted.sum() / w.sum()}[c.resolved]
+    if mask is not None and c.resolved == "none":
+        out = zero_unselected(out, mask)
+    return out
+
+
+def class_oracle(c: Case) -> torch.Tensor:
+    x, t = tensor(c.input), tensor(c.target)
+    probabilities = c.loss == "cross-entropy" and c.target.shape == c.input.shape  # torch's rule
+    if not probabilities:
+        t = t.long()
+    ignore_index = c.params.get("ignore_index", -100)
+    kw = dict(weight=None if c.weight is None else tensor(c.weight), ignore_index=ignore_index, **c.legacy)
+    if c.loss == "cross-entropy":
+        kw["label_smoothing"] = c.params.get("label_smoothing", 0.0)
+    mask = None if c.mask is None else tensor(c.mask.astype(bool))
+    if mask is not None and c.resolved != "none":
+        if not probabilities:  # masked out == ignore_index
+            t = torch.where(mask, t, ignore_index)
+        else:  # select rows, class axis last
+            if x.ndim == 1:
+                x, t, mask = x[None], t[None], mask[None]
+            x, t = x.movedim(1, -1)[mask], t.movedim(1, -1)[mask]
+    out = (F.cross_entropy if c.loss == "cross-entropy" else F.nll_loss)(x, t, **kw)
+    if mask is not None and c.resolved == "none":
+        out = zero_unselected(out, mask)
+    return out
+
+
+def binary_oracle(c: Case) -> torch.Tensor:
+    x, y = tensor(c.input), tensor(c.target)
+    w = None if c.weight is None else tensor(c.weight)
+    pw = None if c.pos_weight is None else tensor(c.pos_weight)
+    mask = None if c.mask is None else tensor(c.mask.astype(bool))
+    if mask is not None and c.resolved != "none":
+        x, y = x[mask], y[mask]
+        w = None if w is None else w.expand(c.input.shape)[mask]
+        pw = None if pw is None else pw.expand(c.input.shape)[mask]
+    if c.loss == "bce":
+        out = F.binary_cross_entropy(x, y, weight=w, **c.legacy)
+    else:
+        out = F.binary_cross_entropy_with_logits(x, y, weight=w, pos_weight=pw, **c.legacy)
+    if mask is not None and c.resolved == "none":
+        out = zero_unselected(out, mask)
+    return out
+
+
+def oracle(c: Case) -> torch.Tensor:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch's deprecation and broadcast warnings; tested apart
+        if c.loss in REGRESSION:
+            return regression_oracle(c)
+        if c.loss in CLASSES:
+            return class_oracle(c)
+        return binary_oracle(c)
+
+
+def assert_matches(got: np.ndarray, want: torch.Tensor, dtype: np.dtype) -> None:
+    expected = want.detach().numpy()
+    assert got.dtype == expected.dtype, f"dtype {got.dtype}, torch gives {expected.dtype}"
+    assert got.shape == expected.shape, f"shape {got.shape}, torch gives {expected.shape}"
+    rtol, atol = TOLERANCE[np.dtype(dtype)]
+    np.testing.assert_allclose(got, expected, rtol=rtol, atol=atol, equal_nan=True)
+
+
+def counted(c: Case) -> int:
+    """Elements that count: selected by the mask and, for class indices, not ignore_index."""
+    if c.loss in CLASSES:
+        classes_axis = 0 if c.input.ndim == 1 else 1
+        keep = np.ones(np.delete(c.input.shape, classes_axis), bool)
+        if c.target.shape != c.input.shape:
+            keep &= c.target != c.params.get("ignore_index", -100)
+    else:
+        keep = np.ones(np.broadcast_shapes(c.input.shape, c.target.shape), bool)
+    return int(np.count_nonzero(keep if c.mask is None else keep & c.mask.astype(bool)))
+
+
+def check(c: Case) -> None:
+    """Both backends equal the torch oracle: value, shape, dtype, the reduction and the count they report."""
+    want = oracle(c)
+    for backend in ("numpy", "torch"):
+        result = c.compute(backend)
+        assert result.reduction.value == c.resolved, backend
+        assert result.selected == counted(c), backend
+        try:
+            assert_matches(result.value, want, c.input.dtype)
+        except AssertionError as exc:
+            raise AssertionError(f"backend={backend}: {exc}") from None
+
+
+# ------------------------------------------------------------------------------------ strategies
+
+
+def numbers(dtype, lo: float, hi: float) -> st.SearchStrategy[float]:
+    width = np.dtype(dtype).itemsize * 8
+    return st.floats(lo, hi, width=width, allow_nan=False, allow_subnormal=False)
+
+
+def arrays(dtype, shape, lo: float, hi: float) -> st.SearchStrategy[np.ndarray]:
+    return hnp.arrays(dtype, shape, elements=numbers(dtype, lo, hi))
+
+
+@st.composite
+def broadcast_shapes_to(draw, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """A shape that broadcasts to ``shape``: some leading axes dropped, some axes of size 1."""
+    drop = draw(st.integers(0, len(shape)))
+    return tuple(1 if draw(st.booleans()) else n for n in shape[drop:])
+
+
+@st.composite
+def masks(draw, shape: tuple[int, ...]) -> np.ndarray | None:
+    """None, or a mask of ``shape``: booleans or 0/1 integers."""
+    if draw(st.booleans()):
+        return None
+    mask = draw(hnp.arrays(np.bool_, shape))
+    return mask.astype(np.int8) if draw(st.booleans()) else mask
+
+
+@st.composite
+def reductions(draw) -> dict[str, Any]:
+    flag = st.sampled_from([None, None, True, False])  # mostly unset
+    return dict(reduction=draw(st.sampled_from(["none", "mean", "sum"])), size_average=draw(flag),
+                reduce=draw(flag))
+
+
+@st.composite
+def element_shapes(draw, max_side: int = 4) -> tuple[int, ...]:
+    min_side = draw(st.sampled_from([1, 1, 1, 0]))  # empty arrays now and then
+    return draw(hnp.array_shapes(min_dims=0, max_dims=4, min_side=min_side, max_side=max_side))
+
+
+@st.composite
+def regression_cases(draw, loss: str, dtypes=FLOATS, bound: float = 10.0, max_side: int = 4) -> Case:
+    dtype = draw(st.sampled_from(dtypes))
+    shape = draw(element_shapes(max_side))
+    x, y = draw(arrays(dtype, shape, -bound, bound)), draw(arrays(dtype, shape, -bound, bound))
+    weight = None
+    if draw(st.booleans()):
+        weight = draw(arrays(dtype, draw(broadcast_shapes_to(shape)), 0.0, 3.0))
+    params = {}
+    if loss == "smooth-l1":
+        params["beta"] = draw(st.sampled_from([0.0, 0.5, 1.0, 2.5]))
+    if loss == "huber":
+        params["delta"] = draw(st.sampled_from([0.5, 1.0, 3.0]))
+    return Case(loss, x, y, weight=weight, mask=draw(masks(shape)), params=params, **draw(reductions()))
+
+
+@st.composite
+def class_inputs(draw, loss: str, dtype) -> np.ndarray:
+    classes = draw(st.integers(1, 4))
+    if draw(st.integers(0, 4)) == 0:
+        shape = (classes,)  # unbatched
+    else:
+        n = draw(st.sampled_from([1, 2, 3, 0]))
+        shape = (n, classes, *draw(st.lists(st.integers(1, 3), max_size=2)))
+    lo, hi = (-10.0, 0.0) if loss == "nll" else (-8.0, 8.0)  # nll reads log-probabilities
+    return draw(arrays(dtype, shape, lo, hi))
+
+
+def class_layout(x: np.ndarray) -> tuple[int, tuple[int, ...]]:
+    """Number of classes and the loss's (= index target's) shape."""
+    if x.ndim == 1:
+        return x.shape[0], ()
+    return x.shape[1], x.shape[:1] + x.shape[2:]
+
+
+@st.composite
+def class_cases(draw, loss: str, dtypes=FLOATS) -> Case:
+    """Class-index targets, with ignore_index (sometimes a real class) and class weights."""
+    dtype = draw(st.sampled_from(dtypes))
+    x = draw(class_inputs(loss, dtype))
+    classes, loss_shape = class_layout(x)
+    ignore_index = draw(st.sampled_from([-100, -1]) | st.integers(0, classes - 1))
+    labels = st.integers(0, classes - 1) | st.just(ignore_index)
+    t = draw(hnp.arrays(draw(st.sampled_from([np.int64, np.int32])), loss_shape, elements=labels))
+    weight = draw(st.none() | arrays(dtype, (classes,), 0.0, 3.0))
+    params: dict[str, Any] = {}
+    if ignore_index != -100 or draw(st.booleans()):
+        params["ignore_index"] = ignore_index
+    if loss == "cross-entropy":
+        params["label_smoothing"] = draw(st.sampled_from([0.0, 0.0, 0.1, 0.3, 1.0]))
+    return Case(loss, x, t, weight=weight, mask=draw(masks(loss_shape)), params=params, **draw(reductions()))
+
+
+@st.composite
+def probability_cases(draw, dtypes=FLOATS) -> Case:
+    """cross-entropy against class probabilities of the input's shape (torch's rule picks them)."""
+    dtype = draw(st.sampled_from(dtypes))
+    x = draw(class_inputs("cross-entropy", dtype))
+    classes, loss_shape = class_layout(x)
+    y = draw(arrays(dtype, x.shape, 0.0, 1.0))
+    if draw(st.booleans()) and y.size:  # proper distributions, or any non-negative scores (torch allows)
+        y = (tensor(y).double() + 1e-3).softmax(dim=0 if y.ndim == 1 else 1).numpy().astype(dtype)
+    weight = draw(st.none() | arrays(dtype, (classes,), 0.0, 3.0))
+    params = {"label_smoothing": draw(st.sampled_from([0.0, 0.1, 0.5, 1.0]))}
+    return Case("cross-entropy", x, y, weight=weight, mask=draw(masks(loss_shape)), params=params,
+                **draw(reductions()))
+
+
+@st.composite
+def binary_cases(draw, loss: str, dtypes=FLOATS, bound: float = 10.0, max_side: int = 4) -> Case:
+    dtype = draw(st.sampled_from(dtypes))
+    shape = draw(element_shapes(max_side))
+    x = draw(arrays(dtype, shape, 0.0, 1.0) if loss == "bce" else arrays(dtype, shape, -bound, bound))
+    y = draw(arrays(dtype, shape, 0.0, 1.0))
+    weight = pos_weight = None
+    if draw(st.booleans()):
+        weight = draw(arrays(dtype, draw(broadcast_shapes_to(shape)), 0.0, 3.0))
+    if loss == "bce-with-logits" and draw(st.booleans()):
+        pos_weight = draw(arrays(dtype, draw(broadcast_shapes_to(shape)), 0.0, 5.0))
+    return Case(loss, x, y, weight=weight, pos_weight=pos_weight, mask=draw(masks(shape)),
+                **draw(reductions()))
+
+
+# ------------------------------------------------------------------------------- property tests
+
+
+@pytest.mark.parametrize("loss", REGRESSION)
+@given(data=st.data())
+def test_regression_losses_match_torch(loss, data):
+    check(data.draw(regression_cases(loss)))
+
+
+@pytest.mark.parametrize("loss", CLASSES)
+@given(data=st.data())
+def test_class_index_losses_match_torch(loss, data):
+    check(data.draw(class_cases(loss)))
+
+
+@given(case=probability_cases())
+def test_cross_entropy_probability_targets_match_torch(case):
+    check(case)
+
+
+@pytest.mark.parametrize("loss", BINARY)
+@given(data=st.data())
+def test_binary_losses_match_torch(loss, data):
+    check(data.draw(binary_cases(loss)))
+
+
+@pytest.mark.parametrize("loss", ["mse", "l1", "huber", "bce-with-logits", "cross-entropy"])
+@given(data=st.data())
+def test_float16_matches_torch_loosely(loss, data):
+    if loss in REGRESSION:
+        case = data.draw(regression_cases(loss, (np.float16,), bound=4.0, max_side=3))
+    elif loss in BINARY:
+        case = data.draw(binary_cases(loss, (np.float16,), bound=4.0, max_side=3))
+    else:
+        case = data.draw(class_cases(loss, (np.float16,)))
+    check(case)
+
+
+@st.composite
+def broadcasting_pairs(draw) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    shape = draw(hnp.array_shapes(min_dims=1, max_dims=3, min_side=1, max_side=4))
+    return draw(broadcast_shapes_to(shape)), draw(broadcast_shapes_to(shape))
+
+
+@pytest.mark.parametrize("loss", REGRESSION)
+@given(data=st.data())
+def test_broadcast_opt_in_matches_torch_and_carries_its_warning(loss, data):
+    """--broadcast: torch's broadcasting and torch's warning text; without it, a ShapeError."""
+    in_shape, t_shape = data.draw(broadcasting_pairs())
+    dtype = data.draw(st.sampled_from(FLOATS))
+    x, y = data.draw(arrays(dtype, in_shape, -10, 10)), data.draw(arrays(dtype, t_shape, -10, 10))
+    loss_shape = np.broadcast_shapes(in_shape, t_shape)
+    weight = None
+    if data.draw(st.booleans()):
+        weight = data.draw(arrays(dtype, data.draw(broadcast_shapes_to(loss_shape)), 0.0, 3.0))
+    case = Case(loss, x, y, weight=weight, mask=data.draw(masks(loss_shape)), broadcast=True,
+                reduction=data.draw(st.sampled_from(["none", "mean", "sum"])))
+    check(case)
+    fn = {"mse": F.mse_loss, "l1": F.l1_loss, "smooth-l1": F.smooth_l1_loss, "huber": F.huber_loss}[loss]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fn(tensor(x), tensor(y))
+    torch_says = [str(w.message) for w in caught]
+    for backend in ("numpy", "torch"):
+        said = case.compute(backend).warnings
+        if in_shape == t_shape:
+            assert not torch_says and not any("target size" in w for w in said)
+        else:
+            assert len(torch_says) == 1 and said.count(torch_says[0]) == 1, backend
+    if in_shape != t_shape:
+        with pytest.raises(ShapeError, match=r"^target: expected the input's shape"):
+            losscli.compute(loss, x, y)
+
+
+@pytest.mark.parametrize("loss", ALL_LOSSES)
+@pytest.mark.parametrize("flags", [(None, False), (True, None), (False, True), (False, False)])
+def test_legacy_flags_carry_torchs_deprecation_warning(loss, flags):
+    size_average, reduce = flags
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        reduction = legacy_get_string(size_average, reduce)
+    x = np.array([[0.2, 0.7, 0.1], [0.9, 0.5, 0.3]])
+    target = np.array([0, 2]) if loss in CLASSES else np.array([[0.0, 1.0, 1.0], [0.5, 0.0, 1.0]])
+    for backend in ("numpy", "torch"):
+        result = losscli.compute(loss, x, target, size_average=size_average, reduce=reduce, reduction="sum",
+                                 backend=backend)
+        assert result.reduction.value == reduction
+        assert result.warnings.count(str(caught[0].message)) == 1, backend
+
+
+@pytest.mark.parametrize("loss", ALL_LOSSES)
+def test_nan_propagates_where_torch_gives_nan(loss):
+    x = np.array([[0.5, np.nan, 0.25], [0.1, 0.2, 0.3]], dtype=np.float32)
+    if loss == "bce":  # torch refuses NaN probabilities; so does losscli
+        with pytest.raises(RuntimeError):
+            F.binary_cross_entropy(tensor(x), tensor(np.zeros_like(x)))
+        with pytest.raises(ValueDomainError, match=r"^input: expected probabilities in \[0, 1\], but got nan"):
+            losscli.compute(loss, x, np.zeros_like(x))
+        return
+    target = np.array([1, 0]) if loss in CLASSES else np.array([[0.0, 1.0, 1.0], [0.5, 0.0, 1.0]], np.float32)
+    for reduction in ("none", "mean", "sum"):
+        for mask in (None, np.array([True, False]) if loss in CLASSES else np.array([[1, 0, 1], [1, 1, 1]])):
+            check(Case(loss, x, target, mask=mask, reduction=reduction))
+
+
+@pytest.mark.parametrize("loss", ALL_LOSSES)
+@pytest.mark.parametrize("weighted", [False, True])
+def test_all_masked_out_mean_is_nan_sum_is_zero(loss, weighted):
+    x = np.array([[0.2, 0.7, 0.1], [0.9, 0.5, 0.3]])
+    if loss in CLASSES:
+        target, mask, weight = np.array([0, 2]), np.zeros(2, bool), np.array([1.0, 2.0, 3.0])
+    else:
+        target, mask, weight = np.full_like(x, 0.5), np.zeros(x.shape, bool), np.full_like(x, 2.0)
+    for reduction in ("mean", "sum", "none"):
+        case = Case(loss, x, target, weight=weight if weighted else None, mask=mask, reduction=reduction)
+        check(case)
+        if reduction == "mean":
+            assert np.isnan(case.compute("numpy").value)
+            assert any("is NaN" in w for w in case.compute("numpy").warnings)
+
+
+@pytest.mark.parametrize("loss", ALL_LOSSES)
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_result_dtype_is_torchs(loss, dtype):
+    x = np.array([[0.2, 0.7, 0.1], [0.9, 0.5, 0.3]], dtype=dtype)
+    target = np.array([0, 2]) if loss in CLASSES else np.full_like(x, 0.5)
+    for reduction in ("none", "mean", "sum"):
+        want = oracle(Case(loss, x, target, reduction=reduction)).numpy().dtype
+        assert want == dtype
+        for backend in ("numpy", "torch"):
+            assert losscli.compute(loss, x, target, reduction=reduction, backend=backend).value.dtype == want
+
+
+def test_numpy_path_never_imports_torch():
+    code = ("import losscli, numpy as np; losscli.compute('mse', np.ones(3), np.zeros(3)); "
+            "import sys; assert 'torch' not in sys.modules")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+
+
+# ---------------------------------------------------------------------------------------- errors
+
+
+def test_shape_mismatch_is_an_error_not_silent_broadcasting():
+    x, y = np.zeros((3, 1)), np.zeros((1, 4))
+    with pytest.raises(ShapeError, match=r"^target: expected the input's shape \(3, 1\), but got \(1, 4\)"):
+        losscli.compute("mse", x, y)
+    with pytest.raises(ShapeError, match=r"^target: .*\(3,\).*\(2,\)"):
+        losscli.compute("l1", np.zeros(3), np.zeros(2), broadcast=True)  # does not broadcast at all
+
+
+@pytest.mark.parametrize("loss", BINARY + CLASSES)
+def test_broadcast_is_refused_where_torch_never_broadcasts(loss):
+    target = np.full((2, 3), 0.5) if loss in BINARY else np.array([0, 1])
+    with pytest.raises(OptionError, match=r"^--broadcast"):
+        losscli.compute(loss, np.full((2, 3), 0.5), target, broadcast=True)
+
+
+@pytest.mark.parametrize("bad, where", [(1.5, "index 1"), (-0.25, "index 1")])
+def test_bce_input_outside_unit_interval(bad, where):
+    x = np.array([0.5, bad, 0.2])
+    with pytest.raises(RuntimeError):  # torch refuses it too
+        F.binary_cross_entropy(tensor(x), tensor(np.zeros(3)))
+    expected = rf"^input: expected probabilities in \[0, 1\], but got {bad} at {where}"
+    with pytest.raises(ValueDomainError, match=expected):
+        losscli.compute("bce", x, np.zeros(3))
+
+
+@pytest.mark.parametrize("loss", CLASSES)
+@pytest.mark.parametrize(
+    "x_shape, target, shown",
+    [
+        ((2, 3), [0, 3], r"3 at index 1"),
+        ((2, 3), [-1, 0], r"-1 at index 0"),
+        ((2, 3, 2), [[0, 1], [5, 0]], r"5 at index \(1, 0\)"),
+        ((3,), 7, r"7 at index \(\)"),
+    ],
+)
+def test_class_index_out_of_range(loss, x_shape, target, shown):
+    x, t = np.zeros(x_shape), np.array(target)
+    with pytest.raises((IndexError, RuntimeError)):  # torch refuses it too
+        getattr(F, "nll_loss" if loss == "nll" else "cross_entropy")(tensor(x), tensor(t))
+    classes = x_shape[0] if len(x_shape) == 1 else x_shape[1]
+    expected = rf"^target: expected class indices in \[0, {classes}\) or ignore_index -100, but got {shown}"
+    with pytest.raises(ValueDomainError, match=expected):
+        losscli.compute(loss, x, t)
+
+
+def test_ignore_index_with_probability_targets_is_refused_as_in_torch():
+    x, y = np.zeros((2, 3)), np.full((2, 3), 1 / 3)
+    with pytest.raises(RuntimeError, match="ignore_index is not supported"):
+        F.cross_entropy(tensor(x), tensor(y), ignore_index=0)
+    for backend in ("numpy", "torch"):
+        with pytest.raises(OptionError, match=r"^--ignore-index: expected the default -100 .*but got 0"):
+            losscli.compute("cross-entropy", x, y, ignore_index=0, backend=backend)
+
+
+def test_integral_float_targets_read_as_indices_when_asked():
+    x, labels = np.array([[0.3, -1.0, 2.0], [1.5, 0.0, 0.25]]), np.array([2, 0])
+    want = F.cross_entropy(tensor(x), tensor(labels), reduction="none").numpy()
+    for backend in ("numpy", "torch"):
+        got = losscli.compute("cross-entropy", x, labels.astype(np.float64), target_kind="index",
+                              reduction="none", backend=backend).value
+        np.testing.assert_allclose(got, want, rtol=1e-12)
+    with pytest.raises(ValueDomainError, match=r"^target: expected integer class indices, but got float64"):
+        losscli.compute("cross-entropy", x, np.array([0.5, 1.0]), target_kind="index")
+    with pytest.raises(ShapeError, match=r"^target: expected class probabilities of the input's shape \(2, 3\)"):
+        losscli.compute("cross-entropy", x, labels, target_kind="prob")
+
+
+def test_float_class_targets_for_nll():
+    with pytest.raises(ValueDomainError, match=r"^target: expected integer class indices, but got float64"):
+        losscli.compute("nll", np.zeros((2, 3)), np.array([0.0, 1.0]))
+
+
+@pytest.mark.parametrize("loss", CLASSES)
+@pytest.mark.parametrize("shape", [(2,), (4,), (3, 1), (1, 3)])
+def test_class_weight_of_wrong_shape(loss, shape):
+    with pytest.raises(ShapeError, match=rf"^weight: expected one weight per class, shape \(3,\), but got"):
+        losscli.compute(loss, np.zeros((2, 3)), np.array([0, 1]), weight=np.ones(shape))
+
+
+@pytest.mark.parametrize("loss", ["mse", "bce", "nll"])
+def test_mask_of_wrong_shape_or_values(loss):
+    x = np.full((2, 3), 0.5)
+    target = np.array([0, 1]) if loss == "nll" else x
+    loss_shape = (2,) if loss == "nll" else (2, 3)
+    with pytest.raises(ShapeError, match=r"^mask: expected the loss's shape"):
+        losscli.compute(loss, x, target, mask=np.ones((5,)))
+    bad = np.ones(loss_shape)
+    bad.reshape(-1)[1] = 2
+    with pytest.raises(ValueDomainError, match=r"^mask: expected 0/1 or true/false, but got 2"):
+        losscli.compute(loss, x, target, mask=bad)
+
+
+@pytest.mark.parametrize("shape", [(4, 1), (5,), (1, 5), (4, 5)])
+def test_bce_weights_that_broadcast(shape):
+    rng = np.random.default_rng(0)
+    x, y, w = rng.uniform(0.01, 0.99, (4, 5)), rng.uniform(0, 1, (4, 5)), rng.uniform(0.5, 2, shape)
+    for reduction in ("none", "mean", "sum"):
+        check(Case("bce", x, y, weight=w, reduction=reduction))
+
+
+def test_bce_weight_that_does_not_broadcast():
+    x = np.full((4, 5), 0.5)
+    with pytest.raises(RuntimeError):  # torch refuses it too
+        F.binary_cross_entropy(tensor(x), tensor(x), weight=tensor(np.ones(4)))
+    expected = r"^weight: expected a shape that broadcasts to the loss's shape \(4, 5\), but got \(4,\)"
+    with pytest.raises(ShapeError, match=expected):
+        losscli.compute("bce", x, x, weight=np.ones(4))
+
+
+@pytest.mark.parametrize("role", ["input", "target", "weight"])
+def test_nan_policy_raise(role):
+    arrays = {"input": np.array([[1.0, 2.0], [3.0, 4.0]]), "target": np.zeros((2, 2)),
+              "weight": np.ones((2, 2))}
+    arrays[role][1, 0] = np.nan
+    expected = rf"^{role}: expected finite values \(--nan-policy raise\), but got nan at index \(1, 0\)"
+    with pytest.raises(ValueDomainError, match=expected):
+        losscli.compute("mse", arrays["input"], arrays["target"], weight=arrays["weight"], nan_policy="raise")
+    result = losscli.compute("mse", arrays["input"], arrays["target"], weight=arrays["weight"])
+    assert np.isnan(result.value) and any(w.startswith(f"{role} holds 1 non-finite") for w in result.warnings)
+
+
+def test_errors_are_losscli_errors():
+    for cls in (ShapeError, ValueDomainError, OptionError):
+        assert issubclass(cls, LossCliError)
+    with pytest.raises(OptionError, match=r"^loss: expected one of"):
+        losscli.compute("nope", np.zeros(1), np.zeros(1))
+    with pytest.raises(OptionError, match=r"^beta: mse takes no options"):
+        losscli.compute("mse", np.zeros(1), np.zeros(1), beta=1.0)
+
+
+@pytest.mark.parametrize(
+    "loss, options, named",
+    [
+        ("mse", dict(reduction="batchmean"), "--reduction"),
+        ("mse", dict(reduction="batchmean", size_average=False), "--reduction"),
+        ("mse", dict(backend="jax"), "--backend"),
+        ("mse", dict(nan_policy="omit"), "--nan-policy"),
+        ("cross-entropy", dict(target_kind="probs"), "--target-kind"),
+        ("cross-entropy", dict(label_smoothing=1.5), "--label-smoothing"),
+        ("smooth-l1", dict(beta="wide"), "--beta"),
+        ("smooth-l1", dict(beta=-1.0), "--beta"),
+        ("huber", dict(delta=0.0), "--delta"),
+        ("nll", dict(label_smoothing=0.1), "label_smoothing"),
+        ("mse", dict(pos_weight=np.ones(2)), "--pos-weight"),
+    ],
+)
+def test_bad_options_are_option_errors_naming_the_option(loss, options, named):
+    """compute() promises LossCliError on bad input: a bad option value is one, not a bare ValueError."""
+    target = np.array([0, 1]) if loss in CLASSES else np.zeros((2, 2))
+    with pytest.raises(OptionError, match=rf"^{named}\b"):
+        losscli.compute(loss, np.zeros((2, 2)), target, **options)
