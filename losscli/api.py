@@ -17,8 +17,9 @@ import numpy as np
 from .backends import Backend, runner
 from .errors import OptionError
 from .losses import CATALOG, LossSpec
+from .losses.spec import Batch
 from .losses.families import Arg
-from .reduction import Reduction, resolve
+from .reduction import Reduction, resolve, selection
 
 class NanPolicy(str, enum.Enum):
     """NaN/Inf in the inputs: let them through with a warning, or refuse them."""
@@ -180,13 +181,9 @@ def compute(
     )
 
 
-def _selected(spec: LossSpec, batch, params: dict[str, Any]) -> int:
-    valid = spec.family.valid(batch, params)
-    if valid is None and batch.mask is None:
-        return math.prod(batch.loss_shape)
-    if valid is None:
-        return int(np.count_nonzero(batch.mask))
-    return int(np.count_nonzero(valid if batch.mask is None else valid & batch.mask))
+def _selected(spec: LossSpec, batch: Batch, params: dict[str, Any]) -> int:
+    select = selection(spec.family.valid(batch, params), batch.mask)
+    return math.prod(batch.loss_shape) if select is None else int(np.count_nonzero(select))
 
 
 def _compare(backend: Backend, value: np.ndarray, other: np.ndarray, tolerance: float) -> CrossCheck:

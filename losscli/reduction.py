@@ -98,19 +98,19 @@ class Partial:
             return float(np.float64(self.total) / np.float64(self.weight))
 
 
-def selection(elements: Elements, mask: np.ndarray | None) -> np.ndarray | None:
-    """Boolean array of the elements that count (mask and not ignored); None when all count."""
-    if elements.valid is None:
+def selection(valid: np.ndarray | None, mask: np.ndarray | None) -> np.ndarray | None:
+    """Boolean array of the elements that count (not ignored, and selected by the mask); None: all."""
+    if valid is None:
         return mask
     if mask is None:
-        return elements.valid
-    return elements.valid & mask
+        return valid
+    return valid & mask
 
 
 def partial(elements: Elements, mask: np.ndarray | None = None) -> Partial:
     """Sums over the selected elements, accumulated in float64."""
     values = np.asarray(elements.values, dtype=np.float64)
-    select = selection(elements, mask)
+    select = selection(elements.valid, mask)
     if select is None:
         select = np.ones(values.shape, dtype=bool)
     select = np.broadcast_to(select, values.shape)
@@ -126,7 +126,7 @@ def partial(elements: Elements, mask: np.ndarray | None = None) -> Partial:
 
 def unreduced(elements: Elements, mask: np.ndarray | None = None) -> np.ndarray:
     """The ``none`` reduction: per-element values, unselected entries set to 0."""
-    select = selection(elements, mask)
+    select = selection(elements.valid, mask)
     values = np.asarray(elements.values, dtype=np.float64)
     if select is None:
         return values
