@@ -61,6 +61,7 @@ class LossResult:
     selected: int  # elements that count: not masked out, not ignored
     warnings: list[str] = field(default_factory=list)
     cross_check: CrossCheck | None = None
+    grad: np.ndarray | None = None  # d(loss)/d(first file), that file's shape; with compute(grad=True)
 
     @property
     def is_scalar(self) -> bool:
@@ -118,9 +119,7 @@ def _convert(flag: str, kind: type, value: Any) -> Any:
 
 def compute(
     loss: str | LossSpec,
-    input: Any,
-    target: Any,
-    *,
+    *arrays: Any,
     weight: Any = None,
     pos_weight: Any = None,
     mask: Any = None,
@@ -132,22 +131,29 @@ def compute(
     nan_policy: NanPolicy | str = NanPolicy.propagate,
     cross_check: bool = False,
     tolerance: float = 1e-5,
+    grad: bool = False,
     **params: Any,
 ) -> LossResult:
     """Compute ``loss`` as ``torch.nn.functional.<torch_name>`` would.
 
-    ``input``, ``target``, ``weight``, ``pos_weight`` and ``mask`` are arrays (or ``losscli.io.Loaded``,
-    whose file names then appear in messages). ``mask`` selects elements of the loss: ``mean`` divides by
+    ``arrays`` are the loss's files in torch's argument order (``input, target`` for most). They, and
+    ``weight``, ``pos_weight`` and ``mask``, are arrays (or ``losscli.io.Loaded``, whose file names then
+    appear in messages). ``mask`` selects elements of the loss: ``mean`` divides by
     what the selected elements contribute (their count, or their weights where torch divides by weights).
     ``cross_check`` also runs the other backend and records the largest difference; it is ``ok`` when
-    every element satisfies ``|a - b| <= tolerance * (1 + |b|)``. Raises ``LossCliError`` on bad input.
+    every element satisfies ``|a - b| <= tolerance * (1 + |b|)``, gradients included. ``grad`` also
+    computes d(loss)/d(first array) (for ``none``: of the sum, as ``backward(ones_like(loss))``).
+    Raises ``LossCliError`` on bad input.
     """
     spec = lookup(loss)
     backend = _convert("--backend", Backend, backend)
     nan_policy = _convert("--nan-policy", NanPolicy, nan_policy)
     resolved, legacy_warning = resolve(reduction, size_average, reduce)
     params = _params(spec, params)
-    args = {"input": _arg("input", input), "target": _arg("target", target)}
+    names = [f.name for f in spec.files]
+    if len(arrays) != len(names):
+        raise OptionError(f"{spec.name}: expected {len(names)} arrays ({', '.join(names)}), but got {len(arrays)}")
+    args = {name: _arg(name, value) for name, value in zip(names, arrays)}
     for role, value, accepted in (("weight", weight, spec.weight_help is not None),
                                   ("pos_weight", pos_weight, spec.pos_weight), ("mask", mask, True)):
         if value is None:
@@ -161,7 +167,8 @@ def compute(
     batch = spec.family.prepare(spec, args, params, broadcast=broadcast, nan_policy=nan_policy)
     if legacy_warning:
         batch.warnings.insert(0, legacy_warning)
-    value = runner(backend)(spec, batch, params, resolved).astype(batch.dtype)
+    computed = runner(backend)(spec, batch, params, resolved, grad)
+    value, gradient = computed.value.astype(batch.dtype), _grad(computed.grad, args[names[0]], batch)
     count = math.prod(batch.loss_shape)
     selected = _selected(spec, batch, params)
     if resolved is Reduction.mean and selected == 0:
@@ -170,15 +177,21 @@ def compute(
     check = None
     if cross_check:
         other_backend = Backend.torch if backend is Backend.numpy else Backend.numpy
-        other = runner(other_backend)(spec, batch, params, resolved).astype(batch.dtype)
-        check = _compare(other_backend, value, other, tolerance)
+        other = runner(other_backend)(spec, batch, params, resolved, grad)
+        check = _compare(other_backend, (value, gradient), (other.value.astype(batch.dtype),
+                                                            _grad(other.grad, args[names[0]], batch)), tolerance)
 
     inputs = [InputInfo(a.role, a.source, tuple(a.array.shape), str(a.array.dtype)) for a in args.values()]
     return LossResult(
         loss=spec.name, torch_name=spec.torch_name, reduction=resolved, backend=backend, value=value,
         params=params, inputs=inputs, count=count, selected=selected,
-        warnings=list(dict.fromkeys(batch.warnings)), cross_check=check,
+        warnings=list(dict.fromkeys(batch.warnings)), cross_check=check, grad=gradient,
     )
+
+
+def _grad(grad: np.ndarray | None, first: Arg, batch: Batch) -> np.ndarray | None:
+    """A backend's gradient in the user's layout: the first array's shape, the loss's dtype."""
+    return None if grad is None else grad.reshape(first.array.shape).astype(batch.dtype)
 
 
 def _selected(spec: LossSpec, batch: Batch, params: dict[str, Any]) -> int:
@@ -186,8 +199,11 @@ def _selected(spec: LossSpec, batch: Batch, params: dict[str, Any]) -> int:
     return math.prod(batch.loss_shape) if select is None else int(np.count_nonzero(select))
 
 
-def _compare(backend: Backend, value: np.ndarray, other: np.ndarray, tolerance: float) -> CrossCheck:
-    a, b = value.astype(np.float64), other.astype(np.float64)
+def _compare(backend: Backend, ours: tuple[np.ndarray, np.ndarray | None],
+             theirs: tuple[np.ndarray, np.ndarray | None], tolerance: float) -> CrossCheck:
+    """Largest differences between two backends' values (and gradients, when computed)."""
+    a = np.concatenate([np.ravel(x).astype(np.float64) for x in ours if x is not None])
+    b = np.concatenate([np.ravel(x).astype(np.float64) for x in theirs if x is not None])
     both_nan = np.isnan(a) & np.isnan(b)
     with np.errstate(invalid="ignore", divide="ignore"):
         diff = np.where(both_nan | (a == b), 0.0, np.abs(a - b))
@@ -195,4 +211,4 @@ def _compare(backend: Backend, value: np.ndarray, other: np.ndarray, tolerance: 
     ok = bool(np.all(diff <= tolerance * (1 + np.abs(b))))  # NaN against a number fails
     max_abs = float(np.max(diff)) if diff.size else 0.0
     max_rel = float(np.max(rel)) if rel.size else 0.0
-    return CrossCheck(backend, other, max_abs, max_rel, tolerance, ok)
+    return CrossCheck(backend, theirs[0], max_abs, max_rel, tolerance, ok)

@@ -117,10 +117,11 @@ def _opt(*flags: str, panel: str, help: str, **kw: Any) -> Any:
 
 def _signature(spec: LossSpec) -> list[inspect.Parameter]:
     """The command's parameters, in the order --help shows them."""
-    file_help = "FILE.npy, FILE.npz[:key], FILE.csv[:col[,col]] or - (CSV on stdin)"
+    forms = "FILE.npy, FILE.npz[:key], FILE.csv[:col[,col]] or - (CSV on stdin)"
     params = [
-        _param("input", Annotated[str, typer.Argument(help=f"predictions: {file_help}", show_default=False)]),
-        _param("target", Annotated[str, typer.Argument(help="targets, same forms", show_default=False)]),
+        _param(f.name, Annotated[str, typer.Argument(help=f"{escape(f.help)}: {forms}" if i == 0 else
+                                                     f"{escape(f.help)}, same forms", show_default=False)])
+        for i, f in enumerate(spec.files)
     ]
     if spec.weight_help:
         params.append(_param("weight", Annotated[Optional[str], _opt(
@@ -167,6 +168,10 @@ def _signature(spec: LossSpec) -> list[inspect.Parameter]:
         _param("output", Annotated[Optional[str], _opt(
             "--output", "-o", panel=OUTPUT, metavar="FILE", help="also write the value to FILE.npy or FILE.csv")],
             None),
+        _param("grad", Annotated[Optional[str], _opt(
+            "--grad", panel=OUTPUT, metavar="FILE",
+            help=f"write d(loss)/d({spec.files[0].name}) to FILE.npy or FILE.csv, and show it (for none: of "
+                 "the sum)")], None),
         _param("debug", Annotated[bool, _opt("--debug", panel=OUTPUT, help="show tracebacks")], False),
     ]
     return params
@@ -181,26 +186,29 @@ def _help(spec: LossSpec) -> str:
     )
 
 
-def run(spec: LossSpec, *, input: str, target: str, weight: str | None = None, pos_weight: str | None = None,
-        mask: str | None = None, reduction: Reduction, size_average: bool | None, reduce: bool | None,
-        backend: Backend, cross_check: bool, tolerance: float, fail_above: float | None,
-        fail_below: float | None, nan_policy: NanPolicy, format: Format, output: str | None, debug: bool,
+def run(spec: LossSpec, *, weight: str | None = None, pos_weight: str | None = None, mask: str | None = None,
+        reduction: Reduction, size_average: bool | None, reduce: bool | None, backend: Backend,
+        cross_check: bool, tolerance: float, fail_above: float | None, fail_below: float | None,
+        nan_policy: NanPolicy, format: Format, output: str | None, grad: str | None, debug: bool,
         broadcast: bool = False, **params: Any) -> None:
-    """One loss command: load, compute, render, gate."""
+    """One loss command: load, compute, render, gate. ``params`` holds the files and the loss's options."""
     try:
         if (fail_above is not None or fail_below is not None) and _resolves_to_none(reduction, size_average, reduce):
             raise LossCliError("--fail-above/--fail-below: expected a reduced value (mean or sum), but the "
                                "reduction is none")
         loader = Loader()
-        files = {"input": input, "target": target, "weight": weight, "pos_weight": pos_weight, "mask": mask}
-        loaded = {role: loader.load(spec_, role=role) for role, spec_ in files.items() if spec_ is not None}
+        arrays = [loader.load(params.pop(f.name), role=f.name) for f in spec.files]
+        extras = {"weight": weight, "pos_weight": pos_weight, "mask": mask}
+        loaded = {role: loader.load(spec_, role=role) for role, spec_ in extras.items() if spec_ is not None}
         result = compute(
-            spec, loaded.pop("input"), loaded.pop("target"), **loaded, reduction=reduction,
-            size_average=size_average, reduce=reduce, backend=backend, broadcast=broadcast,
-            nan_policy=nan_policy, cross_check=cross_check, tolerance=tolerance, **params,
+            spec, *arrays, **loaded, reduction=reduction, size_average=size_average, reduce=reduce,
+            backend=backend, broadcast=broadcast, nan_policy=nan_policy, cross_check=cross_check,
+            tolerance=tolerance, grad=grad is not None, **params,
         )
         if output is not None:
-            save(result, output)
+            save(result.value, output, "--output")
+        if grad is not None:
+            save(result.grad, grad, "--grad")
     except LossCliError as exc:
         _report(debug, f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(EXIT_BAD_INPUT) from None

@@ -124,6 +124,23 @@ def partial(elements: Elements, mask: np.ndarray | None = None) -> Partial:
     return Partial(total, weight, selected)
 
 
+def upstream(elements: Elements, mask: np.ndarray | None, reduction: Reduction,
+             totals: Partial | None = None) -> np.ndarray:
+    """d(reduced loss) / d(values_i): the grad_output each element's value receives.
+
+    1 for ``sum`` and for ``none`` (torch's ``backward(ones_like(loss))``), ``1 / Σ denom`` for ``mean``
+    (``totals`` are the mean's sums), 0 for elements that do not count. Denominators are weights, never
+    functions of the input, so they carry no gradient.
+    """
+    shape = np.shape(elements.values)
+    select = selection(elements.valid, mask)
+    coef = np.ones(shape) if select is None else np.broadcast_to(select, shape).astype(np.float64)
+    if reduction is Reduction.mean:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            coef = coef / np.float64(totals.weight)
+    return coef
+
+
 def unreduced(elements: Elements, mask: np.ndarray | None = None) -> np.ndarray:
     """The ``none`` reduction: per-element values, unselected entries set to 0."""
     select = selection(elements.valid, mask)

@@ -320,7 +320,11 @@ def test_cross_check_failure_exits_one(monkeypatch):
     from losscli.backends import torch_backend
 
     real = torch_backend.run
-    monkeypatch.setattr(torch_backend, "run", lambda *a: real(*a) + 1e-3)  # a torch that disagrees
+    def disagreeing(*args):
+        computed = real(*args)
+        return computed._replace(value=computed.value + 1e-3)
+
+    monkeypatch.setattr(torch_backend, "run", disagreeing)
     result = invoke("cross-entropy", CLS / "logits.npy", CLS / "labels.csv", "--cross-check", "-f", "plain")
     assert result.exit_code == 1
     assert "cross-check: numpy and torch differ by up to 0.001" in result.stderr

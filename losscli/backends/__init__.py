@@ -4,7 +4,7 @@ torch) and torch (imported only when asked for)."""
 from __future__ import annotations
 
 import enum
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
@@ -17,8 +17,13 @@ class Backend(str, enum.Enum):
     torch = "torch"
 
 
-# spec, batch, option values, reduction -> the value: a float for mean/sum, the loss's shape for none
-RunFn = Callable[[LossSpec, Batch, dict[str, Any], Reduction], np.ndarray]
+class Computed(NamedTuple):
+    value: np.ndarray  # 0-d for mean/sum; the loss's shape for none
+    grad: np.ndarray | None  # d(loss)/d(first file), in the batch's layout; None unless asked for
+
+
+# spec, batch, option values, reduction, whether to differentiate -> Computed
+RunFn = Callable[[LossSpec, Batch, dict[str, Any], Reduction, bool], Computed]
 
 
 def runner(backend: Backend) -> RunFn:

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..reduction import Elements
 from .families import Binary, Classes, check_probabilities
-from .regression import _weighted
+from .regression import _weighted, elementwise_grad
 from .spec import Batch, LossSpec, Option, TargetKind
 
 CLASS_WEIGHT_HELP = "class weights (FILE), shape (C,)"
@@ -59,18 +59,58 @@ def _from_log_probs(logp: np.ndarray, a: dict[str, np.ndarray], p: dict[str, Any
     return Elements(np.where(valid, values, 0.0), denom=denom, valid=valid)
 
 
+def _grad_log_probs(logp: np.ndarray, a: dict[str, np.ndarray], p: dict[str, Any], batch: Batch,
+                    coef: np.ndarray) -> np.ndarray:
+    """d(loss)/d(log-probabilities) for :func:`_from_log_probs`, each element's loss receiving ``coef``."""
+    eps, classes, w = p.get("label_smoothing", 0.0), logp.shape[1], a.get("weight")
+    w_along = 1.0 if w is None else _class_weights_along(w, logp.ndim)
+    coef = coef[:, None]
+    if batch.target_kind is TargetKind.prob:
+        y = a["target"]
+        if eps:
+            y = y * (1 - eps) + eps / classes
+        return -coef * y * w_along
+    t = a["target"]
+    safe = np.where(t != p["ignore_index"], t, 0)[:, None]  # ignored elements have coef 0
+    w_t = 1.0 if w is None else w[safe]
+    grad = np.zeros_like(logp) if not eps else np.broadcast_to(-coef * eps / classes * w_along, logp.shape).copy()
+    picked = np.take_along_axis(grad, safe, axis=1) - coef * (1 - eps) * w_t
+    np.put_along_axis(grad, safe, picked, axis=1)
+    return grad
+
+
+def _grad_through_log_softmax(x: np.ndarray, grad_logp: np.ndarray) -> np.ndarray:
+    """The chain rule through log_softmax along axis 1: g - softmax(x)·Σ_c g_c."""
+    return grad_logp - np.exp(log_softmax(x)) * grad_logp.sum(axis=1, keepdims=True)
+
+
 def _bce(a: dict[str, np.ndarray]) -> np.ndarray:
     x, y = a["input"], a["target"]
     with np.errstate(divide="ignore"):  # log(0) = -inf, clamped at -100 as torch does
         return (y - 1) * np.maximum(np.log1p(-x), -100.0) - y * np.maximum(np.log(x), -100.0)
 
 
+def _bce_grad(a: dict[str, np.ndarray]) -> np.ndarray:
+    x, y = a["input"], a["target"]
+    return (x - y) / np.maximum((1 - x) * x, 1e-12)  # torch's binary_cross_entropy_backward, EPSILON 1e-12
+
+
+def _log_weight(a: dict[str, np.ndarray]) -> np.ndarray | float:
+    """``1 + (pos_weight - 1)·y``: how much a positive target's term counts."""
+    pw = a.get("pos_weight")
+    return 1.0 if pw is None else 1 + (pw - 1) * a["target"]
+
+
+def _bce_with_logits_grad(a: dict[str, np.ndarray]) -> np.ndarray:
+    x, y = a["input"], a["target"]
+    sigmoid = np.exp(np.minimum(x, 0) - np.log1p(np.exp(-np.abs(x))))
+    return (1 - y) - _log_weight(a) * (1 - sigmoid)
+
+
 def _bce_with_logits(a: dict[str, np.ndarray]) -> np.ndarray:
     x, y = a["input"], a["target"]
     log_sigmoid = np.minimum(x, 0) - np.log1p(np.exp(-np.abs(x)))
-    pw = a.get("pos_weight")
-    log_weight = 1.0 if pw is None else 1 + (pw - 1) * y
-    return (1 - y) * x - log_weight * log_sigmoid
+    return (1 - y) * x - _log_weight(a) * log_sigmoid
 
 
 NLL = LossSpec(
@@ -81,6 +121,7 @@ NLL = LossSpec(
     mean_rule="Σ w[t] over targets that count (n of them without --weight)",
     family=Classes(probabilities=False),
     numpy=lambda a, p, b: _from_log_probs(a["input"], a, p, b),
+    grad=lambda a, p, b, c: _grad_log_probs(a["input"], a, p, b, c),
     torch=lambda F, t, p, r: F.nll_loss(t["input"], t["target"], weight=t.get("weight"),
                                         ignore_index=p["ignore_index"], reduction=r),
     options=(IGNORE_INDEX,),
@@ -96,6 +137,8 @@ CROSS_ENTROPY = LossSpec(
     mean_rule="index targets: Σ w[t] over targets that count; probability targets: n samples",
     family=Classes(probabilities=True),
     numpy=lambda a, p, b: _from_log_probs(log_softmax(a["input"]), a, p, b),
+    grad=lambda a, p, b, c: _grad_through_log_softmax(
+        a["input"], _grad_log_probs(log_softmax(a["input"]), a, p, b, c)),
     torch=lambda F, t, p, r: F.cross_entropy(t["input"], t["target"], weight=t.get("weight"),
                                              ignore_index=p["ignore_index"], reduction=r,
                                              label_smoothing=p["label_smoothing"]),
@@ -117,6 +160,7 @@ BCE = LossSpec(
     mean_rule="n elements, with or without --weight",
     family=Binary(),
     numpy=lambda a, p, b: _weighted(_bce(a), a, weighted_mean=False),
+    grad=lambda a, p, b, c: elementwise_grad(a, c, _bce_grad(a)),
     torch=lambda F, t, p, r: F.binary_cross_entropy(t["input"], t["target"], weight=t.get("weight"),
                                                     reduction=r),
     weight_help=ELEMENT_WEIGHT_HELP,
@@ -132,6 +176,7 @@ BCE_WITH_LOGITS = LossSpec(
     mean_rule="n elements, with or without --weight",
     family=Binary(),
     numpy=lambda a, p, b: _weighted(_bce_with_logits(a), a, weighted_mean=False),
+    grad=lambda a, p, b, c: elementwise_grad(a, c, _bce_with_logits_grad(a)),
     torch=lambda F, t, p, r: F.binary_cross_entropy_with_logits(
         t["input"], t["target"], weight=t.get("weight"), pos_weight=t.get("pos_weight"), reduction=r),
     weight_help=ELEMENT_WEIGHT_HELP,

@@ -27,6 +27,21 @@ def _weighted(loss: np.ndarray, a: dict[str, np.ndarray], *, weighted_mean: bool
     return Elements(loss * w, denom=w if weighted_mean else None)
 
 
+def unbroadcast(grad: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Sum a gradient of the loss's shape back to the shape of an argument that was broadcast to it."""
+    extra = grad.ndim - len(shape)
+    grad = grad.sum(axis=tuple(range(extra))) if extra else grad
+    axes = tuple(i for i, n in enumerate(shape) if n == 1 and grad.shape[i] != 1)
+    return grad.sum(axis=axes, keepdims=True) if axes else grad
+
+
+def elementwise_grad(a: dict[str, np.ndarray], coef: np.ndarray, dl_dx: np.ndarray) -> np.ndarray:
+    """d(loss)/d(input) of an element-wise loss: grad_output · w · dl/dx, summed back to the input's shape."""
+    w = a.get("weight")
+    grad = coef * dl_dx if w is None else coef * w * dl_dx
+    return unbroadcast(np.broadcast_to(grad, np.shape(coef)), a["input"].shape)
+
+
 def _pair(t: dict[str, Any]) -> tuple[Any, Any]:
     # losscli already checked (and warned about) broadcasting; torch wants equal sizes beside a weight
     import torch
@@ -60,9 +75,23 @@ def _smooth_l1(d: np.ndarray, beta: float) -> np.ndarray:
     return np.where(z < beta, 0.5 * d * d / beta, z - 0.5 * beta)
 
 
+def _smooth_l1_grad(d: np.ndarray, beta: float) -> np.ndarray:
+    if beta == 0.0:
+        return np.sign(d)
+    return np.where(np.abs(d) < beta, d / beta, np.sign(d))
+
+
 def _huber(d: np.ndarray, delta: float) -> np.ndarray:
     z = np.abs(d)
     return np.where(z < delta, 0.5 * d * d, delta * (z - 0.5 * delta))
+
+
+def _huber_grad(d: np.ndarray, delta: float) -> np.ndarray:
+    return np.where(np.abs(d) < delta, d, delta * np.sign(d))
+
+
+def _diff(a: dict[str, np.ndarray]) -> np.ndarray:
+    return a["input"] - a["target"]
 
 
 WEIGHT_HELP = "element weights (FILE), broadcast to the loss's shape"
@@ -74,8 +103,9 @@ MSE = LossSpec(
     formula="l = (input - target)^2",
     mean_rule="n elements; with --weight, Σ w·l / Σ w",
     family=ELEMENTWISE,
-    numpy=lambda a, p, b: _weighted(np.square(a["input"] - a["target"]), a, weighted_mean=True),
+    numpy=lambda a, p, b: _weighted(np.square(_diff(a)), a, weighted_mean=True),
     torch=lambda F, t, p, r: F.mse_loss(*_pair(t), reduction=r, weight=t.get("weight")),
+    grad=lambda a, p, b, c: elementwise_grad(a, c, 2 * _diff(a)),
     weight_help=WEIGHT_HELP,
     example="losscli mse samples/regression/pred.npy samples/regression/target.npy",
 )
@@ -87,8 +117,9 @@ L1 = LossSpec(
     formula="l = |input - target|",
     mean_rule="n elements; with --weight, Σ w·l / Σ w",
     family=ELEMENTWISE,
-    numpy=lambda a, p, b: _weighted(np.abs(a["input"] - a["target"]), a, weighted_mean=True),
+    numpy=lambda a, p, b: _weighted(np.abs(_diff(a)), a, weighted_mean=True),
     torch=lambda F, t, p, r: F.l1_loss(*_pair(t), reduction=r, weight=t.get("weight")),
+    grad=lambda a, p, b, c: elementwise_grad(a, c, np.sign(_diff(a))),
     weight_help=WEIGHT_HELP,
     example="losscli l1 samples/regression/pred.csv samples/regression/target.csv",
 )
@@ -101,8 +132,9 @@ SMOOTH_L1 = LossSpec(
     mean_rule="n elements; with --weight, Σ w·l / Σ w (torch's smooth_l1_loss takes no weight: losscli "
     "weights torch's per-element values the way mse_loss does)",
     family=ELEMENTWISE,
-    numpy=lambda a, p, b: _weighted(_smooth_l1(a["input"] - a["target"], p["beta"]), a, weighted_mean=True),
+    numpy=lambda a, p, b: _weighted(_smooth_l1(_diff(a), p["beta"]), a, weighted_mean=True),
     torch=_torch_smooth_l1,
+    grad=lambda a, p, b, c: elementwise_grad(a, c, _smooth_l1_grad(_diff(a), p["beta"])),
     options=(Option("beta", float, 1.0, "where the loss turns from quadratic to linear (0: plain l1)"),),
     weight_help=WEIGHT_HELP,
     check=_positive("beta", allow_zero=True),
@@ -116,8 +148,9 @@ HUBER = LossSpec(
     formula="l = 0.5·d² if |d| < delta else delta·(|d| - 0.5·delta)  (d = input - target)",
     mean_rule="n elements, with or without --weight (torch 2.13 divides Σ w·l by n, not by Σ w)",
     family=ELEMENTWISE,
-    numpy=lambda a, p, b: _weighted(_huber(a["input"] - a["target"], p["delta"]), a, weighted_mean=False),
+    numpy=lambda a, p, b: _weighted(_huber(_diff(a), p["delta"]), a, weighted_mean=False),
     torch=lambda F, t, p, r: F.huber_loss(*_pair(t), reduction=r, delta=p["delta"], weight=t.get("weight")),
+    grad=lambda a, p, b, c: elementwise_grad(a, c, _huber_grad(_diff(a), p["delta"])),
     options=(Option("delta", float, 1.0, "where the loss turns from quadratic to linear (> 0)"),),
     weight_help=WEIGHT_HELP,
     check=_positive("delta", allow_zero=False),

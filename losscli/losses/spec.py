@@ -56,8 +56,22 @@ class Batch:
 NumpyFn = Callable[[dict[str, np.ndarray], dict[str, Any], Batch], Elements]
 # torch call: torch.nn.functional, tensors, option values, reduction string -> torch's result.
 TorchFn = Callable[[Any, dict[str, "torch.Tensor"], dict[str, Any], str], "torch.Tensor"]
+# closed-form gradient: float64 arrays, option values, batch, and the grad_output of each element's value
+# (see reduction.upstream) -> d(loss)/d(first file), shaped like that file's array in the batch.
+GradFn = Callable[[dict[str, np.ndarray], dict[str, Any], Batch, np.ndarray], np.ndarray]
 # extra domain check on the user's arguments, the converted arrays and the option values.
 CheckFn = Callable[[dict[str, Any], dict[str, np.ndarray], dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class FileArg:
+    """A positional file argument, in torch's argument order. The first is what --grad differentiates."""
+
+    name: str  # compute()'s and torch's name for it: "input", "target", "var"
+    help: str
+
+
+PREDICTIONS_AND_TARGETS = (FileArg("input", "predictions"), FileArg("target", "targets"))
 
 
 @dataclass(frozen=True)
@@ -72,6 +86,8 @@ class LossSpec:
     family: Any  # a Family (circular import avoided)
     numpy: NumpyFn
     torch: TorchFn
+    grad: GradFn
+    files: tuple[FileArg, ...] = PREDICTIONS_AND_TARGETS
     options: tuple[Option, ...] = ()
     weight_help: str | None = None  # None: the loss takes no --weight
     pos_weight: bool = False

@@ -58,6 +58,8 @@ def to_json(result: LossResult) -> dict[str, Any]:
         "warnings": result.warnings,
         "versions": result.versions,
     }
+    if result.grad is not None:
+        out["grad"] = json_value(result.grad)
     check = result.cross_check
     if check is not None:
         out["cross_check"] = {
@@ -78,26 +80,29 @@ def to_plain(result: LossResult) -> str:
 
 def to_csv(result: LossResult) -> str:
     """Index columns ``i0, i1, ...`` and ``value``; a scalar is a single ``value`` column."""
-    value = result.value
+    return array_csv(result.value)
+
+
+def array_csv(value: np.ndarray) -> str:
     lines = [",".join([f"i{d}" for d in range(value.ndim)] + ["value"])]
     for index in itertools.product(*(range(n) for n in value.shape)):
         lines.append(",".join([*map(str, index), str(value[index])]))
     return "\n".join(lines)
 
 
-def save(result: LossResult, path: str) -> None:
-    """Write the value (or the per-element array) to ``.npy`` or ``.csv``."""
+def save(array: np.ndarray, path: str, option: str) -> None:
+    """Write an array (a value, a per-element loss, a gradient) to ``.npy`` or ``.csv``."""
     lower = path.lower()
     try:
         if lower.endswith(".npy"):
-            np.save(path, result.value)
+            np.save(path, array)
         elif lower.endswith(".csv"):
             with open(path, "w", encoding="utf-8") as f:
-                f.write(to_csv(result) + "\n")
+                f.write(array_csv(array) + "\n")
         else:
-            raise InputError(f"--output ({path}): expected a .npy or .csv file name, but got another extension")
+            raise InputError(f"{option} ({path}): expected a .npy or .csv file name, but got another extension")
     except OSError as exc:
-        raise InputError(f"--output ({path}): expected a writable path, but got '{exc.strerror}'") from None
+        raise InputError(f"{option} ({path}): expected a writable path, but got '{exc.strerror}'") from None
 
 
 # -- table ---------------------------------------------------------------------------------------------
@@ -116,11 +121,11 @@ def _cut(n: int, keep: int = HEAD) -> list[int | None]:
     return [*range(keep), None, *range(n - keep, n)]
 
 
-def _grid(value: np.ndarray) -> Table:
+def _grid(value: np.ndarray, label: str = "loss") -> Table:
     grid = Table(box=None, pad_edge=False, header_style="bold dim")
     if value.ndim == 1:
         grid.add_column("index", justify="right", style="dim")
-        grid.add_column("loss", justify="right")
+        grid.add_column(label, justify="right")
         for i in _cut(len(value)):
             grid.add_row(*(("…", "…") if i is None else (str(i), _cell(value[i]))))
     elif value.ndim == 2:
@@ -135,7 +140,7 @@ def _grid(value: np.ndarray) -> Table:
                 grid.add_row(str(i), *("…" if j is None else _cell(value[i, j]) for j in cols))
     else:
         grid.add_column("index", justify="right", style="dim")
-        grid.add_column("loss", justify="right")
+        grid.add_column(label, justify="right")
         flat = value.reshape(-1)
         for k in _cut(flat.size):
             if k is None:
@@ -145,15 +150,13 @@ def _grid(value: np.ndarray) -> Table:
     return grid
 
 
-def _summary(result: LossResult) -> Text:
-    v = result.value.astype(np.float64)
+def _summary(array: np.ndarray, note: str = "") -> Text:
+    v = array.astype(np.float64)
     parts = [f"{v.size} values"]
     if v.size:
         with np.errstate(all="ignore"):
             parts += [f"mean {np.mean(v):.6g}", f"min {np.min(v):.6g}", f"max {np.max(v):.6g}"]
-    if result.selected < result.count:
-        parts.append(f"{result.count - result.selected} masked out or ignored (shown as 0)")
-    return Text(" · ".join(parts), style="dim")
+    return Text(" · ".join(parts + ([note] if note else [])), style="dim")
 
 
 def _shape(shape: tuple[int, ...]) -> str:
@@ -186,9 +189,16 @@ def to_table(result: LossResult) -> Group:
         other = str(check.value[()]) if check.value.ndim == 0 else "per element"
         table.add_row("cross-check", f"{check.backend.value}: {other} · max |Δ| {check.max_abs_diff:.3g} · "
                                      f"{verdict} (tolerance {check.tolerance:g})")
-    if result.is_scalar:
-        return Group(table)
-    return Group(table, Text(), _grid(result.value), _summary(result))
+    parts: list[Any] = [table]
+    if not result.is_scalar:
+        masked = result.count - result.selected
+        note = f"{masked} masked out or ignored (shown as 0)" if masked else ""
+        parts += [Text(), _grid(result.value), _summary(result.value, note)]
+    if result.grad is not None:
+        title = f"d(loss)/d({result.inputs[0].role}), {_shape(result.grad.shape)} {result.grad.dtype}"
+        parts += [Text(), Text(title, style="bold")]
+        parts += [Text(str(result.grad[()]))] if result.grad.ndim == 0 else [_grid(result.grad, "grad"), _summary(result.grad)]
+    return Group(*parts)
 
 
 def render(result: LossResult, fmt: Format) -> Any:
