@@ -94,7 +94,7 @@ class Partial:
     def finish(self, reduction: Reduction) -> float:
         if reduction is Reduction.sum:
             return self.total
-        with np.errstate(invalid="ignore", divide="ignore"):
+        with np.errstate(all="ignore"):  # 0/0 is NaN, x/0 and overflow are ±inf: torch's answers
             return float(np.float64(self.total) / np.float64(self.weight))
 
 
@@ -136,7 +136,7 @@ def upstream(elements: Elements, mask: np.ndarray | None, reduction: Reduction,
     select = selection(elements.valid, mask)
     coef = np.ones(shape) if select is None else np.broadcast_to(select, shape).astype(np.float64)
     if reduction is Reduction.mean:
-        with np.errstate(invalid="ignore", divide="ignore"):
+        with np.errstate(all="ignore"):
             coef = coef / np.float64(totals.weight)
     return coef
 
