@@ -149,6 +149,9 @@ def compute(
     backend = _convert("--backend", Backend, backend)
     nan_policy = _convert("--nan-policy", NanPolicy, nan_policy)
     resolved, legacy_warning = resolve(reduction, size_average, reduce)
+    if resolved not in spec.reductions:
+        raise OptionError(f"--reduction: {spec.name} takes {', '.join(r.value for r in spec.reductions)}, "
+                          f"but got {resolved.value}")
     params = _params(spec, params)
     names = [f.name for f in spec.files]
     if len(arrays) != len(names):

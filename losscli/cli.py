@@ -4,6 +4,7 @@ threshold or cross-check, 3: a bug in losscli)."""
 
 from __future__ import annotations
 
+import enum
 import inspect
 import math
 import sys
@@ -22,6 +23,7 @@ from .backends import Backend
 from .errors import LossCliError
 from .io import Loader
 from .losses import CATALOG, LossSpec
+from .losses.spec import FileArg
 from .reduction import Reduction, legacy_table, resolve
 from .render import Format, render, save
 
@@ -98,6 +100,26 @@ def reductions() -> None:
     stdout.print(table)
 
 
+@app.command("list")
+def list_losses() -> None:
+    """Every loss: its command, the torch function it matches, its files, options and reductions.
+
+    Example: [bold]losscli list[/bold]
+    """
+    table = Table(title="losses", title_style="bold",
+                  caption="every loss also takes --mask, --reduction and the options of 'losscli LOSS --help'")
+    table.add_column("command", no_wrap=True)
+    table.add_column("torch.nn.functional", no_wrap=True)
+    for column in ("files", "options", "reductions"):
+        table.add_column(column, overflow="fold")
+    for spec in CATALOG.values():
+        files = " ".join(f.name.upper() for f in spec.files)
+        flags = [flag for flag, has in (("--weight", spec.weight_help), ("--pos-weight", spec.pos_weight)) if has]
+        table.add_row(f"[bold]{spec.name}[/bold]", spec.torch_name, files, " ".join(flags + [o.flag for o in spec.options]),
+                      " ".join(r.value for r in spec.reductions))
+    stdout.print(table)
+
+
 # -- loss commands ------------------------------------------------------------------------------------
 
 FILES = "Inputs"
@@ -115,12 +137,18 @@ def _opt(*flags: str, panel: str, help: str, **kw: Any) -> Any:
     return typer.Option(*flags, rich_help_panel=panel, help=help, **kw)
 
 
+def _reduction_choices(spec: LossSpec) -> type[enum.Enum]:
+    """The --reduction choices this loss takes (batchmean for kl-div only)."""
+    return enum.Enum(f"{spec.name}-reduction", {r.value: r.value for r in spec.reductions}, type=str)
+
+
 def _signature(spec: LossSpec) -> list[inspect.Parameter]:
     """The command's parameters, in the order --help shows them."""
     forms = "FILE.npy, FILE.npz[:key], FILE.csv[:col[,col]] or - (CSV on stdin)"
     params = [
-        _param(f.name, Annotated[str, typer.Argument(help=f"{escape(f.help)}: {forms}" if i == 0 else
-                                                     f"{escape(f.help)}, same forms", show_default=False)])
+        _param(f.name, Annotated[str, typer.Argument(
+            help=(f"{escape(f.help)}: {forms}" if i == 0 else f"{escape(f.help)}, same forms")
+            + (", or a number" if f.number_ok else ""), show_default=False)])
         for i, f in enumerate(spec.files)
     ]
     if spec.weight_help:
@@ -141,8 +169,8 @@ def _signature(spec: LossSpec) -> list[inspect.Parameter]:
             "--broadcast", panel=LOSS, help="broadcast target against input as torch does (with its warning)")],
             False))
     params += [
-        _param("reduction", Annotated[Reduction, _opt(
-            "--reduction", "-r", panel=REDUCE, help="none: per element; mean; sum")], Reduction.mean),
+        _param("reduction", Annotated[_reduction_choices(spec), _opt(
+            "--reduction", "-r", panel=REDUCE, help="none: per element, or how to reduce")], Reduction.mean.value),
         _param("size_average", Annotated[Optional[bool], _opt(
             "--size-average/--no-size-average", panel=REDUCE, show_default=False,
             help="legacy torch flag; overrides --reduction (see 'losscli reductions')")], None),
@@ -181,13 +209,14 @@ def _help(spec: LossSpec) -> str:
     return (
         f"{escape(spec.summary)} Computes [bold]torch.nn.functional.{spec.torch_name}[/bold].\n\n"
         f"[bold]Per element:[/bold] {escape(spec.formula)}\n\n"
+        f"[bold]Shapes:[/bold] {escape(spec.family.shapes)}\n\n"
         f"[bold]mean divides by:[/bold] {escape(spec.mean_rule)}\n\n"
         f"Example: [bold]{escape(spec.example)}[/bold]"
     )
 
 
 def run(spec: LossSpec, *, weight: str | None = None, pos_weight: str | None = None, mask: str | None = None,
-        reduction: Reduction, size_average: bool | None, reduce: bool | None, backend: Backend,
+        reduction: str, size_average: bool | None, reduce: bool | None, backend: Backend,
         cross_check: bool, tolerance: float, fail_above: float | None, fail_below: float | None,
         nan_policy: NanPolicy, format: Format, output: str | None, grad: str | None, debug: bool,
         broadcast: bool = False, **params: Any) -> None:
@@ -197,11 +226,11 @@ def run(spec: LossSpec, *, weight: str | None = None, pos_weight: str | None = N
             raise LossCliError("--fail-above/--fail-below: expected a reduced value (mean or sum), but the "
                                "reduction is none")
         loader = Loader()
-        arrays = [loader.load(params.pop(f.name), role=f.name) for f in spec.files]
+        arrays = [_load_file(loader, params.pop(f.name), f) for f in spec.files]
         extras = {"weight": weight, "pos_weight": pos_weight, "mask": mask}
         loaded = {role: loader.load(spec_, role=role) for role, spec_ in extras.items() if spec_ is not None}
         result = compute(
-            spec, *arrays, **loaded, reduction=reduction, size_average=size_average, reduce=reduce,
+            spec, *arrays, **loaded, reduction=Reduction(reduction), size_average=size_average, reduce=reduce,
             backend=backend, broadcast=broadcast, nan_policy=nan_policy, cross_check=cross_check,
             tolerance=tolerance, grad=grad is not None, **params,
         )
@@ -231,13 +260,23 @@ def run(spec: LossSpec, *, weight: str | None = None, pos_weight: str | None = N
         raise typer.Exit(EXIT_THRESHOLD)
 
 
+def _load_file(loader: Loader, value: str, file: FileArg) -> Any:
+    """A file argument: loaded, or a plain number where the loss takes one."""
+    if file.number_ok:
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    return loader.load(value, role=file.name)
+
+
 def _report(debug: bool, line: str) -> None:
     if debug:
         traceback.print_exc()
     stderr.print(line)
 
 
-def _resolves_to_none(reduction: Reduction, size_average: bool | None, reduce: bool | None) -> bool:
+def _resolves_to_none(reduction: str, size_average: bool | None, reduce: bool | None) -> bool:
     return resolve(reduction, size_average, reduce)[0] is Reduction.none
 
 

@@ -30,6 +30,10 @@ class Reduction(str, enum.Enum):
     none = "none"
     mean = "mean"
     sum = "sum"
+    batchmean = "batchmean"  # Σ / batch size (kl-div only)
+
+
+STANDARD = (Reduction.none, Reduction.mean, Reduction.sum)
 
 
 LEGACY_WARNING = "size_average and reduce args will be deprecated, please use reduction='{}' instead."
@@ -91,11 +95,13 @@ class Partial:
     def merge(self, other: Partial) -> Partial:
         return Partial(self.total + other.total, self.weight + other.weight, self.selected + other.selected)
 
-    def finish(self, reduction: Reduction) -> float:
+    def finish(self, reduction: Reduction, rows: int = 1) -> float:
+        """The reduced value; ``rows`` is the batch size ``batchmean`` divides by."""
         if reduction is Reduction.sum:
             return self.total
         with np.errstate(all="ignore"):  # 0/0 is NaN, x/0 and overflow are ±inf: torch's answers
-            return float(np.float64(self.total) / np.float64(self.weight))
+            return float(np.float64(self.total) / np.float64(rows if reduction is Reduction.batchmean
+                                                              else self.weight))
 
 
 def selection(valid: np.ndarray | None, mask: np.ndarray | None) -> np.ndarray | None:
@@ -125,19 +131,19 @@ def partial(elements: Elements, mask: np.ndarray | None = None) -> Partial:
 
 
 def upstream(elements: Elements, mask: np.ndarray | None, reduction: Reduction,
-             totals: Partial | None = None) -> np.ndarray:
+             totals: Partial | None = None, rows: int = 1) -> np.ndarray:
     """d(reduced loss) / d(values_i): the grad_output each element's value receives.
 
     1 for ``sum`` and for ``none`` (torch's ``backward(ones_like(loss))``), ``1 / Σ denom`` for ``mean``
-    (``totals`` are the mean's sums), 0 for elements that do not count. Denominators are weights, never
+    (``totals`` are the mean's sums), ``1 / rows`` for ``batchmean``, 0 for elements that do not count. Denominators are weights, never
     functions of the input, so they carry no gradient.
     """
     shape = np.shape(elements.values)
     select = selection(elements.valid, mask)
     coef = np.ones(shape) if select is None else np.broadcast_to(select, shape).astype(np.float64)
-    if reduction is Reduction.mean:
+    if reduction in (Reduction.mean, Reduction.batchmean):
         with np.errstate(all="ignore"):
-            coef = coef / np.float64(totals.weight)
+            coef = coef / np.float64(totals.weight if reduction is Reduction.mean else rows)
     return coef
 
 

@@ -607,7 +607,7 @@ def test_errors_are_losscli_errors():
     "loss, options, named",
     [
         ("mse", dict(reduction="batchmean"), "--reduction"),
-        ("mse", dict(reduction="batchmean", size_average=False), "--reduction"),
+        ("mse", dict(reduction="average", size_average=False), "--reduction"),
         ("mse", dict(backend="jax"), "--backend"),
         ("mse", dict(nan_policy="omit"), "--nan-policy"),
         ("cross-entropy", dict(target_kind="probs"), "--target-kind"),

@@ -19,8 +19,8 @@ def run(spec: LossSpec, batch: Batch, params: dict[str, Any], reduction: Reducti
             totals, value = None, unreduced(elements, batch.mask).reshape(batch.loss_shape)
         else:
             totals = partial(elements, batch.mask)
-            value = np.asarray(totals.finish(reduction))
+            value = np.asarray(totals.finish(reduction, batch.rows))
         if not grad:
             return Computed(value, None)
-        coef = upstream(elements, batch.mask, reduction, totals)
+        coef = upstream(elements, batch.mask, reduction, totals, batch.rows)
         return Computed(value, spec.grad(arrays, params, batch, coef) + 0.0)  # + 0.0: no -0 where coef is 0

@@ -128,6 +128,7 @@ class Family:
     """Base: what every family does with weights, masks and non-finite values."""
 
     broadcasts = False  # whether --broadcast means anything here
+    shapes = ""  # the shapes the family takes, for --help
 
     def prepare(self, spec: LossSpec, args: dict[str, Arg], params: dict[str, Any], *,
                 broadcast: bool, nan_policy: str) -> Batch:
@@ -156,6 +157,7 @@ class Elementwise(Family):
     """Losses of ``input - target`` (mse, l1, smooth-l1, huber): weights broadcast to the loss."""
 
     broadcasts = True
+    shapes = "input and target of one shape (with --broadcast: shapes that broadcast, as in torch)"
 
     def prepare(self, spec, args, params, *, broadcast, nan_policy):
         x, y = numeric(args["input"]), numeric(args["target"])
@@ -194,6 +196,7 @@ class Binary(Elementwise):
     pos_weight broadcast to it, ``mean`` divides by the element count whatever the weights."""
 
     broadcasts = False
+    shapes = "input and target of one shape"
 
     def prepare(self, spec, args, params, *, broadcast, nan_policy):
         x, y = args["input"].array, args["target"].array
@@ -223,6 +226,8 @@ class Classes(Family):
 
     def __init__(self, probabilities: bool):
         self.probabilities = probabilities
+        self.shapes = "input (N, C), (N, C, d1, ...) or (C,); target class indices (N,), (N, d1, ...) or ()" + (
+            ", or class probabilities of the input's shape" if probabilities else "")
 
     def prepare(self, spec, args, params, *, broadcast, nan_policy):
         if broadcast:

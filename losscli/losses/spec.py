@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
-from ..reduction import Elements
+from ..reduction import STANDARD, Elements, Reduction
 
 if TYPE_CHECKING:  # torch is imported lazily, by the torch backend only
     import torch
@@ -47,6 +47,7 @@ class Batch:
     arrays: dict[str, np.ndarray]  # "input", "target", and "weight" / "pos_weight" when given
     loss_shape: tuple[int, ...]
     dtype: np.dtype
+    rows: int = 1  # the batch size that batchmean divides by
     mask: np.ndarray | None = None  # boolean, shape == loss_shape (batched like the arrays)
     target_kind: TargetKind | None = None  # class losses only
     warnings: list[str] = field(default_factory=list)
@@ -69,6 +70,7 @@ class FileArg:
 
     name: str  # compute()'s and torch's name for it: "input", "target", "var"
     help: str
+    number_ok: bool = False  # the command line also takes a number here (gaussian-nll's var)
 
 
 PREDICTIONS_AND_TARGETS = (FileArg("input", "predictions"), FileArg("target", "targets"))
@@ -88,6 +90,7 @@ class LossSpec:
     torch: TorchFn
     grad: GradFn
     files: tuple[FileArg, ...] = PREDICTIONS_AND_TARGETS
+    reductions: tuple[Reduction, ...] = STANDARD
     options: tuple[Option, ...] = ()
     weight_help: str | None = None  # None: the loss takes no --weight
     pos_weight: bool = False
