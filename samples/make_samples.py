@@ -80,12 +80,27 @@ def mask_example(root: Path) -> None:
     np.savetxt(out / "mask.csv", [[1, 0, 1], [0, 1, 1]], delimiter=",", fmt="%d")
 
 
+def divergence(root: Path, rng: np.random.Generator) -> None:
+    """kl-div, poisson-nll, gaussian-nll."""
+
+
+def margin(root: Path, rng: np.random.Generator) -> None:
+    """Margin, ranking and embedding losses."""
+
+
+def sequence(root: Path, rng: np.random.Generator) -> None:
+    """ctc, linear-cross-entropy."""
+
+
 def main(root: Path) -> None:
     rng = np.random.default_rng(20261123)
     regression(root, rng)
     classification(root, rng)
     binary(root, rng)
     mask_example(root)
+    # each later group draws from its own generator, so adding one leaves the others' bytes alone
+    for seed, group in enumerate((divergence, margin, sequence), start=1):
+        group(root, np.random.default_rng([20261123, seed]))
 
 
 if __name__ == "__main__":

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from . import classification, regression
+from . import classification, divergence, margin, regression, sequence
 from .spec import LossSpec, Option, TargetKind
 
-CATALOG: dict[str, LossSpec] = {spec.name: spec for spec in regression.LOSSES + classification.LOSSES}
+CATALOG: dict[str, LossSpec] = {
+    spec.name: spec
+    for module in (regression, classification, divergence, margin, sequence)
+    for spec in module.LOSSES
+}
 
 __all__ = ["CATALOG", "LossSpec", "Option", "TargetKind"]

@@ -1,0 +1,5 @@
+"""Losses of this group are added here (issue 3)."""
+
+from __future__ import annotations
+
+LOSSES = ()
