@@ -98,6 +98,21 @@ def test_reductions_table_has_the_nine_legacy_combinations():
             assert resolved == _reduction.legacy_get_string(sa, r, emit_warning=False)
 
 
+def test_list_shows_every_loss_with_its_torch_function_and_files():
+    result = runner.invoke(app, ["list"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    for spec in CATALOG.values():
+        row = next(line for line in result.stdout.splitlines() if f" {spec.name} " in line)
+        assert spec.torch_name in row
+        assert " ".join(f.name.upper() for f in spec.files) in row
+
+
+def test_reduction_choices_are_the_losss_own():
+    result = invoke("mse", REG / "pred.npy", REG / "target.npy", "-r", "batchmean")
+    assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert "batchmean" in result.stderr and "none" in result.stderr and "mean" in result.stderr
+
+
 def test_unknown_loss_suggests_the_closest():
     result = invoke("cross-entropi", "a.npy", "b.npy")
     assert result.exit_code == 2
