@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import math
+import numbers
 import sys
 from dataclasses import dataclass, field
 from typing import Any
@@ -93,7 +94,8 @@ def _arg(role: str, value: Any) -> Arg:
     """An array argument, named for messages; io.Loaded values keep the file they came from."""
     if hasattr(value, "array") and hasattr(value, "spec"):
         return Arg(role, value.array, value.spec)
-    return Arg(role, np.asarray(value))
+    number = isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_, np.ndarray))
+    return Arg(role, np.asarray(value), number=number)
 
 
 def _params(spec: LossSpec, given: dict[str, Any]) -> dict[str, Any]:
@@ -138,11 +140,13 @@ def compute(
 
     ``arrays`` are the loss's files in torch's argument order (``input, target`` for most). They, and
     ``weight``, ``pos_weight`` and ``mask``, are arrays (or ``losscli.io.Loaded``, whose file names then
-    appear in messages). ``mask`` selects elements of the loss: ``mean`` divides by
+    appear in messages); a file that takes a number (gaussian-nll's ``var``) may also be a float. ``mask``
+    selects elements of the loss: ``mean`` divides by
     what the selected elements contribute (their count, or their weights where torch divides by weights).
     ``cross_check`` also runs the other backend and records the largest difference; it is ``ok`` when
     every element satisfies ``|a - b| <= tolerance * (1 + |b|)``, gradients included. ``grad`` also
     computes d(loss)/d(first array) (for ``none``: of the sum, as ``backward(ones_like(loss))``).
+    A loss's optional files (``spec.optional_files``: linear-cross-entropy's ``linear_bias``) are keywords.
     Raises ``LossCliError`` on bad input.
     """
     spec = lookup(loss)
@@ -152,11 +156,13 @@ def compute(
     if resolved not in spec.reductions:
         raise OptionError(f"--reduction: {spec.name} takes {', '.join(r.value for r in spec.reductions)}, "
                           f"but got {resolved.value}")
+    optional = {f.name: params.pop(f.name) for f in spec.optional_files if f.name in params}
     params = _params(spec, params)
     names = [f.name for f in spec.files]
     if len(arrays) != len(names):
         raise OptionError(f"{spec.name}: expected {len(names)} arrays ({', '.join(names)}), but got {len(arrays)}")
     args = {name: _arg(name, value) for name, value in zip(names, arrays)}
+    args.update((name, _arg(name, value)) for name, value in optional.items() if value is not None)
     for role, value, accepted in (("weight", weight, spec.weight_help is not None),
                                   ("pos_weight", pos_weight, spec.pos_weight), ("mask", mask, True)):
         if value is None:
@@ -170,6 +176,9 @@ def compute(
     batch = spec.family.prepare(spec, args, params, broadcast=broadcast, nan_policy=nan_policy)
     if legacy_warning:
         batch.warnings.insert(0, legacy_warning)
+    if spec.reduction_check is not None:
+        batch.warnings.extend(spec.reduction_check(Reduction(reduction), resolved, legacy_warning is not None,
+                                                   batch))
     computed = runner(backend)(spec, batch, params, resolved, grad)
     value, gradient = computed.value.astype(batch.dtype), _grad(computed.grad, args[names[0]], batch)
     count = math.prod(batch.loss_shape)

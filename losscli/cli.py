@@ -114,7 +114,8 @@ def list_losses() -> None:
         table.add_column(column, overflow="fold")
     for spec in CATALOG.values():
         files = " ".join(f.name.upper() for f in spec.files)
-        flags = [flag for flag, has in (("--weight", spec.weight_help), ("--pos-weight", spec.pos_weight)) if has]
+        flags = ["--" + f.name.replace("_", "-") for f in spec.optional_files]
+        flags += [flag for flag, has in (("--weight", spec.weight_help), ("--pos-weight", spec.pos_weight)) if has]
         table.add_row(f"[bold]{spec.name}[/bold]", spec.torch_name, files, " ".join(flags + [o.flag for o in spec.options]),
                       " ".join(r.value for r in spec.reductions))
     stdout.print(table)
@@ -151,6 +152,9 @@ def _signature(spec: LossSpec) -> list[inspect.Parameter]:
             + (", or a number" if f.number_ok else ""), show_default=False)])
         for i, f in enumerate(spec.files)
     ]
+    for f in spec.optional_files:
+        params.append(_param(f.name, Annotated[Optional[str], _opt(
+            "--" + f.name.replace("_", "-"), panel=FILES, help=escape(f.help), metavar="FILE")], None))
     if spec.weight_help:
         params.append(_param("weight", Annotated[Optional[str], _opt(
             "--weight", "-w", panel=FILES, help=escape(spec.weight_help), metavar="FILE")], None))
@@ -162,11 +166,13 @@ def _signature(spec: LossSpec) -> list[inspect.Parameter]:
         "--mask", "-m", panel=FILES, metavar="FILE",
         help="0/1 or boolean, the loss's shape: mean divides by what the selected elements contribute")], None))
     for option in spec.options:
+        flag = f"{option.flag}/--no-{option.flag[2:]}" if option.type is bool else option.flag
         params.append(_param(option.name, Annotated[option.type, _opt(
-            option.flag, panel=LOSS, help=escape(option.help))], option.default))
+            flag, panel=LOSS, help=escape(option.help))], option.default))
     if spec.family.broadcasts:
         params.append(_param("broadcast", Annotated[bool, _opt(
-            "--broadcast", panel=LOSS, help="broadcast target against input as torch does (with its warning)")],
+            "--broadcast", panel=LOSS,
+            help="broadcast target against input as torch does (with torch's warning, where it gives one)")],
             False))
     params += [
         _param("reduction", Annotated[_reduction_choices(spec), _opt(
@@ -228,6 +234,7 @@ def run(spec: LossSpec, *, weight: str | None = None, pos_weight: str | None = N
         loader = Loader()
         arrays = [_load_file(loader, params.pop(f.name), f) for f in spec.files]
         extras = {"weight": weight, "pos_weight": pos_weight, "mask": mask}
+        extras.update((f.name, params.pop(f.name)) for f in spec.optional_files)
         loaded = {role: loader.load(spec_, role=role) for role, spec_ in extras.items() if spec_ is not None}
         result = compute(
             spec, *arrays, **loaded, reduction=Reduction(reduction), size_average=size_average, reduce=reduce,

@@ -8,9 +8,9 @@ Every loss hands over three arrays of the loss's shape (see :class:`Elements`):
 * ``valid``: elements that count (``False`` where a class target equals ``ignore_index``).
 
 A mask narrows ``valid`` further. Then ``sum = Σ values`` and ``mean = Σ values / Σ denom`` over the
-selected elements, and ``none`` returns ``values`` with unselected entries set to 0. Because the
-reduction only needs those two sums (and a count), partial results of chunks merge exactly
-(:meth:`Partial.merge`).
+selected elements (ctc divides each value by its target length first: ``mean_divisor``), and ``none``
+returns ``values`` with unselected entries set to 0. Because the reduction only needs those sums (and a
+count), partial results of chunks merge exactly (:meth:`Partial.merge`).
 """
 
 from __future__ import annotations
@@ -82,6 +82,9 @@ class Elements:
     values: np.ndarray
     denom: np.ndarray | None = None  # None: every element counts 1 towards mean's denominator
     valid: np.ndarray | None = None  # None: every element counts
+    # mean only: each value is divided by this before the average (ctc: a sample's target length);
+    # none and sum take the values as they are. None: 1.
+    mean_divisor: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -91,17 +94,26 @@ class Partial:
     total: float = 0.0  # Σ values over selected elements
     weight: float = 0.0  # Σ denom over selected elements
     selected: int = 0  # number of selected elements
+    mean_total: float | None = None  # Σ values / mean_divisor over selected elements; None: total
 
     def merge(self, other: Partial) -> Partial:
-        return Partial(self.total + other.total, self.weight + other.weight, self.selected + other.selected)
+        mean_total = None
+        if self.mean_total is not None or other.mean_total is not None:
+            mean_total = self._mean_total() + other._mean_total()
+        return Partial(self.total + other.total, self.weight + other.weight, self.selected + other.selected,
+                       mean_total)
+
+    def _mean_total(self) -> float:
+        return self.total if self.mean_total is None else self.mean_total
 
     def finish(self, reduction: Reduction, rows: int = 1) -> float:
         """The reduced value; ``rows`` is the batch size ``batchmean`` divides by."""
         if reduction is Reduction.sum:
             return self.total
         with np.errstate(all="ignore"):  # 0/0 is NaN, x/0 and overflow are ±inf: torch's answers
-            return float(np.float64(self.total) / np.float64(rows if reduction is Reduction.batchmean
-                                                              else self.weight))
+            if reduction is Reduction.batchmean:
+                return float(np.float64(self.total) / np.float64(rows))
+            return float(np.float64(self._mean_total()) / np.float64(self.weight))
 
 
 def selection(valid: np.ndarray | None, mask: np.ndarray | None) -> np.ndarray | None:
@@ -127,7 +139,11 @@ def partial(elements: Elements, mask: np.ndarray | None = None) -> Partial:
     else:
         denom = np.broadcast_to(np.asarray(elements.denom, dtype=np.float64), values.shape)
         weight = float(denom.sum(where=select, dtype=np.float64))
-    return Partial(total, weight, selected)
+    mean_total = None
+    if elements.mean_divisor is not None:
+        scaled = values / np.asarray(elements.mean_divisor, dtype=np.float64)
+        mean_total = float(scaled.sum(where=select, dtype=np.float64))
+    return Partial(total, weight, selected, mean_total)
 
 
 def upstream(elements: Elements, mask: np.ndarray | None, reduction: Reduction,
@@ -135,15 +151,20 @@ def upstream(elements: Elements, mask: np.ndarray | None, reduction: Reduction,
     """d(reduced loss) / d(values_i): the grad_output each element's value receives.
 
     1 for ``sum`` and for ``none`` (torch's ``backward(ones_like(loss))``), ``1 / Σ denom`` for ``mean``
-    (``totals`` are the mean's sums), ``1 / rows`` for ``batchmean``, 0 for elements that do not count. Denominators are weights, never
-    functions of the input, so they carry no gradient.
+    (``totals`` are the mean's sums), ``1 / rows`` for ``batchmean``, and exactly 0 for elements that do
+    not count, even where the denominator is 0 (as slicing them out gives in torch). Denominators are
+    weights, never functions of the input, so they carry no gradient.
     """
     shape = np.shape(elements.values)
     select = selection(elements.valid, mask)
-    coef = np.ones(shape) if select is None else np.broadcast_to(select, shape).astype(np.float64)
+    counts = np.ones(shape, dtype=bool) if select is None else np.broadcast_to(select, shape)
+    coef = counts.astype(np.float64)
     if reduction in (Reduction.mean, Reduction.batchmean):
         with np.errstate(all="ignore"):
-            coef = coef / np.float64(totals.weight if reduction is Reduction.mean else rows)
+            scaled = coef / np.float64(totals.weight if reduction is Reduction.mean else rows)
+            if reduction is Reduction.mean and elements.mean_divisor is not None:
+                scaled = scaled / np.asarray(elements.mean_divisor, dtype=np.float64)
+        coef = np.where(counts, scaled, 0.0)
     return coef
 
 

@@ -82,14 +82,100 @@ def mask_example(root: Path) -> None:
 
 def divergence(root: Path, rng: np.random.Generator) -> None:
     """kl-div, poisson-nll, gaussian-nll."""
+    out = root / "divergence"
+    out.mkdir(exist_ok=True)
+    # kl-div: a model's log-probabilities over 5 outcomes against target distributions (one with a 0)
+    n, c = 8, 5
+    logits = rng.normal(size=(n, c))
+    log_probs = logits - logits.max(axis=1, keepdims=True)
+    log_probs -= np.log(np.exp(log_probs).sum(axis=1, keepdims=True))
+    target = np.exp(logits + rng.normal(scale=0.5, size=(n, c)))
+    target /= target.sum(axis=1, keepdims=True)
+    np.save(out / "target_log_probs.npy", np.log(target).astype(np.float32))  # for --log-target
+    target[0, 0] = 0.0  # 0·log 0 counts 0
+    target[0] /= target[0].sum()
+    np.save(out / "log_probs.npy", log_probs.astype(np.float32))
+    np.save(out / "target_probs.npy", target.astype(np.float32))
+    # poisson-nll: log-rates, rates (for --no-log-input) and counts as columns of one CSV
+    log_rate = rng.normal(1.0, 0.5, size=10)
+    count = rng.poisson(np.exp(log_rate))
+    write_csv(out / "counts.csv", {"log_rate": np.round(log_rate, 4), "rate": np.round(np.exp(log_rate), 4),
+                                   "count": count})
+    # gaussian-nll: predicted means and variances of 3 quantities, and what was observed
+    mean = rng.normal(size=(6, 3))
+    var = rng.uniform(0.2, 2.0, size=(6, 3))
+    observed = mean + rng.normal(size=(6, 3)) * np.sqrt(var)
+    np.save(out / "mean.npy", mean.astype(np.float32))
+    np.save(out / "observed.npy", observed.astype(np.float32))
+    np.save(out / "var.npy", var.astype(np.float32))
+    np.save(out / "var_per_row.npy", var.mean(axis=1).astype(np.float32))  # one variance per row: (6,)
 
 
 def margin(root: Path, rng: np.random.Generator) -> None:
     """Margin, ranking and embedding losses."""
+    out = root / "margin"
+    out.mkdir(exist_ok=True)
+    # margin-ranking, soft-margin: scores of 10 items, and whether the first should rank above (1) or not (-1)
+    rank_target = np.where(rng.random(10) > 0.5, 1, -1)
+    scores2 = rng.normal(size=10).astype(np.float32)
+    scores1 = (scores2 + 0.8 * rank_target + rng.normal(scale=0.7, size=10)).astype(np.float32)
+    np.save(out / "scores1.npy", scores1)
+    np.save(out / "scores2.npy", scores2)
+    write_csv(out / "rank_target.csv", {"target": rank_target})
+    # hinge-embedding, cosine-embedding: 10 pairs of 8-dim embeddings, similar (1) or dissimilar (-1)
+    pair_target = np.where(rng.random(10) > 0.4, 1, -1)
+    emb1 = rng.normal(size=(10, 8))
+    emb2 = np.where(pair_target[:, None] == 1, emb1 + rng.normal(scale=0.5, size=(10, 8)), rng.normal(size=(10, 8)))
+    np.save(out / "emb1.npy", emb1.astype(np.float32))
+    np.save(out / "emb2.npy", emb2.astype(np.float32))
+    np.save(out / "distances.npy", np.linalg.norm(emb1 - emb2, axis=1).astype(np.float32))
+    np.save(out / "pair_target.npy", pair_target)
+    write_csv(out / "pair_target.csv", {"target": pair_target})
+    # multi-margin, multilabel-(soft-)margin: 8 samples, 5 classes
+    n, c = 8, 5
+    multi_hot = (rng.random((n, c)) > 0.6).astype(np.int64)
+    multi_hot[np.arange(n), rng.integers(0, c, size=n)] = 1  # every sample has a label
+    scores = (rng.normal(size=(n, c)) + 1.5 * multi_hot).astype(np.float32)
+    lists = np.full((n, c), -1, dtype=np.int64)  # each row's classes, then -1 padding
+    for row, hot in enumerate(multi_hot):
+        listed = np.flatnonzero(hot)
+        lists[row, : listed.size] = rng.permutation(listed)
+    labels = np.array([rng.choice(np.flatnonzero(hot)) for hot in multi_hot])
+    np.save(out / "class_scores.npy", scores)
+    np.save(out / "multi_hot.npy", multi_hot)
+    np.save(out / "label_lists.npy", lists)
+    np.save(out / "class_weight.npy", np.array([1.0, 2.0, 0.5, 1.0, 1.5], dtype=np.float32))
+    write_csv(out / "labels.csv", {"label": labels})
+    write_csv(out / "sample_mask.csv", {"keep": (rng.random(n) > 0.25).astype(int)})
+    # triplet-margin(-with-distance): 12 triplets of 6-dim embeddings
+    anchor = rng.normal(size=(12, 6))
+    np.save(out / "anchor.npy", anchor.astype(np.float32))
+    np.save(out / "positive.npy", (anchor + rng.normal(scale=0.4, size=(12, 6))).astype(np.float32))
+    np.save(out / "negative.npy", (anchor + rng.normal(scale=1.2, size=(12, 6))).astype(np.float32))
 
 
 def sequence(root: Path, rng: np.random.Generator) -> None:
     """ctc, linear-cross-entropy."""
+    out = root / "sequence"
+    out.mkdir(exist_ok=True)
+    # ctc: 3 utterances of up to 12 frames over 5 classes (0 is the blank); targets padded with 0
+    frames, n, c = 12, 3, 5
+    targets = np.array([[1, 2, 2, 3], [4, 1, 0, 0], [3, 3, 1, 0]])  # 2, 2 and 3, 3 need a blank between
+    target_lengths = np.array([4, 2, 3])
+    input_lengths = np.array([12, 7, 10])
+    scores = rng.normal(size=(frames, n, c))
+    shifted = scores - scores.max(axis=2, keepdims=True)
+    log_probs = shifted - np.log(np.exp(shifted).sum(axis=2, keepdims=True))
+    np.save(out / "log_probs.npy", log_probs.astype(np.float32))
+    write_csv(out / "targets.csv", {f"l{j}": targets[:, j] for j in range(targets.shape[1])})
+    np.save(out / "targets_concat.npy", np.concatenate([t[:k] for t, k in zip(targets, target_lengths)]))
+    write_csv(out / "lengths.csv", {"input": input_lengths, "target": target_lengths})
+    # linear-cross-entropy: 6 hidden states (H = 8) against a vocabulary of 50 tokens
+    hidden, vocab = rng.normal(size=(6, 8)), 50
+    np.save(out / "hidden.npy", hidden.astype(np.float32))
+    np.save(out / "vocab_weight.npy", (rng.normal(size=(vocab, 8)) / np.sqrt(8)).astype(np.float32))
+    np.save(out / "vocab_bias.npy", rng.normal(scale=0.1, size=vocab).astype(np.float32))
+    write_csv(out / "next_tokens.csv", {"token": rng.integers(0, vocab, size=6)})
 
 
 def main(root: Path) -> None:

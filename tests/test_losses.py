@@ -51,6 +51,13 @@ TOLERANCE = {
 # ----------------------------------------------------------------------------------------- cases
 
 
+def resolved_of(reduction: str, size_average: bool | None, reduce: bool | None) -> str:
+    """The reduction torch uses: the legacy flags, when given, win (torch's own resolution)."""
+    if size_average is None and reduce is None:
+        return reduction
+    return legacy_get_string(size_average, reduce, emit_warning=False)
+
+
 @dataclass
 class Case:
     loss: str
@@ -67,10 +74,7 @@ class Case:
 
     @property
     def resolved(self) -> str:
-        """The reduction torch uses: the legacy flags, when given, win (torch's own resolution)."""
-        if self.size_average is None and self.reduce is None:
-            return self.reduction
-        return legacy_get_string(self.size_average, self.reduce, emit_warning=False)
+        return resolved_of(self.reduction, self.size_average, self.reduce)
 
     @property
     def legacy(self) -> dict[str, Any]:
@@ -548,7 +552,7 @@ def test_float_class_targets_for_nll():
 @pytest.mark.parametrize("loss", CLASSES)
 @pytest.mark.parametrize("shape", [(2,), (4,), (3, 1), (1, 3)])
 def test_class_weight_of_wrong_shape(loss, shape):
-    with pytest.raises(ShapeError, match=rf"^weight: expected one weight per class, shape \(3,\), but got"):
+    with pytest.raises(ShapeError, match=r"^weight: expected one weight per class, shape \(3,\), but got"):
         losscli.compute(loss, np.zeros((2, 3)), np.array([0, 1]), weight=np.ones(shape))
 
 

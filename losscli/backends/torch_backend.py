@@ -26,7 +26,7 @@ except ImportError as exc:  # pragma: no cover - exercised where torch is missin
     ) from None
 
 # torch's warnings that losscli raises itself in both backends, so that they appear once
-_OWN = ("Using a target size", "size_average and reduce args")
+_OWN = ("Using a target size", "size_average and reduce args", "reduction: 'mean' divides the total loss")
 
 
 def tensor(array: np.ndarray) -> torch.Tensor:
@@ -51,7 +51,7 @@ def run(spec: LossSpec, batch: Batch, params: dict[str, Any], reduction: Reducti
         out.backward(torch.ones_like(out))  # none: the gradient of the sum, as backward(ones_like(loss))
     value = out.detach().numpy()
     return Computed(value.reshape(batch.loss_shape) if reduction is Reduction.none else value,
-                    None if not grad else _grad_of(leaf).numpy())
+                    None if not grad else _grad_of(leaf).numpy() + 0.0)  # + 0.0: no -0 where masked
 
 
 def _grad_of(leaf: torch.Tensor) -> torch.Tensor:

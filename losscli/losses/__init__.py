@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from . import classification, divergence, margin, regression, sequence
+from . import classification, divergence, embedding, margin, regression, sequence
 from .spec import LossSpec, Option, TargetKind
 
 CATALOG: dict[str, LossSpec] = {
     spec.name: spec
-    for module in (regression, classification, divergence, margin, sequence)
+    for module in (regression, classification, divergence, margin, embedding, sequence)
     for spec in module.LOSSES
 }
 

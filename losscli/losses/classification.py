@@ -27,6 +27,15 @@ def log_softmax(x: np.ndarray, axis: int = 1) -> np.ndarray:
     return shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
 
 
+def log_sigmoid(x: np.ndarray) -> np.ndarray:
+    """log σ(x) = min(x, 0) - log1p(exp(-|x|)), without overflow for either sign."""
+    return np.minimum(x, 0) - np.log1p(np.exp(-np.abs(x)))
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    return np.exp(log_sigmoid(x))
+
+
 def _class_weights_along(w: np.ndarray, ndim: int) -> np.ndarray:
     """Class weights shaped to broadcast along axis 1 of an ``ndim``-dimensional array."""
     return w.reshape((1, -1) + (1,) * (ndim - 2))
@@ -90,9 +99,13 @@ def _bce(a: dict[str, np.ndarray]) -> np.ndarray:
         return (y - 1) * np.maximum(np.log1p(-x), -100.0) - y * np.maximum(np.log(x), -100.0)
 
 
+BCE_GRAD_EPSILON = float(np.float32(1e-12))  # 9.999999960041972e-13
+
+
 def _bce_grad(a: dict[str, np.ndarray]) -> np.ndarray:
     x, y = a["input"], a["target"]
-    return (x - y) / np.maximum((1 - x) * x, 1e-12)  # torch's binary_cross_entropy_backward, EPSILON 1e-12
+    # torch's binary_cross_entropy_backward clamps at EPSILON = 1e-12 as a float32 constant, also for float64
+    return (x - y) / np.maximum((1 - x) * x, BCE_GRAD_EPSILON)
 
 
 def _log_weight(a: dict[str, np.ndarray]) -> np.ndarray | float:
@@ -103,14 +116,12 @@ def _log_weight(a: dict[str, np.ndarray]) -> np.ndarray | float:
 
 def _bce_with_logits_grad(a: dict[str, np.ndarray]) -> np.ndarray:
     x, y = a["input"], a["target"]
-    sigmoid = np.exp(np.minimum(x, 0) - np.log1p(np.exp(-np.abs(x))))
-    return (1 - y) - _log_weight(a) * (1 - sigmoid)
+    return (1 - y) - _log_weight(a) * (1 - sigmoid(x))
 
 
 def _bce_with_logits(a: dict[str, np.ndarray]) -> np.ndarray:
     x, y = a["input"], a["target"]
-    log_sigmoid = np.minimum(x, 0) - np.log1p(np.exp(-np.abs(x)))
-    return (1 - y) * x - _log_weight(a) * log_sigmoid
+    return (1 - y) * x - _log_weight(a) * log_sigmoid(x)
 
 
 NLL = LossSpec(

@@ -27,6 +27,7 @@ class Arg:
     role: str
     array: np.ndarray
     source: str | None = None
+    number: bool = False  # given as a plain number, not an array (a FileArg with number_ok)
 
     @property
     def label(self) -> str:
@@ -124,6 +125,51 @@ def check_mask(arg: Arg, loss_shape: tuple[int, ...]) -> np.ndarray:
     return array != 0
 
 
+def shared_shape(x_arg: Arg, t_arg: Arg, broadcast: bool) -> tuple[int, ...]:
+    """The shape of an element-wise loss of input and target: theirs, or with ``broadcast`` the shape they
+    broadcast to, as torch broadcasts them."""
+    x, t = numeric(x_arg), numeric(t_arg)
+    if x.shape == t.shape:
+        return x.shape
+    if not broadcast:
+        raise ShapeError(
+            f"{t_arg.label}: expected the input's shape {shape_str(x.shape)}, but got {shape_str(t.shape)} "
+            "(pass --broadcast to broadcast them as torch does)"
+        )
+    try:
+        return tuple(np.broadcast_shapes(x.shape, t.shape))
+    except ValueError:
+        raise ShapeError(
+            f"{t_arg.label}: expected a shape that broadcasts with the input's {shape_str(x.shape)}, but got "
+            f"{shape_str(t.shape)}"
+        ) from None
+
+
+def class_weight(arg: Arg, classes: int, dtype: np.dtype) -> np.ndarray:
+    """A weight per class, shape ``(C,)``."""
+    w = numeric(arg)
+    if w.shape != (classes,):
+        raise ShapeError(f"{arg.label}: expected one weight per class, shape ({classes},), but got "
+                         f"{shape_str(w.shape)}")
+    return w.astype(dtype, copy=False)
+
+
+def integers(arg: Arg, what: str) -> np.ndarray:
+    """Integer-valued arrays (class indices, lengths) as int64; floats are refused, not rounded."""
+    t = numeric(arg)
+    if t.dtype.kind not in "iu":
+        raise ValueDomainError(f"{arg.label}: expected integer {what}, but got {t.dtype} values; save them as "
+                               "integers")
+    return t.astype(np.int64, copy=False)
+
+
+def with_batch_axis(arrays: dict[str, np.ndarray], mask: np.ndarray | None,
+                    names: tuple[str, ...]) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+    """An unbatched sample given a batch axis of 1 in ``names`` and the mask, so the backends see one layout."""
+    arrays = {k: v[None] if k in names else v for k, v in arrays.items()}
+    return arrays, None if mask is None else mask[None]
+
+
 class Family:
     """Base: what every family does with weights, masks and non-finite values."""
 
@@ -147,9 +193,10 @@ class Family:
 
     @staticmethod
     def _finish(batch: Batch, args: dict[str, Arg], nan_policy: str) -> Batch:
-        for name in ("input", "target", "weight", "pos_weight"):
-            if name in args and name in batch.arrays and batch.arrays[name].dtype.kind == "f":
-                check_finite(args[name], nan_policy, batch.warnings)
+        """Warn about (or refuse) NaN/Inf in every file the loss reads as floats."""
+        for name, arg in args.items():
+            if name in batch.arrays and batch.arrays[name].dtype.kind == "f":
+                check_finite(arg, nan_policy, batch.warnings)
         return batch
 
 
@@ -160,24 +207,10 @@ class Elementwise(Family):
     shapes = "input and target of one shape (with --broadcast: shapes that broadcast, as in torch)"
 
     def prepare(self, spec, args, params, *, broadcast, nan_policy):
-        x, y = numeric(args["input"]), numeric(args["target"])
-        warnings: list[str] = []
-        if x.shape == y.shape:
-            loss_shape = x.shape
-        elif not broadcast:
-            raise ShapeError(
-                f"{args['target'].label}: expected the input's shape {shape_str(x.shape)}, but got "
-                f"{shape_str(y.shape)} (pass --broadcast to broadcast them as torch does)"
-            )
-        else:
-            try:
-                loss_shape = np.broadcast_shapes(x.shape, y.shape)
-            except ValueError:
-                raise ShapeError(
-                    f"{args['target'].label}: expected a shape that broadcasts with the input's "
-                    f"{shape_str(x.shape)}, but got {shape_str(y.shape)}"
-                ) from None
-            warnings.append(BROADCAST_WARNING.format(target=torch_size(y.shape), input=torch_size(x.shape)))
+        x, y = args["input"].array, args["target"].array
+        loss_shape = shared_shape(args["input"], args["target"], broadcast)
+        warnings = [] if x.shape == y.shape else [
+            BROADCAST_WARNING.format(target=torch_size(y.shape), input=torch_size(x.shape))]
         dtype = float_dtype(args["input"], args["target"])
         arrays = {"input": x.astype(dtype, copy=False), "target": y.astype(dtype, copy=False)}
         if "weight" in args:
@@ -243,10 +276,7 @@ class Classes(Family):
         index_shape = x.shape[:1] + x.shape[2:] if x.ndim > 1 else ()
         kind = self._kind(spec, params.get("target_kind", TargetKind.auto), x, t_arg)
         if kind is TargetKind.prob:
-            default = spec.defaults()["ignore_index"]  # torch rejects any other for probabilities
-            if params["ignore_index"] != default:
-                raise OptionError(f"--ignore-index: expected the default {default} with class-probability "
-                                  f"targets (nothing is ignored there), but got {params['ignore_index']}")
+            self._check_nothing_ignored(spec, params)
             dtype = float_dtype(x_arg, t_arg)
             target = t.astype(dtype, copy=False)
             loss_shape = index_shape
@@ -260,22 +290,29 @@ class Classes(Family):
             integral_floats = params.get("target_kind") is TargetKind.index  # asked for, not inferred
             target = self._indices(t_arg, classes, params["ignore_index"], integral_floats)
             loss_shape = index_shape
+        self._check_smoothing(params)
+        arrays = {"input": x.astype(dtype, copy=False), "target": target}
+        if "weight" in args:
+            arrays["weight"] = class_weight(args["weight"], classes, dtype)
+        mask = check_mask(args["mask"], loss_shape) if "mask" in args else None
+        if x.ndim == 1:
+            arrays, mask = with_batch_axis(arrays, mask, ("input", "target"))
+        batch = Batch(arrays, tuple(loss_shape), dtype, mask=mask, target_kind=kind)
+        return self._finish(batch, args, nan_policy)
+
+    @staticmethod
+    def _check_nothing_ignored(spec: LossSpec, params: dict[str, Any]) -> None:
+        """Probability targets: torch refuses any ignore_index but its default."""
+        default = spec.defaults()["ignore_index"]
+        if params["ignore_index"] != default:
+            raise OptionError(f"--ignore-index: expected the default {default} with class-probability targets "
+                              f"(nothing is ignored there), but got {params['ignore_index']}")
+
+    @staticmethod
+    def _check_smoothing(params: dict[str, Any]) -> None:
         smoothing = params.get("label_smoothing", 0.0)
         if not 0.0 <= smoothing <= 1.0:
             raise OptionError(f"--label-smoothing: expected a value in [0, 1], but got {smoothing}")
-        arrays = {"input": x.astype(dtype, copy=False), "target": target}
-        if "weight" in args:
-            w = numeric(args["weight"])
-            if w.shape != (classes,):
-                raise ShapeError(f"{args['weight'].label}: expected one weight per class, shape "
-                                 f"({classes},), but got {shape_str(w.shape)}")
-            arrays["weight"] = w.astype(dtype, copy=False)
-        mask = check_mask(args["mask"], loss_shape) if "mask" in args else None
-        if x.ndim == 1:  # unbatched: give it a batch axis of 1 so the backends see one layout
-            arrays["input"], arrays["target"] = arrays["input"][None], arrays["target"][None]
-            mask = None if mask is None else mask[None]
-        batch = Batch(arrays, tuple(loss_shape), dtype, mask=mask, target_kind=kind)
-        return self._finish(batch, args, nan_policy)
 
     def _kind(self, spec: LossSpec, asked: TargetKind, x: np.ndarray, t_arg: Arg) -> TargetKind:
         if not self.probabilities:

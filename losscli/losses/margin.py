@@ -1,5 +1,358 @@
-"""Losses of this group are added here (issue 3)."""
+"""Margin losses: margin-ranking, hinge-embedding, soft-margin (element-wise, targets -1 or 1), and
+multilabel-soft-margin, multilabel-margin, multi-margin (one loss per sample over its class scores).
+
+Element-wise losses take files of one shape, and a mask selects elements. Class-score losses take input
+``(N, C)`` or ``(C,)`` (multilabel-soft-margin: ``(..., C)``, the class axis last, as torch reads it) and
+give one loss per sample, averaged over the ``C`` classes inside the sample as torch does; a mask selects
+samples (shape ``(N,)``, or ``()`` unbatched), and ``mean`` divides by the number of samples selected,
+whatever the class weights (torch divides by ``N``).
+"""
 
 from __future__ import annotations
 
-LOSSES = ()
+from typing import Any
+
+import numpy as np
+
+from ..errors import OptionError, ShapeError, ValueDomainError
+from ..reduction import Elements
+from .families import (
+    Arg,
+    Family,
+    check_mask,
+    class_weight,
+    first,
+    float_dtype,
+    integers,
+    numeric,
+    offending,
+    shape_str,
+    with_batch_axis,
+)
+from .classification import CLASS_WEIGHT_HELP, log_sigmoid, sigmoid
+from .spec import Batch, FileArg, LossSpec, Option
+
+# -- families --------------------------------------------------------------------------------------
+
+
+def check_signs(arg: Arg, why: str) -> None:
+    """Targets of -1 or 1, where the loss's math assumes them (torch would read other values silently)."""
+    t = numeric(arg)
+    where = first((t != 1) & (t != -1))
+    if where is not None:
+        raise ValueDomainError(f"{arg.label}: expected -1 or 1, but got {offending(t, where)} ({why})")
+
+
+class SameShape(Family):
+    """Element-wise losses of files of one shape; the target holds -1 or 1."""
+
+    shapes = "every file of one shape; target -1 or 1"
+
+    def __init__(self, dtype_from: tuple[str, ...], why: str):
+        self.dtype_from = dtype_from  # the files whose float dtypes torch promotes into the result's
+        self.why = why  # what torch would do with a target other than -1 or 1
+
+    def prepare(self, spec, args, params, *, broadcast, nan_policy):
+        names = [f.name for f in spec.files]
+        shape = numeric(args[names[0]]).shape
+        for name in names[1:]:
+            got = numeric(args[name]).shape
+            if got != shape:
+                raise ShapeError(f"{args[name].label}: expected {names[0]}'s shape {shape_str(shape)}, but got "
+                                 f"{shape_str(got)}")
+        check_signs(args["target"], self.why)
+        dtype = float_dtype(*(args[n] for n in self.dtype_from))
+        arrays = {n: args[n].array.astype(dtype, copy=False) for n in names}
+        mask = check_mask(args["mask"], shape) if "mask" in args else None
+        if spec.check is not None:
+            spec.check(args, arrays, params)
+        return self._finish(Batch(arrays, shape, dtype, mask=mask), args, nan_policy)
+
+
+class PerSample(Family):
+    """Losses with one value per sample: the backends see a batch axis (added for unbatched inputs), and a
+    mask selects rows of every file but the class weights."""
+
+    def torch_select(self, torch, tensors, mask, params, batch):
+        return {k: v if k == "weight" else v[mask] for k, v in tensors.items()}
+
+    def _finish_samples(self, arrays: dict[str, np.ndarray], mask: np.ndarray | None, loss_shape: tuple[int, ...],
+                        per_sample: tuple[str, ...], dtype: np.dtype, args: dict[str, Arg],
+                        nan_policy: str) -> Batch:
+        """The batch, with a batch axis of 1 for an unbatched sample (loss shape ``()``)."""
+        if not loss_shape:
+            arrays, mask = with_batch_axis(arrays, mask, per_sample)
+        return self._finish(Batch(arrays, loss_shape, dtype, mask=mask), args, nan_policy)
+
+
+class ClassScores(PerSample):
+    """Class scores ``(N, C)`` or ``(C,)`` (``any_rank``: ``(..., C)``) and one loss per sample. ``target``:
+    ``multi_hot`` (0/1 of the input's shape), ``lists`` (class indices of the input's shape, padded with -1)
+    or ``labels`` (one class index per sample)."""
+
+    def __init__(self, target: str, shapes: str, any_rank: bool = False):
+        self.target, self.shapes, self.any_rank = target, shapes, any_rank
+
+    def prepare(self, spec, args, params, *, broadcast, nan_policy):
+        x_arg, t_arg = args["input"], args["target"]
+        x = numeric(x_arg)
+        if x.ndim == 0 or (x.ndim > 2 and not self.any_rank):
+            forms = "(..., C)" if self.any_rank else "(N, C) or (C,)"
+            raise ShapeError(f"{x_arg.label}: expected class scores of shape {forms}, but got {shape_str(x.shape)}")
+        classes, loss_shape = x.shape[-1], x.shape[:-1]
+        if classes == 0:
+            raise ShapeError(f"{x_arg.label}: expected at least one class, but got shape {shape_str(x.shape)}")
+        want = loss_shape if self.target == "labels" else x.shape
+        if t_arg.array.shape != want:
+            what = "one class index per sample" if self.target == "labels" else "the input's shape"
+            raise ShapeError(f"{t_arg.label}: expected {what}, {shape_str(want)}, but got "
+                             f"{shape_str(t_arg.array.shape)}")
+        if self.target == "multi_hot":
+            target = numeric(t_arg)
+            where = first(~((target >= 0) & (target <= 1)))
+            if where is not None:
+                raise ValueDomainError(f"{t_arg.label}: expected 0 or 1 (or probabilities in [0, 1]), but got "
+                                       f"{offending(target, where)}")
+            dtype = float_dtype(x_arg, t_arg, *([args["weight"]] if "weight" in args else []))
+            target = target.astype(dtype, copy=False)
+        else:
+            dtype = float_dtype(x_arg)
+            target = integers(t_arg, "class indices")
+            (self._check_lists if self.target == "lists" else self._check_labels)(t_arg, target, classes)
+        arrays = {"input": x.astype(dtype, copy=False), "target": target}
+        if "weight" in args:
+            arrays["weight"] = class_weight(args["weight"], classes, dtype)
+        mask = check_mask(args["mask"], loss_shape) if "mask" in args else None
+        if spec.check is not None:
+            spec.check(args, arrays, params)
+        return self._finish_samples(arrays, mask, loss_shape, ("input", "target"), dtype, args, nan_policy)
+
+    @staticmethod
+    def _check_labels(arg: Arg, t: np.ndarray, classes: int) -> None:
+        where = first((t < 0) | (t >= classes))
+        if where is not None:
+            raise ValueDomainError(f"{arg.label}: expected class indices in [0, {classes}), but got "
+                                   f"{offending(t, where)}")
+
+    @staticmethod
+    def _check_lists(arg: Arg, t: np.ndarray, classes: int) -> None:
+        where = first((t < -1) | (t >= classes))
+        if where is not None:
+            raise ValueDomainError(f"{arg.label}: expected class indices in [0, {classes}) padded with -1, but "
+                                   f"got {offending(t, where)}")
+        rows = t.reshape(-1, classes)
+        after = np.cumsum(rows == -1, axis=1) > 0  # at or after each row's first -1
+        where = first((after & (rows != -1)).reshape(t.shape))
+        if where is not None:
+            raise ValueDomainError(f"{arg.label}: expected only -1 after a row's first -1 (torch would ignore "
+                                   f"the rest of the row), but got {offending(t, where)}")
+
+
+# -- math -------------------------------------------------------------------------------------------
+
+
+def _ranking(a: dict[str, np.ndarray], p: dict[str, Any]) -> np.ndarray:
+    return -a["target"] * (a["input1"] - a["input2"]) + p["margin"]
+
+
+def _hinge(a: dict[str, np.ndarray], p: dict[str, Any]) -> np.ndarray:
+    x = a["input"]
+    return np.where(a["target"] == 1, x, np.maximum(p["margin"] - x, 0))
+
+
+def _hinge_grad(a: dict[str, np.ndarray], p: dict[str, Any], coef: np.ndarray) -> np.ndarray:
+    # torch's clamp_min passes the gradient at the kink (margin - x == 0)
+    return coef * np.where(a["target"] == 1, 1.0, np.where(p["margin"] - a["input"] >= 0, -1.0, 0.0))
+
+
+def _soft(a: dict[str, np.ndarray]) -> np.ndarray:
+    return -log_sigmoid(a["input"] * a["target"])  # log(1 + exp(-y·x)), without overflow
+
+
+def _multilabel_soft(a: dict[str, np.ndarray]) -> Elements:
+    x, y, w = a["input"], a["target"], a.get("weight")
+    terms = -(y * log_sigmoid(x) + (1 - y) * log_sigmoid(-x))
+    terms = terms if w is None else terms * w
+    return Elements(terms.sum(axis=-1) / x.shape[-1])
+
+
+def _multilabel_soft_grad(a: dict[str, np.ndarray], coef: np.ndarray) -> np.ndarray:
+    x, w = a["input"], a.get("weight", 1.0)
+    return coef[..., None] * w * (sigmoid(x) - a["target"]) / x.shape[-1]
+
+
+def _label_lists(t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For -1-padded class lists (N, C): which positions hold a class (before the row's first -1), those
+    classes (0 where none), and which classes each row lists."""
+    listed = np.cumsum(t == -1, axis=1) == 0
+    classes = np.where(listed, t, 0)
+    is_target = np.zeros(t.shape, dtype=bool)
+    rows = np.broadcast_to(np.arange(t.shape[0])[:, None], t.shape)
+    is_target[rows[listed], t[listed]] = True
+    return listed, classes, is_target
+
+
+def _multilabel_margin(a: dict[str, np.ndarray], grad_coef: np.ndarray | None = None):
+    """Per sample ``Σ_j Σ_{i not listed} max(0, 1 - (x[y_j] - x[i])) / C``, j over the listed classes
+    (a class listed twice counts twice, as in torch); with ``grad_coef``, d(Σ coef·loss)/d(input) instead
+    (no gradient where 1 - (x[y_j] - x[i]) is exactly 0: torch's kink)."""
+    x, (listed, ys, is_target) = a["input"], _label_lists(a["target"])
+    n, c = x.shape
+    rows = np.arange(n)
+    loss, grad = np.zeros(n), np.zeros_like(x)
+    scale = None if grad_coef is None else grad_coef[:, None] / c
+    for k in range(int(listed.sum(axis=1).max(initial=0))):  # position k of every row's list
+        counts = listed[:, k:k + 1] & ~is_target
+        z = 1 - x[rows, ys[:, k]][:, None] + x
+        if scale is None:
+            loss += np.where(counts, np.maximum(z, 0), 0.0).sum(axis=1)
+        else:
+            h = np.where(counts & (z > 0), scale, 0.0)
+            grad += h
+            np.add.at(grad, (rows, ys[:, k]), -h.sum(axis=1))
+    return Elements(loss / c) if scale is None else grad
+
+
+def _multi_margin_terms(a: dict[str, np.ndarray], p: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``z = margin - x[y] + x[i]`` for every class (N, C), which classes count (i != y), and ``w[y]``."""
+    x, y, w = a["input"], a["target"], a.get("weight")
+    rows = np.arange(x.shape[0])
+    z = p["margin"] - x[rows, y][:, None] + x
+    others = np.ones(x.shape, dtype=bool)
+    others[rows, y] = False
+    return z, others, (np.ones(x.shape[0]) if w is None else w[y])
+
+
+def _multi_margin(a: dict[str, np.ndarray], p: dict[str, Any]) -> Elements:
+    z, others, w_y = _multi_margin_terms(a, p)
+    terms = np.where(others, np.maximum(z, 0) ** p["p"], 0.0)
+    return Elements(w_y * terms.sum(axis=1) / z.shape[1])
+
+
+def _multi_margin_grad(a: dict[str, np.ndarray], p: dict[str, Any], coef: np.ndarray) -> np.ndarray:
+    z, others, w_y = _multi_margin_terms(a, p)
+    slope = 1.0 if p["p"] == 1 else 2 * z
+    h = np.where(others & (z > 0), slope, 0.0) * (coef * w_y / z.shape[1])[:, None]  # torch: none at z == 0
+    rows = np.arange(z.shape[0])
+    h[rows, a["target"]] = -h.sum(axis=1)
+    return h
+
+
+def _torch_empty_mean(call, t: dict[str, Any], r: str):
+    """torch 2.13's multi_margin_loss and multilabel_margin_loss reduce no samples to uninitialised memory
+    (mean and sum alike); losscli gives what every other loss gives there: NaN for mean, 0 for sum."""
+    if r != "none" and t["input"].shape[0] == 0:
+        return getattr(call("none"), r)()
+    return call(r)
+
+
+def _check_multi_margin(args: dict[str, Any], arrays: dict[str, np.ndarray], params: dict[str, Any]) -> None:
+    if params["p"] not in (1, 2):
+        raise OptionError(f"--p: expected 1 or 2 (the only powers torch supports), but got {params['p']}")
+
+
+# -- specs ------------------------------------------------------------------------------------------
+
+PER_SAMPLE_MEAN = "N samples (those selected), with or without --weight"
+
+MARGIN_RANKING = LossSpec(
+    name="margin-ranking",
+    torch_name="margin_ranking_loss",
+    summary="Ranking hinge: input1 should rank above input2 where the target is 1, below where it is -1.",
+    formula="l = max(0, -y·(x1 - x2) + margin)  (y: -1 or 1)",
+    mean_rule="n elements",
+    family=SameShape(("input1", "input2", "target"),
+                     "torch would scale the ranking term by it instead of reading a direction"),
+    files=(FileArg("input1", "first scores"), FileArg("input2", "second scores"),
+           FileArg("target", "targets, -1 or 1")),
+    numpy=lambda a, p, b: Elements(np.maximum(_ranking(a, p), 0)),
+    torch=lambda F, t, p, r: F.margin_ranking_loss(t["input1"], t["input2"], t["target"], margin=p["margin"],
+                                                   reduction=r),
+    grad=lambda a, p, b, c: c * -a["target"] * (_ranking(a, p) >= 0),  # clamp_min: gradient at the kink
+    options=(Option("margin", float, 0.0, "how far input1 must rank above input2"),),
+    example="losscli margin-ranking samples/margin/scores1.npy samples/margin/scores2.npy "
+    "samples/margin/rank_target.csv",
+)
+
+HINGE_EMBEDDING = LossSpec(
+    name="hinge-embedding",
+    torch_name="hinge_embedding_loss",
+    summary="Hinge embedding: distances of similar pairs (target 1) pulled down, of dissimilar (-1) pushed "
+    "past the margin.",
+    formula="l = x if y = 1, max(0, margin - x) if y = -1  (x: typically a distance)",
+    mean_rule="n elements",
+    family=SameShape(("input",), "torch would add both terms for it"),
+    files=(FileArg("input", "distances (or other scores)"), FileArg("target", "targets, -1 or 1")),
+    numpy=lambda a, p, b: Elements(_hinge(a, p)),
+    torch=lambda F, t, p, r: F.hinge_embedding_loss(t["input"], t["target"], margin=p["margin"], reduction=r),
+    grad=lambda a, p, b, c: _hinge_grad(a, p, c),
+    options=(Option("margin", float, 1.0, "how far dissimilar pairs must be"),),
+    example="losscli hinge-embedding samples/margin/distances.npy samples/margin/pair_target.npy --margin 2",
+)
+
+SOFT_MARGIN = LossSpec(
+    name="soft-margin",
+    torch_name="soft_margin_loss",
+    summary="Two-class logistic loss of scores against -1/1 targets.",
+    formula="l = log(1 + exp(-y·x))  (y: -1 or 1)",
+    mean_rule="n elements",
+    family=SameShape(("input",), "torch would scale the input by it"),
+    numpy=lambda a, p, b: Elements(_soft(a)),
+    torch=lambda F, t, p, r: F.soft_margin_loss(t["input"], t["target"], reduction=r),
+    grad=lambda a, p, b, c: c * -a["target"] * sigmoid(-a["input"] * a["target"]),
+    example="losscli soft-margin samples/margin/scores1.npy samples/margin/rank_target.csv",
+)
+
+MULTILABEL_SOFT_MARGIN = LossSpec(
+    name="multilabel-soft-margin",
+    torch_name="multilabel_soft_margin_loss",
+    summary="Multi-label logistic loss: per-class binary cross-entropy of logits, averaged over the classes.",
+    formula="l = -1/C·Σ_c w_c·(y_c·log σ(x_c) + (1 - y_c)·log σ(-x_c))  (one value per sample)",
+    mean_rule=PER_SAMPLE_MEAN,
+    family=ClassScores("multi_hot", "input (N, C), (C,) or (..., C), the class axis last; target 0/1 of the "
+                       "input's shape; one loss per sample", any_rank=True),
+    numpy=lambda a, p, b: _multilabel_soft(a),
+    torch=lambda F, t, p, r: F.multilabel_soft_margin_loss(t["input"], t["target"], weight=t.get("weight"),
+                                                           reduction=r),
+    grad=lambda a, p, b, c: _multilabel_soft_grad(a, c),
+    weight_help=CLASS_WEIGHT_HELP,
+    example="losscli multilabel-soft-margin samples/margin/class_scores.npy samples/margin/multi_hot.npy "
+    "--weight samples/margin/class_weight.npy",
+)
+
+MULTILABEL_MARGIN = LossSpec(
+    name="multilabel-margin",
+    torch_name="multilabel_margin_loss",
+    summary="Multi-label hinge: every listed class should score 1 above every unlisted one.",
+    formula="l = Σ_j Σ_{i not listed} max(0, 1 - (x[y_j] - x[i])) / C  (y: class indices, padded with -1)",
+    mean_rule="N samples (those selected)",
+    family=ClassScores("lists", "input (N, C) or (C,); target of the input's shape: each row's class indices, "
+                       "then -1 padding; one loss per sample"),
+    numpy=lambda a, p, b: _multilabel_margin(a),
+    torch=lambda F, t, p, r: _torch_empty_mean(
+        lambda red: F.multilabel_margin_loss(t["input"], t["target"], reduction=red), t, r),
+    grad=lambda a, p, b, c: _multilabel_margin(a, c),
+    example="losscli multilabel-margin samples/margin/class_scores.npy samples/margin/label_lists.npy",
+)
+
+MULTI_MARGIN = LossSpec(
+    name="multi-margin",
+    torch_name="multi_margin_loss",
+    summary="Multi-class hinge: the target class should score a margin above every other class.",
+    formula="l = w[y]·Σ_{i != y} max(0, margin - x[y] + x[i])^p / C  (y: a class index per sample)",
+    mean_rule=PER_SAMPLE_MEAN,
+    family=ClassScores("labels", "input (N, C) or (C,); target class indices (N,) or (); one loss per "
+                       "sample"),
+    numpy=lambda a, p, b: _multi_margin(a, p),
+    torch=lambda F, t, p, r: _torch_empty_mean(
+        lambda red: F.multi_margin_loss(t["input"], t["target"], p=p["p"], margin=p["margin"],
+                                        weight=t.get("weight"), reduction=red), t, r),
+    grad=lambda a, p, b, c: _multi_margin_grad(a, p, c),
+    options=(Option("p", int, 1, "1 or 2: the power of each hinge term"),
+             Option("margin", float, 1.0, "how far above the other classes the target class must score")),
+    weight_help=CLASS_WEIGHT_HELP + ": the target class's weight scales its sample's loss",
+    check=_check_multi_margin,
+    example="losscli multi-margin samples/margin/class_scores.npy samples/margin/labels.csv --p 2",
+)
+
+LOSSES = (MARGIN_RANKING, HINGE_EMBEDDING, SOFT_MARGIN, MULTILABEL_SOFT_MARGIN, MULTILABEL_MARGIN, MULTI_MARGIN)

@@ -1,5 +1,618 @@
-"""Losses of this group are added here (issue 3)."""
+"""Sequence losses: ctc over frame-wise log-probabilities, and linear-cross-entropy, the cross-entropy of a
+linear layer's logits computed a chunk of classes at a time.
+
+**ctc** reads log_probs ``(T, N, C)`` (or unbatched ``(T, C)``), targets padded ``(N, S)`` or concatenated
+``(Σ target_lengths,)``, and input_lengths, target_lengths ``(N,)``. A sample's loss is the negative log of
+the total probability of every alignment of its target to its first ``input_lengths[n]`` frames (Graves
+et al. 2006, eq. 6-8: the forward recursion in log space). ``mean`` divides each sample's loss by its
+target length (at least 1) and then averages over the samples, as torch does; a mask selects samples.
+
+**linear-cross-entropy** reads input ``(N, H)`` (or ``(H,)``), linear_weight ``(C, H)`` (or
+``(C, d1, ..., dK, H)``: K-dimensional logits, batched input only), and a target as cross-entropy takes it
+for the logits ``input @ linear_weight.T + linear_bias``: class indices ``(N, d1, ...)`` or probabilities of
+the logits' shape. The formulas are cross-entropy's (label smoothing, class weights, ignore_index); the
+numpy backend never holds the ``(N, C, ...)`` logits whole: it walks blocks of rows and chunks of classes
+(:data:`CLASS_CHUNK`, :data:`CHUNK_ELEMENTS`) with an online log-sum-exp, and its gradient walks them again.
+"""
 
 from __future__ import annotations
 
-LOSSES = ()
+import math
+from typing import Any
+
+import numpy as np
+
+from ..errors import OptionError, ShapeError, ValueDomainError
+from ..reduction import Elements
+from .classification import CLASS_WEIGHT_HELP, CROSS_ENTROPY, IGNORE_INDEX
+from .families import (
+    Arg,
+    Classes,
+    Family,
+    check_mask,
+    class_weight,
+    first,
+    float_dtype,
+    integers,
+    numeric,
+    offending,
+    shape_str,
+    with_batch_axis,
+)
+from .spec import Batch, FileArg, LossSpec, Option, TargetKind
+
+NEG_INF = -np.inf
+
+# ------------------------------------------------------------------------------------------------ ctc
+
+
+def _non_finite_log_probs(arg: Arg, nan_policy: str, warnings: list[str]) -> None:
+    """log_probs may hold -inf (a probability of 0); NaN and +inf are what --nan-policy is about."""
+    x = arg.array
+    bad = np.isnan(x) | (x == np.inf)
+    count = int(np.count_nonzero(bad))
+    if not count:
+        return
+    where = offending(x, first(bad))
+    if nan_policy == "raise":
+        raise ValueDomainError(f"{arg.label}: expected log-probabilities (finite or -inf) (--nan-policy raise), "
+                               f"but got {where}")
+    warnings.append(f"{arg.label} holds {count} NaN or +inf value(s) (first: {where}); the result "
+                    "propagates them")
+
+
+def _padded(targets: np.ndarray, target_lengths: np.ndarray, fill: int) -> np.ndarray:
+    """Targets as ``(N, max target length)``, the unused tail of each row set to ``fill``."""
+    width = int(target_lengths.max(initial=0))
+    j = np.arange(width)
+    used = j < target_lengths[:, None]
+    if targets.ndim == 2:
+        return np.where(used, targets[:, :width], fill)
+    starts = np.cumsum(target_lengths) - target_lengths
+    index = np.clip(starts[:, None] + j, 0, max(targets.size - 1, 0))
+    return np.where(used, targets[index] if targets.size else fill, fill)
+
+
+class Alignments(Family):
+    """ctc: log_probs ``(T, N, C)`` or ``(T, C)``; targets ``(N, S)`` padded or ``(Σ target_lengths,)``
+    concatenated; input_lengths and target_lengths ``(N,)`` (``()`` or ``(1,)`` unbatched). The loss has one
+    element per sample, shape ``(N,)`` (``()`` unbatched); the backends see the batched layout."""
+
+    shapes = ("log_probs (T, N, C) or (T, C); targets (N, S) padded or (Σ target_lengths,) concatenated; "
+              "input_lengths and target_lengths (N,); the loss: one value per sample")
+
+    def prepare(self, spec, args, params, *, broadcast, nan_policy):
+        lp_arg, tg_arg, il_arg, tl_arg = (args[f.name] for f in spec.files)
+        lp = numeric(lp_arg)
+        if lp.ndim not in (2, 3):
+            raise ShapeError(f"{lp_arg.label}: expected log-probabilities of shape (T, N, C) or (T, C), but got "
+                             f"{shape_str(lp.shape)}")
+        if lp.size == 0:  # torch: "log_probs tensor must not be empty"
+            raise ShapeError(f"{lp_arg.label}: expected at least one frame, sample and class, but got shape "
+                             f"{shape_str(lp.shape)}")
+        dtype = float_dtype(lp_arg)
+        if dtype not in (np.float32, np.float64):
+            raise ValueDomainError(f"{lp_arg.label}: expected float32 or float64 log-probabilities (torch's "
+                                   f"ctc_loss takes no other on CPU), but got {dtype}")
+        batched = lp.ndim == 3
+        frames, classes = lp.shape[0], lp.shape[-1]
+        samples = lp.shape[1] if batched else 1
+        blank = params["blank"]
+        if not 0 <= blank < classes:
+            raise OptionError(f"--blank: expected a class index in [0, {classes}), but got {blank}")
+        il = self._lengths(il_arg, samples, batched)
+        tl = self._lengths(tl_arg, samples, batched)
+        too_long = il > frames
+        if np.any(too_long):
+            raise ValueDomainError(f"{il_arg.label}: expected input lengths of at most {frames} (the frames of "
+                                   f"log_probs), but got {offending(il, first(too_long))}")
+        targets = integers(tg_arg, "labels")
+        self._check_target_layout(tg_arg, targets, tl_arg, tl, samples, batched)
+        labels = _padded(targets, tl, blank)
+        used = np.arange(labels.shape[1]) < tl[:, None]
+        bad = used & ((labels < 0) | (labels >= classes) | (labels == blank))
+        where = first(bad)
+        if where is not None:
+            n, j = np.unravel_index(where, labels.shape)
+            at = f"index ({n}, {j})" if targets.ndim == 2 else f"index {int(tl[:n].sum()) + j}"
+            raise ValueDomainError(f"{tg_arg.label}: expected labels in [0, {classes}) other than the blank "
+                                   f"{blank}, but got {labels[n, j]} at {at}")
+        warnings: list[str] = []
+        self._warn_unalignable(il_arg, labels, il, tl, params["zero_infinity"], warnings)
+        loss_shape = (samples,) if batched else ()
+        mask = check_mask(args["mask"], loss_shape) if "mask" in args else None
+        arrays = {"log_probs": (lp if batched else lp[:, None]).astype(dtype, copy=False), "targets": targets,
+                  "input_lengths": il, "target_lengths": tl}
+        _non_finite_log_probs(lp_arg, nan_policy, warnings)
+        return Batch(arrays, loss_shape, dtype, rows=samples,
+                     mask=None if mask is None else mask.reshape(samples), warnings=warnings)
+
+    @staticmethod
+    def _lengths(arg: Arg, samples: int, batched: bool) -> np.ndarray:
+        lengths = integers(arg, "lengths")
+        if lengths.shape != (samples,) and (batched or lengths.shape != ()):
+            expected = f"(N,) = ({samples},)" if batched else "() or (1,)"
+            raise ShapeError(f"{arg.label}: expected one length per sample, shape {expected}, but got "
+                             f"{shape_str(lengths.shape)}")
+        negative = lengths < 0
+        if np.any(negative):
+            raise ValueDomainError(f"{arg.label}: expected lengths of 0 or more, but got "
+                                   f"{offending(lengths, first(negative))}")
+        return lengths.reshape(samples)
+
+    @staticmethod
+    def _check_target_layout(tg_arg: Arg, targets: np.ndarray, tl_arg: Arg, tl: np.ndarray, samples: int,
+                             batched: bool) -> None:
+        if targets.ndim == 2:
+            if targets.shape[0] != samples:
+                raise ShapeError(f"{tg_arg.label}: expected padded targets with one row per sample, ({samples}, S), "
+                                 f"but got {shape_str(targets.shape)}")
+            longer = tl > targets.shape[1]
+            if np.any(longer):
+                raise ValueDomainError(f"{tl_arg.label}: expected target lengths of at most {targets.shape[1]} (the "
+                                       f"columns of the padded targets), but got "
+                                       f"{offending(tl, first(longer))}")
+        elif targets.ndim == 1:
+            total = int(tl.sum())
+            if targets.size != total:
+                hint = "" if batched else "; pad them as (1, S) to give more labels than target_lengths uses"
+                raise ShapeError(f"{tg_arg.label}: expected the target lengths' sum, {total} concatenated labels, "
+                                 f"but got {targets.size}{hint}")
+        else:
+            raise ShapeError(f"{tg_arg.label}: expected targets of shape (N, S) padded or (Σ target_lengths,) "
+                             f"concatenated, but got {shape_str(targets.shape)}")
+
+    @staticmethod
+    def _warn_unalignable(il_arg: Arg, labels: np.ndarray, il: np.ndarray, tl: np.ndarray, zero_infinity: bool,
+                          warnings: list[str]) -> None:
+        """A target needs one frame per label plus one blank between repeated labels; fewer frames give an
+        infinite loss (torch returns inf, not an error)."""
+        j = np.arange(1, labels.shape[1])
+        repeats = ((labels[:, 1:] == labels[:, :-1]) & (j < tl[:, None])).sum(axis=1)
+        short = il < tl + repeats
+        if not np.any(short):
+            return
+        n = int(np.flatnonzero(short)[0])
+        then = ("--zero-infinity makes it 0, with a zero gradient" if zero_infinity else
+                "--zero-infinity would make it 0, with a zero gradient")
+        warnings.append(
+            f"{il_arg.label}: {int(short.sum())} of {len(il)} sample(s) cannot be aligned to their target (first: "
+            f"sample {n}, {tl[n]} label(s) with {repeats[n]} repeat(s) need at least {tl[n] + repeats[n]} "
+            f"frames, but got {il[n]}); their loss is inf, as in torch; {then}"
+        )
+
+    def torch_select(self, torch, tensors, mask, params, batch):
+        """The selected samples only: their frames' column of log_probs, their targets and lengths."""
+        lengths = tensors["target_lengths"]
+        targets = tensors["targets"]
+        targets = targets[mask] if targets.dim() == 2 else targets[mask.repeat_interleave(lengths)]
+        return {"log_probs": tensors["log_probs"][:, mask], "targets": targets,
+                "input_lengths": tensors["input_lengths"][mask], "target_lengths": lengths[mask]}
+
+
+def _lse3(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """log(e^a + e^b + e^c), shifted by the largest as torch's ctc does (0 where all are -inf)."""
+    m = np.maximum(np.maximum(a, b), c)
+    m = np.where(m == NEG_INF, 0.0, m)
+    return np.log(np.exp(a - m) + np.exp(b - m) + np.exp(c - m)) + m
+
+
+def _shift(x: np.ndarray, by: int) -> np.ndarray:
+    """``x[:, s - by]`` along the state axis (by > 0: from lower states; by < 0: from higher), -inf where none."""
+    out = np.full_like(x, NEG_INF)
+    if by > 0:
+        out[:, by:] = x[:, :-by]
+    else:
+        out[:, :by] = x[:, -by:]
+    return out
+
+
+class _Trellis:
+    """The forward (alpha) and, on demand, backward (beta) variables of every sample, in log space.
+
+    States ``s`` run over the extended target ``l'`` (blank, l1, blank, l2, ..., blank: ``2·S + 1`` of them);
+    ``alpha[t, n, s]`` is the log-probability of the alignments of frames ``0..t`` that end in state ``s``.
+    """
+
+    def __init__(self, a: dict[str, np.ndarray], p: dict[str, Any]):
+        self.lp = a["log_probs"]  # (T, N, C)
+        self.il, self.tl = a["input_lengths"], a["target_lengths"]
+        self.blank = p["blank"]
+        self.labels = _padded(a["targets"], self.tl, self.blank)  # (N, S)
+        frames, samples, _ = self.lp.shape
+        states = 2 * self.labels.shape[1] + 1
+        self.ext = np.full((samples, states), self.blank, dtype=np.int64)
+        self.ext[:, 1::2] = self.labels
+        s = np.arange(states)
+        self.live = s <= 2 * self.tl[:, None]  # states of each sample's own target
+        self.skip = np.zeros((samples, states), dtype=bool)  # s-2 -> s allowed: a label unlike the one before
+        self.skip[:, 2:] = self.ext[:, 2:] != self.ext[:, :-2]
+        self.lp_ext = np.take_along_axis(self.lp, np.broadcast_to(self.ext, (frames, samples, states)), axis=2)
+        self.alpha = self._forward()
+        self.nll = self._nll()
+
+    def _forward(self) -> np.ndarray:
+        frames, samples, states = self.lp_ext.shape
+        alpha = np.full((frames, samples, states), NEG_INF)
+        alpha[0, :, 0] = self.lp_ext[0, :, 0]
+        if states > 1:
+            alpha[0, :, 1] = self.lp_ext[0, :, 1]
+        alpha[0] = np.where(self.live, alpha[0], NEG_INF)
+        for t in range(1, frames):
+            prev = alpha[t - 1]
+            step = _lse3(prev, _shift(prev, 1), np.where(self.skip, _shift(prev, 2), NEG_INF))
+            alpha[t] = np.where(self.live, step + self.lp_ext[t], NEG_INF)
+        return alpha
+
+    def _nll(self) -> np.ndarray:
+        """-log p(target): the last two states at the last frame (the last state alone for an empty target)."""
+        rows = np.arange(len(self.il))
+        last = self.alpha[np.maximum(self.il - 1, 0), rows]  # (N, states)
+        l1 = last[rows, 2 * self.tl]
+        l2 = last[rows, np.maximum(2 * self.tl - 1, 0)]
+        m = np.maximum(l1, l2)
+        m = np.where(m == NEG_INF, 0.0, m)
+        likelihood = np.where(self.tl == 0, l1, np.log(np.exp(l1 - m) + np.exp(l2 - m)) + m)
+        likelihood = np.where(self.il == 0, np.where(self.tl == 0, 0.0, NEG_INF), likelihood)  # no frames
+        return -likelihood
+
+    def _backward(self) -> np.ndarray:
+        frames, samples, states = self.lp_ext.shape
+        rows = np.arange(samples)
+        s = np.arange(states)
+        end = self.lp_ext[np.maximum(self.il - 1, 0), rows]  # beta at each sample's last frame
+        end = np.where((s == 2 * self.tl[:, None]) | (s == 2 * self.tl[:, None] - 1), end, NEG_INF)
+        skip_up = np.zeros_like(self.skip)  # s -> s+2 allowed
+        skip_up[:, :-2] = self.skip[:, 2:]
+        beta = np.full((frames, samples, states), NEG_INF)
+        for t in range(frames - 1, -1, -1):
+            if t < frames - 1:
+                nxt = beta[t + 1]
+                step = _lse3(nxt, _shift(nxt, -1), np.where(skip_up, _shift(nxt, -2), NEG_INF)) + self.lp_ext[t]
+            else:
+                step = np.full((samples, states), NEG_INF)
+            here = np.where((t == self.il - 1)[:, None], end, np.where((t < self.il - 1)[:, None], step, NEG_INF))
+            beta[t] = np.where(self.live, here, NEG_INF)
+        return beta
+
+    def collected(self) -> np.ndarray:
+        """``log Σ_{s: l'_s = c} alpha[t, s]·beta[t, s]`` for every frame and class, (T, N, C)."""
+        frames, samples, classes = self.lp.shape
+        inside = (np.arange(frames)[:, None] < self.il)[..., None] & self.live  # (T, N, states)
+        ab = np.where(inside, self.alpha + self._backward(), NEG_INF)
+        out = np.full((frames, samples, classes), NEG_INF)
+        rows = np.arange(samples)
+        blanks = ab[:, :, 0::2]
+        m = blanks.max(axis=2)
+        m = np.where(m == NEG_INF, 0.0, m)
+        out[:, rows, self.blank] = np.log(np.exp(blanks - m[..., None]).sum(axis=2)) + m
+        for j in range(self.labels.shape[1]):  # within one j each sample has one label: no collisions
+            c = self.labels[:, j]
+            out[:, rows, c] = np.logaddexp(out[:, rows, c], ab[:, :, 2 * j + 1])
+        return out
+
+
+def _ctc(a: dict[str, np.ndarray], p: dict[str, Any], batch: Batch) -> Elements:
+    nll = _Trellis(a, p).nll
+    if p["zero_infinity"]:
+        nll = np.where(nll == np.inf, 0.0, nll)
+    return Elements(nll, mean_divisor=np.maximum(a["target_lengths"], 1).astype(np.float64))
+
+
+def _ctc_grad(a: dict[str, np.ndarray], p: dict[str, Any], batch: Batch, coef: np.ndarray) -> np.ndarray:
+    """torch's ctc backward: ``coef_n·(exp(lp) - exp(log Σ_s αβ + nll - lp))`` for ``t < input_lengths[n]``.
+
+    With ``γ[t, c] = Σ_{s: l'_s = c} αβ / (exp(lp)·P(target))``, the share of the target's alignments that
+    pass through class c at frame t, that is ``coef_n·(exp(lp) - γ)``: the gradient with respect to the logits
+    when log_probs = log_softmax(logits) (softmax minus occupancy). torch's ctc backward returns it as the
+    gradient of log_probs, and autograd hands it on unchanged, so it is torch's gradient with respect to
+    log_probs; the derivative with respect to log_probs taken as free inputs is ``-coef_n·γ`` alone. 0 beyond
+    a sample's frames, for a sample whose inf loss --zero-infinity zeroed, and for samples that do not count.
+    """
+    trellis = _Trellis(a, p)
+    lp, nll = trellis.lp, trellis.nll
+    grad = (np.exp(lp) - np.exp(trellis.collected() + nll[None, :, None] - lp)) * coef[None, :, None]
+    counts = coef != 0
+    if batch.mask is not None:
+        counts &= batch.mask
+    if p["zero_infinity"]:
+        counts &= nll != np.inf
+    dead = (np.arange(lp.shape[0])[:, None] >= trellis.il) | ~counts
+    return np.where(dead[..., None], 0.0, grad)
+
+
+def _torch_ctc(F: Any, t: dict[str, Any], p: dict[str, Any], reduction: str) -> Any:
+    log_probs = t["log_probs"]
+    if log_probs.shape[1] == 0:  # a mask that selects no sample; torch refuses empty log_probs
+        nothing = log_probs.sum() * 0.0
+        return nothing if reduction == "sum" else nothing + float("nan")  # mean over nothing: NaN
+    return F.ctc_loss(log_probs, t["targets"], t["input_lengths"], t["target_lengths"], blank=p["blank"],
+                      reduction=reduction, zero_infinity=p["zero_infinity"])
+
+
+CTC = LossSpec(
+    name="ctc",
+    torch_name="ctc_loss",
+    summary="Connectionist temporal classification: -log of the probability of every alignment of the target.",
+    formula="l_n = -log Σ_{π: B(π) = y_n} Π_{t < input_lengths[n]} exp(log_probs[t, n, π_t])  (B: merge "
+            "repeats, then drop blanks)",
+    mean_rule="each sample's loss over its target length (at least 1), then the average over the samples "
+              "(the selected ones with --mask)",
+    family=Alignments(),
+    numpy=_ctc,
+    torch=_torch_ctc,
+    grad=_ctc_grad,
+    files=(
+        FileArg("log_probs", "log-probabilities (T, N, C) or (T, C), e.g. log_softmax over C"),
+        FileArg("targets", "integer labels: padded (N, S), or concatenated (Σ target_lengths,)"),
+        FileArg("input_lengths", "frames used per sample, (N,) integers"),
+        FileArg("target_lengths", "labels per sample, (N,) integers"),
+    ),
+    options=(
+        Option("blank", int, 0, "class index of the blank label"),
+        Option("zero_infinity", bool, False,
+               "make infinite losses (targets too long for their inputs) 0, and their gradients 0"),
+    ),
+    example="losscli ctc samples/sequence/log_probs.npy samples/sequence/targets.csv "
+            "samples/sequence/lengths.csv:input samples/sequence/lengths.csv:target",
+)
+
+
+# ------------------------------------------------------------------------------- linear-cross-entropy
+
+CLASS_CHUNK = 4096  # classes whose logits are computed at once
+CHUNK_ELEMENTS = 1 << 18  # logits per block (rows × classes × positions): 2 MiB of float64, inside L2
+
+
+class LinearClasses(Classes):
+    """linear-cross-entropy: cross-entropy's checks for the logits ``input @ linear_weight.T + bias``,
+    whose shape ``(N, C, d1, ...)`` follows from input and linear_weight without being formed."""
+
+    def __init__(self) -> None:
+        super().__init__(probabilities=True)
+        self.shapes = ("input (N, H) or (H,); linear_weight (C, H), or (C, d1, ..., H) with batched input; "
+                       "target class indices (N,), (N, d1, ...) or (), or class probabilities of the logits' "
+                       "shape (N, C, d1, ...); --linear-bias (C,) or (C, d1, ...)")
+
+    def prepare(self, spec, args, params, *, broadcast, nan_policy):
+        if broadcast:
+            raise OptionError(f"--broadcast: {spec.name} has no broadcasting; its target's shape follows "
+                              "from the input's")
+        x_arg, w_arg, t_arg = args["input"], args["linear_weight"], args["target"]
+        x, w, t = numeric(x_arg), numeric(w_arg), numeric(t_arg)
+        if x.ndim not in (1, 2):
+            raise ShapeError(f"{x_arg.label}: expected features of shape (N, H) or (H,), but got "
+                             f"{shape_str(x.shape)}")
+        if w.ndim < 2:
+            raise ShapeError(f"{w_arg.label}: expected a weight of shape (C, H) or (C, d1, ..., H), but got "
+                             f"{shape_str(w.shape)}")
+        features = x.shape[-1]
+        if w.shape[-1] != features:
+            raise ShapeError(f"{w_arg.label}: expected {features} input features in its last axis, as the "
+                             f"input has, but got shape {shape_str(w.shape)}")
+        classes, positions = w.shape[0], w.shape[1:-1]
+        if classes == 0:
+            raise ShapeError(f"{w_arg.label}: expected at least one class, but got shape {shape_str(w.shape)}")
+        if positions and x.ndim == 1:
+            raise ShapeError(f"{x_arg.label}: expected batched features (N, {features}) with a K-dimensional "
+                             f"linear_weight {shape_str(w.shape)}, but got {shape_str(x.shape)}")
+        logits_shape = x.shape[:-1] + (classes,) + positions
+        index_shape = x.shape[:-1] + positions
+        floats = [x_arg, w_arg]
+        if "linear_bias" in args:
+            b_arg = args["linear_bias"]
+            if numeric(b_arg).shape != (classes,) + positions:
+                raise ShapeError(f"{b_arg.label}: expected one bias per logit, shape "
+                                 f"{shape_str((classes,) + positions)}, but got {shape_str(b_arg.array.shape)}")
+            floats.append(b_arg)
+        if t.shape == logits_shape:  # torch's rule: probabilities exactly when the shapes match
+            kind = TargetKind.prob
+            self._check_nothing_ignored(spec, params)
+            dtype = float_dtype(*floats, t_arg)
+            target = t.astype(dtype, copy=False)
+        else:
+            kind = TargetKind.index
+            dtype = float_dtype(*floats)
+            if t.shape != index_shape:
+                raise ShapeError(
+                    f"{t_arg.label}: expected class indices of shape {shape_str(index_shape)} (or class "
+                    f"probabilities of the logits' shape {shape_str(logits_shape)}), but got {shape_str(t.shape)}"
+                )
+            if t.dtype.kind == "f":
+                raise ValueDomainError(f"{t_arg.label}: expected integer class indices, but got {t.dtype} values; "
+                                       "save them as integers (float targets are class probabilities, of the "
+                                       f"logits' shape {shape_str(logits_shape)})")
+            target = self._indices(t_arg, classes, params["ignore_index"], integral_floats=False)
+        self._check_smoothing(params)
+        arrays = {"input": x.astype(dtype, copy=False), "linear_weight": w.astype(dtype, copy=False),
+                  "target": target}
+        if "linear_bias" in args:
+            arrays["linear_bias"] = args["linear_bias"].array.astype(dtype, copy=False)
+        if "weight" in args:
+            arrays["weight"] = class_weight(args["weight"], classes, dtype)
+        mask = check_mask(args["mask"], index_shape) if "mask" in args else None
+        if x.ndim == 1:
+            arrays, mask = with_batch_axis(arrays, mask, ("input", "target"))
+        batch = Batch(arrays, index_shape, dtype, rows=arrays["input"].shape[0], mask=mask, target_kind=kind)
+        return self._finish(batch, args, nan_policy)
+
+    def torch_select(self, torch, tensors, mask, params, batch):
+        if batch.target_kind is TargetKind.index:  # masked out == ignored, as for cross-entropy
+            return super().torch_select(torch, tensors, mask, params, batch)
+        return {**tensors, "mask": mask}  # probabilities: the torch call reduces the selected elements
+
+
+def _blocks(rows: int, classes: int, positions: int) -> tuple[int, int]:
+    """(rows, classes) per block: CLASS_CHUNK classes at most, CHUNK_ELEMENTS logits at most (one row at least)."""
+    k = max(1, min(classes, CLASS_CHUNK))
+    return max(1, min(rows, CHUNK_ELEMENTS // max(1, k * positions))), k
+
+
+def _linear_ce(a: dict[str, np.ndarray], p: dict[str, Any], batch: Batch,
+               coef: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """Cross-entropy of ``z = x @ W.T + b`` (logits ``(N, C, D)``, D the K positions flattened), a block of
+    rows and a chunk of classes at a time.
+
+    Pass 1 over the chunks keeps, per (row, position), the online log-sum-exp (running max and the sum of
+    exponentials under it) and what the loss needs besides: the target's logit ``z_t``; with smoothing
+    ``Σ_c w_c·z_c``; for probabilities ``Σ_c w_c·y'_c·z_c`` and ``Σ_c w_c·y'_c``. Then, with ``lse`` known,
+    the loss is cross-entropy's (:func:`losscli.losses.classification._from_log_probs`, ``logp = z - lse``):
+
+    * index targets: ``(1-ε)·w_t·(lse - z_t) + ε/C·(lse·Σ_c w_c - Σ_c w_c·z_c)``;
+    * probabilities: ``lse·Σ_c w_c·y'_c - Σ_c w_c·y'_c·z_c`` with ``y' = (1-ε)·y + ε/C``.
+
+    With ``coef`` (each element's grad_output), pass 2 walks the chunks again for d(loss)/dz (classification's
+    ``_grad_log_probs`` through log_softmax, ``g - softmax·Σ_c g_c``) and accumulates ``dz @ W`` into
+    d(loss)/d(input). Returns (values (N, D), index targets' w_t (N, D) or None, gradient (N, H) or None).
+    """
+    x, weight = a["input"], a["linear_weight"]
+    n, features = x.shape
+    classes = weight.shape[0]
+    positions = math.prod(weight.shape[1:-1])
+    w_flat = weight.reshape(classes, positions, features)
+    bias = a.get("linear_bias")
+    bias = None if bias is None else bias.reshape(classes, positions)
+    cw = a.get("weight")
+    eps = p["label_smoothing"]
+    prob = batch.target_kind is TargetKind.prob
+    if prob:
+        y_all = a["target"].reshape(n, classes, positions)
+    else:
+        t = a["target"].reshape(n, positions)
+        valid = t != p["ignore_index"]
+        t = np.where(valid, t, 0)
+        w_t = np.ones(t.shape) if cw is None else cw[t]
+    cw_sum = float(classes if cw is None else cw.sum())
+    values = np.zeros((n, positions))
+    grad = None if coef is None else np.zeros((n, features))
+    if coef is not None:  # elements that do not count get 0, also where mean over nothing makes coef NaN
+        counts = np.ones((n, positions), bool) if batch.mask is None else batch.mask.reshape(n, positions)
+        coef = np.where(counts if prob else counts & valid, coef.reshape(n, positions), 0.0)
+    rows_per_block, k = _blocks(n, classes, positions)
+
+    def chunk_weight(c0: int, c1: int) -> np.ndarray:
+        return w_flat[c0:c1].reshape((c1 - c0) * positions, features)
+
+    def logits(rows: slice, c0: int, c1: int) -> np.ndarray:
+        z = (x[rows] @ chunk_weight(c0, c1).T).reshape(rows.stop - rows.start, c1 - c0, positions)
+        return z if bias is None else z + bias[c0:c1]
+
+    def targets_chunk(rows: slice, c0: int, c1: int) -> np.ndarray:
+        """y' (smoothed, class-weighted) of the chunk."""
+        y = y_all[rows, c0:c1]
+        if eps:
+            y = y * (1 - eps) + eps / classes
+        return y if cw is None else y * cw[c0:c1, None]
+
+    def picked_index(rows: slice, c0: int, c1: int) -> tuple[np.ndarray, np.ndarray]:
+        here = (t[rows] >= c0) & (t[rows] < c1)
+        return here, np.clip(t[rows] - c0, 0, c1 - c0 - 1)[:, None, :]
+
+    for r0 in range(0, n, rows_per_block):
+        rows = slice(r0, min(n, r0 + rows_per_block))
+        m = np.full((rows.stop - r0, positions), NEG_INF)
+        shift = np.zeros_like(m)
+        sum_exp = np.zeros_like(m)
+        picked, weighted, yz, ysum = (np.zeros_like(m) for _ in range(4))
+        for c0 in range(0, classes, k):
+            c1 = min(classes, c0 + k)
+            z = logits(rows, c0, c1)
+            m = np.maximum(m, z.max(axis=1))
+            new_shift = np.where(np.isfinite(m), m, 0.0)
+            sum_exp = sum_exp * np.exp(shift - new_shift) + np.exp(z - new_shift[:, None]).sum(axis=1)
+            shift = new_shift
+            if prob:
+                y = targets_chunk(rows, c0, c1)
+                yz += (y * z).sum(axis=1)
+                ysum += y.sum(axis=1)
+                continue
+            here, idx = picked_index(rows, c0, c1)
+            picked = np.where(here, np.take_along_axis(z, idx, axis=1)[:, 0], picked)
+            if eps:
+                weighted += (z if cw is None else z * cw[c0:c1, None]).sum(axis=1)
+        lse = shift + np.log(sum_exp)
+        if prob:
+            values[rows] = lse * ysum - yz
+        else:
+            v = w_t[rows] * (lse - picked)
+            if eps:
+                v = (1 - eps) * v + eps / classes * (lse * cw_sum - weighted)
+            values[rows] = np.where(valid[rows], v, 0.0)
+        if grad is None:
+            continue
+        c = coef[rows]
+        # dz = softmax·S - (what the loss puts on each logit), S = Σ of the latter over the classes
+        spread = c * (ysum if prob else (1 - eps) * w_t[rows] + eps / classes * cw_sum)
+        for c0 in range(0, classes, k):
+            c1 = min(classes, c0 + k)
+            z = logits(rows, c0, c1)
+            dz = np.exp(z - lse[:, None]) * spread[:, None]
+            if prob:
+                dz -= c[:, None] * targets_chunk(rows, c0, c1)
+            else:
+                if eps:
+                    dz -= c[:, None] * (eps / classes) * (1.0 if cw is None else cw[c0:c1, None])
+                here, idx = picked_index(rows, c0, c1)
+                at_target = np.take_along_axis(dz, idx, axis=1)[:, 0]
+                at_target = np.where(here, at_target - c * (1 - eps) * w_t[rows], at_target)
+                np.put_along_axis(dz, idx, at_target[:, None], axis=1)
+            grad[rows] += dz.reshape(dz.shape[0], (c1 - c0) * positions) @ chunk_weight(c0, c1)
+    return values, None if prob else w_t, grad
+
+
+def _linear_ce_values(a: dict[str, np.ndarray], p: dict[str, Any], batch: Batch) -> Elements:
+    values, w_t, _ = _linear_ce(a, p, batch)
+    shape = (a["input"].shape[0],) + a["linear_weight"].shape[1:-1]  # the loss's shape, batched
+    values = values.reshape(shape)
+    if batch.target_kind is TargetKind.prob:
+        return Elements(values)
+    valid = (a["target"] != p["ignore_index"]).reshape(shape)
+    denom = None if "weight" not in a else np.where(valid, w_t.reshape(shape), 0.0)
+    return Elements(values, denom=denom, valid=valid)
+
+
+def _linear_ce_grad(a: dict[str, np.ndarray], p: dict[str, Any], batch: Batch, coef: np.ndarray) -> np.ndarray:
+    return _linear_ce(a, p, batch, coef)[2]
+
+
+def _torch_linear_ce(F: Any, t: dict[str, Any], p: dict[str, Any], reduction: str) -> Any:
+    prob = t["target"].is_floating_point()
+    options = dict(linear_bias=t.get("linear_bias"), weight=t.get("weight"),
+                   ignore_index=None if prob else p["ignore_index"], label_smoothing=p["label_smoothing"])
+    if "mask" not in t:
+        return F.linear_cross_entropy(t["input"], t["linear_weight"], t["target"], reduction=reduction, **options)
+    # probabilities with a mask: the rows that hold a selected element (the others stay out of the graph,
+    # so their gradient is a plain 0), then the selected elements of torch's none
+    mask = t["mask"]
+    rows = mask if mask.dim() == 1 else mask.flatten(1).any(dim=1)
+    selected = F.linear_cross_entropy(t["input"][rows], t["linear_weight"], t["target"][rows], reduction="none",
+                                      **options)[mask[rows]]
+    return selected.sum() if reduction == "sum" else selected.mean()
+
+
+LABEL_SMOOTHING = next(o for o in CROSS_ENTROPY.options if o.name == "label_smoothing")
+
+LINEAR_CROSS_ENTROPY = LossSpec(
+    name="linear-cross-entropy",
+    torch_name="linear_cross_entropy",
+    summary="Cross-entropy of a linear layer's logits (input @ linear_weight.T + bias), never formed whole.",
+    formula="l = -Σ_c w_c·y_c·log_softmax(z)_c,  z = input @ linear_weight.T + linear_bias  (y: one-hot of t, "
+            "or probabilities; smoothed by ε)",
+    mean_rule="index targets: Σ w[t] over targets that count; probability targets: n elements",
+    family=LinearClasses(),
+    numpy=_linear_ce_values,
+    torch=_torch_linear_ce,
+    grad=_linear_ce_grad,
+    files=(
+        FileArg("input", "features (N, H) or (H,)"),
+        FileArg("linear_weight", "the linear layer's weight (C, H), or (C, d1, ..., H)"),
+        FileArg("target", "class indices (N,), or class probabilities (N, C)"),
+    ),
+    optional_files=(FileArg("linear_bias", "the linear layer's bias (FILE), shape (C,) or (C, d1, ...)"),),
+    options=(IGNORE_INDEX, LABEL_SMOOTHING),
+    weight_help=CLASS_WEIGHT_HELP,
+    example="losscli linear-cross-entropy samples/sequence/hidden.npy samples/sequence/vocab_weight.npy "
+            "samples/sequence/next_tokens.csv --linear-bias samples/sequence/vocab_bias.npy",
+)
+
+LOSSES = (CTC, LINEAR_CROSS_ENTROPY)

@@ -62,6 +62,9 @@ TorchFn = Callable[[Any, dict[str, "torch.Tensor"], dict[str, Any], str], "torch
 GradFn = Callable[[dict[str, np.ndarray], dict[str, Any], Batch, np.ndarray], np.ndarray]
 # extra domain check on the user's arguments, the converted arrays and the option values.
 CheckFn = Callable[[dict[str, Any], dict[str, np.ndarray], dict[str, Any]], None]
+# a loss's word on its reduction, once the batch is ready: (the reduction asked for, the one resolved, whether
+# the legacy flags resolved it, batch) -> warnings to add; raises a LossCliError to refuse the combination.
+ReductionCheckFn = Callable[[Reduction, Reduction, bool, Batch], list[str]]
 
 
 @dataclass(frozen=True)
@@ -90,12 +93,15 @@ class LossSpec:
     torch: TorchFn
     grad: GradFn
     files: tuple[FileArg, ...] = PREDICTIONS_AND_TARGETS
+    # optional arrays, as ``--linear-bias FILE`` on the command line and keywords of compute()
+    optional_files: tuple[FileArg, ...] = ()
     reductions: tuple[Reduction, ...] = STANDARD
     options: tuple[Option, ...] = ()
     weight_help: str | None = None  # None: the loss takes no --weight
     pos_weight: bool = False
     example: str = ""  # runnable on samples/
     check: CheckFn | None = None
+    reduction_check: ReductionCheckFn | None = None  # kl-div: torch's warning for mean, batchmean's limits
 
     def defaults(self) -> dict[str, Any]:
         return {o.name: o.default for o in self.options}
