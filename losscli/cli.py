@@ -12,6 +12,7 @@ import traceback
 from typing import Annotated, Any, Optional
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -106,18 +107,19 @@ def list_losses() -> None:
 
     Example: [bold]losscli list[/bold]
     """
-    table = Table(title="losses", title_style="bold",
+    table = Table(title="losses", title_style="bold", box=box.SIMPLE_HEAD, show_lines=True, show_edge=False,
+                  padding=(0, 1, 0, 0),
                   caption="every loss also takes --mask, --reduction and the options of 'losscli LOSS --help'")
-    table.add_column("command", no_wrap=True)
-    table.add_column("torch.nn.functional", no_wrap=True)
-    for column in ("files", "options", "reductions"):
-        table.add_column(column, overflow="fold")
+    table.add_column("command\n[dim]torch.nn.functional[/dim]", no_wrap=True)  # fits 80 columns
+    table.add_column("files", max_width=14)  # widths that fit 80 columns with no option cut
+    table.add_column("options")
+    table.add_column("reduction", max_width=9)
     for spec in CATALOG.values():
         files = " ".join(f.name.upper() for f in spec.files)
         flags = ["--" + f.name.replace("_", "-") for f in spec.optional_files]
         flags += [flag for flag, has in (("--weight", spec.weight_help), ("--pos-weight", spec.pos_weight)) if has]
-        table.add_row(f"[bold]{spec.name}[/bold]", spec.torch_name, files, " ".join(flags + [o.flag for o in spec.options]),
-                      " ".join(r.value for r in spec.reductions))
+        table.add_row(f"[bold]{spec.name}[/bold]\n[dim]{spec.torch_name}[/dim]", files,
+                      " ".join(flags + [o.flag for o in spec.options]), " ".join(r.value for r in spec.reductions))
     stdout.print(table)
 
 

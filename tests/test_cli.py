@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 
 from losscli.cli import app
 from losscli.losses import CATALOG
+from losscli.reduction import Reduction
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "samples"
@@ -98,13 +99,29 @@ def test_reductions_table_has_the_nine_legacy_combinations():
             assert resolved == _reduction.legacy_get_string(sa, r, emit_warning=False)
 
 
-def test_list_shows_every_loss_with_its_torch_function_and_files():
+def test_list_shows_every_loss_with_its_torch_function_files_options_and_reductions():
     result = runner.invoke(app, ["list"], env={"COLUMNS": "200"})
     assert result.exit_code == 0
+    lines = result.stdout.splitlines()
     for spec in CATALOG.values():
-        row = next(line for line in result.stdout.splitlines() if f" {spec.name} " in line)
-        assert spec.torch_name in row
-        assert " ".join(f.name.upper() for f in spec.files) in row
+        at = next(i for i, line in enumerate(lines) if line.startswith(f"{spec.name} "))
+        end = next((i for i in range(at, len(lines)) if not lines[i].strip()), len(lines) - 1)
+        block = lines[at:end]  # a loss's row, wrapped inside its columns
+        assert block[1].startswith(f"{spec.torch_name} ")  # the torch name under the command
+        words = " ".join(block).split()
+        for word in [f.name.upper() for f in spec.files] + [o.flag for o in spec.options]:
+            assert word in words, (spec.name, word)
+        assert [w for w in words if w in {r.value for r in Reduction}] == [r.value for r in spec.reductions]
+
+
+def test_list_fits_80_columns_without_cutting_a_word():
+    result = runner.invoke(app, ["list"], env={"COLUMNS": "80"})
+    assert result.exit_code == 0
+    assert max(len(line) for line in result.stdout.splitlines()) <= 80
+    assert "…" not in result.stdout
+    words = set(result.stdout.split())
+    for spec in CATALOG.values():
+        assert {spec.name, spec.torch_name, *(o.flag for o in spec.options)} <= words, spec.name
 
 
 def test_reduction_choices_are_the_losss_own():

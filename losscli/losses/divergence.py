@@ -117,8 +117,8 @@ def _kl_reduction(asked: Reduction, resolved: Reduction, legacy: bool, batch: Ba
         )
     if legacy and asked is Reduction.batchmean:
         raise OptionError(
-            "--reduction batchmean: expected it without --size-average/--reduce (torch would divide what "
-            "those legacy flags give by the batch size as well), but got both"
+            "--reduction batchmean: expected no --size-average/--reduce with it (torch would divide what "
+            "those legacy flags give by the batch size as well), but got a legacy flag"
         )
     return [KL_MEAN_WARNING] if resolved is Reduction.mean and not legacy else []
 
