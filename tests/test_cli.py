@@ -475,3 +475,29 @@ def test_python_dash_m_and_no_torch_on_the_numpy_path():
     assert proc.returncode == 0, proc.stderr
     assert math.isclose(float(proc.stdout), F.mse_loss(t(REG / "pred.npy"), t(REG / "target.npy")).item(),
                         rel_tol=1e-6)
+
+
+# -- every loss, every format ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+@pytest.mark.parametrize("name", list(CATALOG))
+def test_every_loss_in_every_format_agrees_with_torch(name, reduction):
+    """Each loss's --help example: json, plain and csv carry the same numbers, and json equals what
+    --backend torch (torch.nn.functional itself) gives for the same files."""
+    args = CATALOG[name].example.split()[1:] + ["-r", reduction]
+    ours = value_json(*args)["value"]
+    theirs = value_json(*args, "--backend", "torch")["value"]
+    # float32 samples: torch rounds every step, so 1 - cos(x1, x2) near 0 is off by a few ulps of 1
+    np.testing.assert_allclose(np.array(ours, dtype=float), np.array(theirs, dtype=float), rtol=2e-6, atol=5e-7)
+    plain = invoke(*args, "-f", "plain")
+    assert plain.exit_code == 0, plain.stderr
+    as_csv = invoke(*args, "-f", "csv")
+    assert as_csv.exit_code == 0, as_csv.stderr
+    from_csv = [float(row["value"]) for row in csv.DictReader(as_csv.stdout.splitlines())]
+    from_plain = [float(x) for x in plain.stdout.split()]
+    want = np.ravel(np.array(ours, dtype=float))
+    np.testing.assert_array_equal(from_plain, want)
+    np.testing.assert_array_equal(from_csv, want)
+    table = invoke(*args)
+    assert table.exit_code == 0 and "value" in table.stdout
