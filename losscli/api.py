@@ -8,19 +8,19 @@ from __future__ import annotations
 
 import enum
 import math
-import numbers
 import sys
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
+from . import stream, views
 from .backends import Backend, runner
 from .errors import OptionError
 from .losses import CATALOG, LossSpec
 from .losses.spec import Batch
-from .losses.families import Arg
-from .reduction import Reduction, resolve, selection
+from .reduction import Reduction, resolve
+from .stream import Accumulator, Progress, source
 
 class NanPolicy(str, enum.Enum):
     """NaN/Inf in the inputs: let them through with a warning, or refuse them."""
@@ -63,6 +63,9 @@ class LossResult:
     warnings: list[str] = field(default_factory=list)
     cross_check: CrossCheck | None = None
     grad: np.ndarray | None = None  # d(loss)/d(first file), that file's shape; with compute(grad=True)
+    per_sample: np.ndarray | None = None  # (N,) the loss of each sample; with compute(per_sample=True)
+    top: views.Top | None = None  # the largest losses; with compute(top=K)
+    hist: views.Hist | None = None  # a histogram of the losses; with compute(hist=True)
 
     @property
     def is_scalar(self) -> bool:
@@ -88,14 +91,6 @@ def lookup(loss: str | LossSpec) -> LossSpec:
         return CATALOG[loss]
     except KeyError:
         raise OptionError(f"loss: expected one of {', '.join(CATALOG)}, but got {loss!r}") from None
-
-
-def _arg(role: str, value: Any) -> Arg:
-    """An array argument, named for messages; io.Loaded values keep the file they came from."""
-    if hasattr(value, "array") and hasattr(value, "spec"):
-        return Arg(role, value.array, value.spec)
-    number = isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_, np.ndarray))
-    return Arg(role, np.asarray(value), number=number)
 
 
 def _params(spec: LossSpec, given: dict[str, Any]) -> dict[str, Any]:
@@ -134,19 +129,37 @@ def compute(
     cross_check: bool = False,
     tolerance: float = 1e-5,
     grad: bool = False,
+    per_sample: bool = False,
+    top: int | None = None,
+    hist: bool = False,
+    output: str | None = None,
+    accumulators: Sequence[Accumulator] = (),
+    progress: Progress | None = None,
+    chunk_rows: int | None = None,
     **params: Any,
 ) -> LossResult:
     """Compute ``loss`` as ``torch.nn.functional.<torch_name>`` would.
 
     ``arrays`` are the loss's files in torch's argument order (``input, target`` for most). They, and
     ``weight``, ``pos_weight`` and ``mask``, are arrays (or ``losscli.io.Loaded``, whose file names then
-    appear in messages); a file that takes a number (gaussian-nll's ``var``) may also be a float. ``mask``
+    appear in messages, and whose rows are read chunk by chunk when the loss streams); a file that takes a
+    number (gaussian-nll's ``var``) may also be a float. ``mask``
     selects elements of the loss: ``mean`` divides by
     what the selected elements contribute (their count, or their weights where torch divides by weights).
     ``cross_check`` also runs the other backend and records the largest difference; it is ``ok`` when
     every element satisfies ``|a - b| <= tolerance * (1 + |b|)``, gradients included. ``grad`` also
     computes d(loss)/d(first array) (for ``none``: of the sum, as ``backward(ones_like(loss))``).
     A loss's optional files (``spec.optional_files``: linear-cross-entropy's ``linear_bias``) are keywords.
+
+    ``per_sample``, ``top`` and ``hist`` ask for the views of :mod:`losscli.views` (the result's
+    ``per_sample``, ``top`` and ``hist``).
+
+    Large inputs stream (numpy backend; see :mod:`losscli.stream`): ``output`` (.npy or .csv) receives the
+    value (or with ``per_sample`` the per-sample values), for a streamed ``none`` chunk by chunk, and the
+    result's value is then that file mapped read-only.
+    ``accumulators`` (:class:`losscli.stream.Accumulator`) are fed every chunk's per-element values, in row
+    order (one chunk starting at row 0 in memory); ``progress(rows_done, rows)`` is called after each
+    chunk of a stream. ``chunk_rows`` forces streaming in chunks of that many rows.
     Raises ``LossCliError`` on bad input.
     """
     spec = lookup(loss)
@@ -161,54 +174,62 @@ def compute(
     names = [f.name for f in spec.files]
     if len(arrays) != len(names):
         raise OptionError(f"{spec.name}: expected {len(names)} arrays ({', '.join(names)}), but got {len(arrays)}")
-    args = {name: _arg(name, value) for name, value in zip(names, arrays)}
-    args.update((name, _arg(name, value)) for name, value in optional.items() if value is not None)
+    sources = {name: source(name, value) for name, value in zip(names, arrays)}
+    sources.update((name, source(name, value)) for name, value in optional.items() if value is not None)
     for role, value, accepted in (("weight", weight, spec.weight_help is not None),
                                   ("pos_weight", pos_weight, spec.pos_weight), ("mask", mask, True)):
         if value is None:
             continue
         if not accepted:
             raise OptionError(f"--{role.replace('_', '-')}: {spec.name} takes no {role}")
-        args[role] = _arg(role, value)
+        sources[role] = source(role, value)
     if broadcast and not spec.family.broadcasts:
         raise OptionError(f"--broadcast: {spec.name} does not broadcast (torch requires matching shapes)")
 
-    batch = spec.family.prepare(spec, args, params, broadcast=broadcast, nan_policy=nan_policy)
-    if legacy_warning:
-        batch.warnings.insert(0, legacy_warning)
-    if spec.reduction_check is not None:
-        batch.warnings.extend(spec.reduction_check(Reduction(reduction), resolved, legacy_warning is not None,
-                                                   batch))
-    computed = runner(backend)(spec, batch, params, resolved, grad)
-    value, gradient = computed.value.astype(batch.dtype), _grad(computed.grad, args[names[0]], batch)
-    count = math.prod(batch.loss_shape)
-    selected = _selected(spec, batch, params)
-    if resolved is Reduction.mean and selected == 0:
-        batch.warnings.append("mean over 0 selected elements (all masked out or ignored) is NaN, as in torch")
+    feeds, asked = list(accumulators), {}
 
-    check = None
+    def check(batch: Batch) -> list[str]:
+        """Once the first chunk is prepared: the views (fed from then on), and the loss's word on its reduction."""
+        asked.update(views.accumulators(per_sample, top, hist, resolved, batch.loss_shape, batch.dtype))
+        feeds.extend(asked.values())
+        if spec.reduction_check is None:
+            return []
+        return spec.reduction_check(Reduction(reduction), resolved, legacy_warning is not None, batch)
+
+    chunks = stream.plan(spec, sources, broadcast, whole=grad or cross_check or backend is not Backend.numpy,
+                         chunk_rows=chunk_rows)
+    done = stream.run(spec, sources, params, resolved, chunks=chunks, backend=backend, broadcast=broadcast,
+                      nan_policy=nan_policy.value, grad=grad, output=None if per_sample else output,
+                      accumulators=feeds, progress=progress, check=check)
+    batch, warnings = done.batch, ([legacy_warning] if legacy_warning else []) + done.warnings
+    first_shape = tuple(sources[names[0]].rows.shape)
+    value, gradient = done.value, _grad(done.grad, first_shape, batch)
+    if resolved is Reduction.mean and done.selected == 0:
+        warnings.append("mean over 0 selected elements (all masked out or ignored) is NaN, as in torch")
+    found = {name: view.finish() for name, view in asked.items()}
+    if output is not None and (per_sample or not (chunks is not None and resolved is Reduction.none)):
+        from .render import save  # the render package imports this module
+
+        save(found["per_sample"] if per_sample else value, output, "--output")
+
+    check_result = None
     if cross_check:
         other_backend = Backend.torch if backend is Backend.numpy else Backend.numpy
         other = runner(other_backend)(spec, batch, params, resolved, grad)
-        check = _compare(other_backend, (value, gradient), (other.value.astype(batch.dtype),
-                                                            _grad(other.grad, args[names[0]], batch)), tolerance)
+        check_result = _compare(other_backend, (value, gradient), (other.value.astype(batch.dtype),
+                                                                   _grad(other.grad, first_shape, batch)), tolerance)
 
-    inputs = [InputInfo(a.role, a.source, tuple(a.array.shape), str(a.array.dtype)) for a in args.values()]
+    inputs = [InputInfo(s.role, s.label, tuple(s.rows.shape), str(s.rows.dtype)) for s in sources.values()]
     return LossResult(
         loss=spec.name, torch_name=spec.torch_name, reduction=resolved, backend=backend, value=value,
-        params=params, inputs=inputs, count=count, selected=selected,
-        warnings=list(dict.fromkeys(batch.warnings)), cross_check=check, grad=gradient,
+        params=params, inputs=inputs, count=math.prod(done.loss_shape), selected=done.selected,
+        warnings=list(dict.fromkeys(warnings)), cross_check=check_result, grad=gradient, **found,
     )
 
 
-def _grad(grad: np.ndarray | None, first: Arg, batch: Batch) -> np.ndarray | None:
+def _grad(grad: np.ndarray | None, shape: tuple[int, ...], batch: Batch) -> np.ndarray | None:
     """A backend's gradient in the user's layout: the first array's shape, the loss's dtype."""
-    return None if grad is None else grad.reshape(first.array.shape).astype(batch.dtype)
-
-
-def _selected(spec: LossSpec, batch: Batch, params: dict[str, Any]) -> int:
-    select = selection(spec.family.valid(batch, params), batch.mask)
-    return math.prod(batch.loss_shape) if select is None else int(np.count_nonzero(select))
+    return None if grad is None else grad.reshape(shape).astype(batch.dtype)
 
 
 def _compare(backend: Backend, ours: tuple[np.ndarray, np.ndarray | None],

@@ -4,11 +4,13 @@ threshold or cross-check, 3: a bug in losscli)."""
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import inspect
 import math
 import sys
 import traceback
+from collections.abc import Iterator, MutableMapping
 from typing import Annotated, Any, Optional
 
 import typer
@@ -16,6 +18,7 @@ from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from typer._click import Command
 from typer.core import TyperGroup
 
 from . import __version__
@@ -26,18 +29,25 @@ from .io import Loader
 from .losses import CATALOG, LossSpec
 from .losses.spec import FileArg
 from .reduction import Reduction, legacy_table, resolve
-from .render import Format, render, save
+from .stream import ProgressBar, wants_progress
+from .render import Format, check_format, render, save
 
 EXIT_THRESHOLD = 1
 EXIT_BAD_INPUT = 2
 EXIT_BUG = 3
 
-stdout = Console(highlight=False)
-stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+# emoji=False: a file name such as "run:smile:.csv" is printed as it is (and rich's emoji table, ~3 ms, is not loaded)
+stdout = Console(highlight=False, emoji=False)
+stderr = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 
 
 class LossCliGroup(TyperGroup):
-    """Usage errors as one line on stderr (exit 2), instead of a usage block and a panel."""
+    """Usage errors as one line on stderr (exit 2), instead of a usage block and a panel. The loss
+    commands are built when first looked up (see :class:`LossCommands`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.commands = LossCommands(self.commands)
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):  # type: ignore[override]
         try:
@@ -123,6 +133,69 @@ def list_losses() -> None:
     stdout.print(table)
 
 
+# -- quality gates --------------------------------------------------------------------------------------
+
+
+class CheckFormat(str, enum.Enum):
+    table = "table"
+    json = "json"
+
+
+@app.command()
+def check(
+    gates: Annotated[str, typer.Argument(metavar="GATES", show_default=False, help=escape(
+        "the gate file (TOML): [[check]] tables with a loss, files and bounds"))],
+    baseline: Annotated[Optional[str], typer.Option(
+        "--baseline", metavar="REPORT.json", help="the report of an earlier run, for max_increase(_pct)")] = None,
+    write_baseline: Annotated[Optional[str], typer.Option(
+        "--write-baseline", metavar="PATH", help="write this run's report to PATH as the next baseline, only "
+        "when every check passes")] = None,
+    report: Annotated[Optional[str], typer.Option(
+        "--report", metavar="FILE.json", help="write the JSON report (schema: losscli/report.schema.json)")] = None,
+    junit: Annotated[Optional[str], typer.Option(
+        "--junit", metavar="FILE.xml", help="write JUnit XML, a testcase per check")] = None,
+    markdown: Annotated[Optional[str], typer.Option(
+        "--markdown", metavar="FILE.md", help="write a Markdown summary (for $GITHUB_STEP_SUMMARY)")] = None,
+    only: Annotated[Optional[list[str]], typer.Option(
+        "--only", metavar="NAME", help="run only this check (repeatable)")] = None,
+    skip: Annotated[Optional[list[str]], typer.Option(
+        "--skip", metavar="NAME", help="leave this check out (repeatable)")] = None,
+    format: Annotated[CheckFormat, typer.Option(
+        "--format", "-f", help="table and a verdict line for people; json: the report, for scripts")] = CheckFormat.table,
+    debug: Annotated[bool, typer.Option("--debug", help="show tracebacks")] = False,
+) -> None:
+    """Run the quality gates of a gate file: every check, each against its bounds (and a baseline).
+    Exit status 0 when all pass, 1 when any failed a bound or gave NaN, 2 when the gate file or an input
+    is invalid (2 wins over 1).
+
+    Example: [bold]losscli check samples/gates.toml --junit junit.xml --markdown summary.md[/bold]
+    """
+    from .gates import run_gate_file
+    from .render import reports
+
+    with _exit_on_error(debug):
+        if write_baseline and (only or skip):
+            raise LossCliError("--write-baseline: a baseline records every check, so it cannot be combined "
+                               "with --only or --skip")
+        run_ = run_gate_file(gates, baseline=baseline, only=only or [], skip=skip or [])
+        document = reports.to_json_text(run_)
+        outputs = {"--report": (report, document), "--junit": (junit, reports.to_junit(run_)),
+                   "--markdown": (markdown, reports.to_markdown(run_)),
+                   "--write-baseline": (write_baseline if run_.all_passed else None, document)}
+        for option, (path, text) in outputs.items():
+            if path:
+                reports.write(path, text, option)
+    if format is CheckFormat.json:
+        print(document, end="")
+    else:
+        stdout.print(reports.to_check_table(run_))
+    for level, line in reports.messages(run_, write_baseline):
+        stderr.print(f"[{reports.LEVEL_STYLE[level]}]{level}:[/] {escape(line)}")
+    (stdout if format is CheckFormat.table else stderr).print(
+        reports.verdict(run_), style=("bold green", "bold red", "bold yellow")[run_.exit_code])
+    raise typer.Exit(run_.exit_code)
+
+
 # -- loss commands ------------------------------------------------------------------------------------
 
 FILES = "Inputs"
@@ -130,6 +203,7 @@ LOSS = "Loss options"
 REDUCE = "Reduction"
 OUTPUT = "Output"
 GATE = "Quality gate"
+VIEWS = "Per-sample views"
 
 
 def _param(name: str, annotation: Any, default: Any = inspect.Parameter.empty) -> inspect.Parameter:
@@ -208,6 +282,21 @@ def _signature(spec: LossSpec) -> list[inspect.Parameter]:
             "--grad", panel=OUTPUT, metavar="FILE",
             help=f"write d(loss)/d({spec.files[0].name}) to FILE.npy or FILE.csv, and show it (for none: of "
                  "the sum)")], None),
+        _param("per_sample", Annotated[bool, _opt(
+            "--per-sample", panel=VIEWS,
+            help="the loss of each sample (row of the first axis) as torch gives it for that row alone; "
+                 "--output then writes these, and --top/--hist rank and count samples")], False),
+        _param("top", Annotated[Optional[int], _opt(
+            "--top", panel=VIEWS, metavar="K",
+            help="the K largest losses (elements, or samples with --per-sample) with their indices, NaN first")],
+            None),
+        _param("hist", Annotated[bool, _opt(
+            "--hist", panel=VIEWS,
+            help="a histogram of the losses (elements, or samples with --per-sample); NaN and inf counted apart")],
+            False),
+        _param("quiet", Annotated[bool, _opt(
+            "--quiet", "-q", panel=OUTPUT, help="no progress bar (it shows on a terminal for work over a second, "
+            "except with --format json or plain)")], False),
         _param("debug", Annotated[bool, _opt("--debug", panel=OUTPUT, help="show tracebacks")], False),
     ]
     return params
@@ -227,33 +316,33 @@ def run(spec: LossSpec, *, weight: str | None = None, pos_weight: str | None = N
         reduction: str, size_average: bool | None, reduce: bool | None, backend: Backend,
         cross_check: bool, tolerance: float, fail_above: float | None, fail_below: float | None,
         nan_policy: NanPolicy, format: Format, output: str | None, grad: str | None, debug: bool,
-        broadcast: bool = False, **params: Any) -> None:
+        broadcast: bool = False, per_sample: bool = False, top: int | None = None, hist: bool = False,
+        quiet: bool = False, **params: Any) -> None:
     """One loss command: load, compute, render, gate. ``params`` holds the files and the loss's options."""
-    try:
+    with _exit_on_error(debug):
         if (fail_above is not None or fail_below is not None) and _resolves_to_none(reduction, size_average, reduce):
             raise LossCliError("--fail-above/--fail-below: expected a reduced value (mean or sum), but the "
                                "reduction is none")
+        check_format(format, top, hist)
         loader = Loader()
         arrays = [_load_file(loader, params.pop(f.name), f) for f in spec.files]
         extras = {"weight": weight, "pos_weight": pos_weight, "mask": mask}
         extras.update((f.name, params.pop(f.name)) for f in spec.optional_files)
         loaded = {role: loader.load(spec_, role=role) for role, spec_ in extras.items() if spec_ is not None}
-        result = compute(
-            spec, *arrays, **loaded, reduction=Reduction(reduction), size_average=size_average, reduce=reduce,
-            backend=backend, broadcast=broadcast, nan_policy=nan_policy, cross_check=cross_check,
-            tolerance=tolerance, grad=grad is not None, **params,
-        )
-        if output is not None:
-            save(result.value, output, "--output")
+        bar = ProgressBar(stderr, spec.name) if wants_progress(
+            terminal=stderr.is_terminal, quiet=quiet, fmt=format.value) else None
+        try:
+            result = compute(
+                spec, *arrays, **loaded, reduction=Reduction(reduction), size_average=size_average, reduce=reduce,
+                backend=backend, broadcast=broadcast, nan_policy=nan_policy, cross_check=cross_check,
+                tolerance=tolerance, grad=grad is not None, per_sample=per_sample, top=top, hist=hist,
+                output=output, progress=bar, **params,
+            )
+        finally:
+            if bar is not None:
+                bar.close()
         if grad is not None:
             save(result.grad, grad, "--grad")
-    except LossCliError as exc:
-        _report(debug, f"[red]error:[/red] {escape(str(exc))}")
-        raise typer.Exit(EXIT_BAD_INPUT) from None
-    except Exception as exc:  # a bug in losscli: say so in one line, the traceback with --debug
-        _report(debug, f"[red]internal error:[/red] {escape(type(exc).__name__ + ': ' + str(exc))} "
-                       "(a bug in losscli: rerun with --debug for the traceback, and please report it)")
-        raise typer.Exit(EXIT_BUG) from None
 
     for warning in result.warnings:
         stderr.print(f"[yellow]warning:[/yellow] {escape(warning)}")
@@ -283,6 +372,21 @@ def _report(debug: bool, line: str) -> None:
     if debug:
         traceback.print_exc()
     stderr.print(line)
+
+
+@contextlib.contextmanager
+def _exit_on_error(debug: bool) -> Iterator[None]:
+    """A LossCliError: one red line, exit 2. Anything else is a bug in losscli: one line, exit 3. (--debug:
+    with the traceback.) Raise typer.Exit outside the block: it is an Exception too."""
+    try:
+        yield
+    except LossCliError as exc:
+        _report(debug, f"[red]error:[/red] {escape(str(exc))}")
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    except Exception as exc:  # a bug in losscli: say so in one line, the traceback with --debug
+        _report(debug, f"[red]internal error:[/red] {escape(type(exc).__name__ + ': ' + str(exc))} "
+                       "(a bug in losscli: rerun with --debug for the traceback, and please report it)")
+        raise typer.Exit(EXIT_BUG) from None
 
 
 def _resolves_to_none(reduction: str, size_average: bool | None, reduce: bool | None) -> bool:
@@ -321,8 +425,43 @@ def _command(spec: LossSpec):
     return command
 
 
-for _spec in CATALOG.values():
-    app.command(_spec.name, help=_help(_spec), short_help=_spec.summary)(_command(_spec))
+def _loss_command(spec: LossSpec) -> Command:
+    """The Click command Typer builds for one loss."""
+    one = typer.Typer(rich_markup_mode=app.rich_markup_mode, add_completion=False, pretty_exceptions_enable=False)
+    one.command(spec.name, help=_help(spec), short_help=spec.summary)(_command(spec))
+    return typer.main.get_command(one)
+
+
+class LossCommands(MutableMapping[str, Command]):
+    """The group's commands, with one per loss of the catalog after the others. A loss command is built
+    when first looked up, so that ``losscli mse`` builds the options of one loss, not of the whole
+    catalog (which took about 40 ms of every start); ``--help`` and suggestions still see every name."""
+
+    def __init__(self, commands: MutableMapping[str, Command]) -> None:
+        self._built = dict(commands)
+        self._names = [*commands, *(name for name in CATALOG if name not in commands)]
+
+    def __getitem__(self, name: str) -> Command:
+        if name not in self._built:
+            if name not in self._names:
+                raise KeyError(name)
+            self._built[name] = _loss_command(CATALOG[name])  # the names not built yet are losses
+        return self._built[name]
+
+    def __setitem__(self, name: str, command: Command) -> None:
+        if name not in self._names:
+            self._names.append(name)
+        self._built[name] = command
+
+    def __delitem__(self, name: str) -> None:
+        self._names.remove(name)
+        self._built.pop(name, None)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
 
 
 def entry() -> None:

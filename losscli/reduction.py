@@ -127,23 +127,19 @@ def selection(valid: np.ndarray | None, mask: np.ndarray | None) -> np.ndarray |
 
 def partial(elements: Elements, mask: np.ndarray | None = None) -> Partial:
     """Sums over the selected elements, accumulated in float64."""
-    values = np.asarray(elements.values, dtype=np.float64)
+    values = np.asarray(elements.values)  # summed in float64, whatever the values' dtype
     select = selection(elements.valid, mask)
-    if select is None:
-        select = np.ones(values.shape, dtype=bool)
-    select = np.broadcast_to(select, values.shape)
-    total = float(values.sum(where=select, dtype=np.float64))
-    selected = int(np.count_nonzero(select))
-    if elements.denom is None:
-        weight = float(selected)
-    else:
-        denom = np.broadcast_to(np.asarray(elements.denom, dtype=np.float64), values.shape)
-        weight = float(denom.sum(where=select, dtype=np.float64))
+    where = True if select is None else np.broadcast_to(select, values.shape)  # True: every element counts
+
+    def total(array: np.ndarray) -> float:
+        return float(np.broadcast_to(array, values.shape).sum(where=where, dtype=np.float64))
+
+    selected = values.size if select is None else int(np.count_nonzero(where))
+    weight = float(selected) if elements.denom is None else total(np.asarray(elements.denom, dtype=np.float64))
     mean_total = None
     if elements.mean_divisor is not None:
-        scaled = values / np.asarray(elements.mean_divisor, dtype=np.float64)
-        mean_total = float(scaled.sum(where=select, dtype=np.float64))
-    return Partial(total, weight, selected, mean_total)
+        mean_total = total(values.astype(np.float64) / np.asarray(elements.mean_divisor, dtype=np.float64))
+    return Partial(total(values), weight, selected, mean_total)
 
 
 def upstream(elements: Elements, mask: np.ndarray | None, reduction: Reduction,

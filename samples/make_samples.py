@@ -6,6 +6,8 @@ every run.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import sys
 from pathlib import Path
 
@@ -178,6 +180,95 @@ def sequence(root: Path, rng: np.random.Generator) -> None:
     write_csv(out / "next_tokens.csv", {"token": rng.integers(0, vocab, size=6)})
 
 
+GATES = """\
+# Quality gates on the sample predictions: losscli check samples/gates.toml
+# Files are relative to this file. Each [[check]] names a loss, its files, options and bounds.
+
+[[check]]
+name = "classifier"
+loss = "cross-entropy"
+input = "classification/logits.npy"
+target = "classification/labels.csv"
+max = 0.8
+max_increase_pct = 5            # against --baseline: at most 5% above the last accepted run
+
+[[check]]
+name = "classifier, smoothed, kept rows"
+loss = "cross-entropy"
+input = "classification/logits.npy"
+target = "classification/labels.csv:label"
+mask = "classification/mask.csv:keep"
+label_smoothing = 0.1
+max = 1.0
+
+[[check]]
+name = "regression"
+loss = "huber"
+input = "regression/pred.npy"
+target = "regression/target.npy"
+mask = "regression/mask.npy"
+delta = 0.5
+max_increase = 0.01             # against --baseline: at most 0.01 above the last accepted run
+
+[[check]]
+name = "multi-label"
+loss = "bce-with-logits"
+input = "binary/logits.npy"
+target = "binary/targets.npy"
+pos_weight = "binary/pos_weight.npy"
+max = 0.6
+
+[[check]]
+name = "ranking"
+loss = "margin-ranking"
+files = ["margin/scores1.npy", "margin/scores2.npy", "margin/rank_target.csv"]  # torch's order
+margin = 0.1
+min = 0.0
+max = 0.2
+
+[[check]]
+name = "uncertainty"
+loss = "gaussian-nll"
+files = ["divergence/mean.npy", "divergence/observed.npy", 0.5]  # var: one number for every element
+max = 1.0
+"""
+
+
+def gates(root: Path) -> None:
+    """The gate file, and the report of an earlier accepted run (before two checks were added) to use as
+    --baseline. Its values are that run's, not today's."""
+    (root / "gates.toml").write_text(GATES)
+
+    def check(name: str, loss: str, torch: str, files: dict[str, str], parameters: dict, bounds: dict,
+              value: float) -> dict:
+        inputs = [{"role": role, "file": file, "sha256": hashlib.sha256((root / file).read_bytes()).hexdigest()}
+                  for role, file in files.items()]
+        return {"name": name, "loss": loss, "torch": f"torch.nn.functional.{torch}", "reduction": "mean",
+                "backend": "numpy", "inputs": inputs, "parameters": parameters, "bounds": bounds, "value": value,
+                "dtype": "float32", "baseline": None, "delta": None, "status": "pass", "message": None}
+
+    checks = [
+        check("classifier", "cross-entropy", "cross_entropy",
+              {"input": "classification/logits.npy", "target": "classification/labels.csv"},
+              {"ignore_index": -100, "label_smoothing": 0.0, "target_kind": "auto"},
+              {"max": 0.8, "max_increase_pct": 5.0}, 0.7102),
+        check("regression", "huber", "huber_loss",
+              {"input": "regression/pred.npy", "target": "regression/target.npy", "mask": "regression/mask.npy"},
+              {"delta": 0.5}, {"max_increase": 0.01}, 0.1231),
+        check("multi-label", "bce-with-logits", "binary_cross_entropy_with_logits",
+              {"input": "binary/logits.npy", "target": "binary/targets.npy", "pos_weight": "binary/pos_weight.npy"},
+              {}, {"max": 0.6}, 0.5209),
+        check("ranking", "margin-ranking", "margin_ranking_loss",
+              {"input1": "margin/scores1.npy", "input2": "margin/scores2.npy", "target": "margin/rank_target.csv"},
+              {"margin": 0.1}, {"min": 0.0, "max": 0.2}, 0.1102),
+    ]
+    report = {"schema_version": 1, "tool": {"name": "losscli", "version": "0.1.0"}, "created": "2026-11-20T08:30:00Z",
+              "gate_file": "samples/gates.toml", "baseline": None, "verdict": "pass", "exit_code": 0,
+              "summary": {"checks": 4, "passed": 4, "failed": 0, "errors": 0, "skipped": 0, "without_baseline": 2},
+              "checks": checks}
+    (root / "baseline.json").write_text(json.dumps(report, indent=2) + "\n")
+
+
 def main(root: Path) -> None:
     rng = np.random.default_rng(20261123)
     regression(root, rng)
@@ -187,6 +278,7 @@ def main(root: Path) -> None:
     # each later group draws from its own generator, so adding one leaves the others' bytes alone
     for seed, group in enumerate((divergence, margin, sequence), start=1):
         group(root, np.random.default_rng([20261123, seed]))
+    gates(root)  # last: the baseline records the sha256 of files written above
 
 
 if __name__ == "__main__":

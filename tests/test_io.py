@@ -674,3 +674,172 @@ def test_damaged_files_give_an_array_or_an_input_error(tmp_path, name, data):
         Loader().load(f"{path}:a" if name.endswith(".npz") else str(path), role="input")
     except InputError as e:
         assert "\n" not in str(e)
+
+
+# --- CSV read in pieces and in blocks ----------------------------------------------------------------
+# The file is read in pieces of PIECE_BYTES (4 MiB); a few bytes here put the piece ends everywhere:
+# inside quoted cells, between CR and LF, among blank lines. Expected arrays are numpy's or written out.
+
+
+def pieces_of(monkeypatch, size: int) -> None:
+    monkeypatch.setattr(losscli.io.table, "PIECE_BYTES", size)
+
+
+@pytest.fixture(params=["pyarrow", "numpy"])
+def reader(request, monkeypatch):
+    """Each test with pyarrow's reader first (where installed), and with numpy's and Python's alone."""
+    if request.param == "pyarrow":
+        pytest.importorskip("pyarrow.csv")
+    else:
+        monkeypatch.setattr(losscli.io.table, "_pyarrow_csv", lambda: None)
+    return request.param
+
+
+def blocks(spec: str, rows: int, stdin: str | None = None) -> list[np.ndarray]:
+    return list(Loader(stdin=None if stdin is None else io.StringIO(stdin)).blocks(spec, role="input", rows=rows))
+
+
+def test_csv_blocks_hold_rows_of_the_selected_columns(tmp_path, monkeypatch):
+    pieces_of(monkeypatch, 16)
+    rows = [(i, i / 4, i % 3) for i in range(23)]
+    write(tmp_path / "r.csv", "id,pred,label\n" + "".join(f"{i},{p},{y}\n" for i, p, y in rows))
+    parts = blocks("r.csv:label,pred", rows=5)
+    assert [len(b) for b in parts] == [5, 5, 5, 5, 3]
+    assert all(b.dtype == np.float64 and b.shape[1:] == (2,) for b in parts)
+    np.testing.assert_array_equal(np.concatenate(parts), [[y, p] for _, p, y in rows])
+    labels = blocks("r.csv:label", rows=10)
+    assert [b.shape for b in labels] == [(10,), (10,), (3,)] and labels[0].dtype == np.int64
+    np.testing.assert_array_equal(np.concatenate(labels), [y for *_, y in rows])
+    np.testing.assert_array_equal(load("r.csv:pred"), [p for _, p, _ in rows])
+
+
+_PIECE_SETTINGS = settings(_SETTINGS, max_examples=60, deadline=None)
+
+
+@_PIECE_SETTINGS
+@given(
+    array=hnp.arrays(st.sampled_from([np.int64, np.float64]), hnp.array_shapes(min_dims=2, max_dims=2, max_side=9)),
+    piece=st.integers(1, 64), rows=st.integers(1, 7), header=st.booleans(), crlf=st.booleans(),
+    quoted=st.booleans(), blank_tail=st.booleans(),
+)
+def test_csv_pieces_and_blocks_give_the_array(tmp_path, monkeypatch, reader, array, piece, rows, header, crlf,
+                                               quoted, blank_tail):
+    pieces_of(monkeypatch, piece)
+    end = "\r\n" if crlf else "\n"
+    cell = (lambda v: f'"{v!r}"') if quoted else repr
+    lines = [",".join(f"c{j}" for j in range(array.shape[1]))] if header else []
+    lines += [",".join(cell(v) for v in row.tolist()) for row in array]
+    write(tmp_path / "a.csv", end.join(lines) + end + (f"{end} {end}" if blank_tail else ""))
+    expected = one_column_is_1d(array)
+    np.testing.assert_array_equal(load(str(tmp_path / "a.csv")), expected)
+    parts = blocks(str(tmp_path / "a.csv"), rows)
+    assert [len(b) for b in parts[:-1]] == [rows] * (len(parts) - 1) and 0 < len(parts[-1]) <= rows
+    assert all(b.dtype == array.dtype for b in parts)
+    np.testing.assert_array_equal(np.concatenate(parts), expected)
+
+
+def test_csv_quoted_cell_across_pieces_keeps_line_numbers(tmp_path, monkeypatch):
+    pieces_of(monkeypatch, 8)
+    write(tmp_path / "q.csv", '"pred\nscore",label\n0.5,1\n"0.25",0\n1,"1"\noops,0\n')
+    assert error("q.csv:0") == "input (q.csv:0): line 6, column 'pred\\nscore': expected a number, but got 'oops'"
+    np.testing.assert_array_equal(load("q.csv:label"), [1, 0, 1, 0])
+
+
+def test_csv_errors_in_later_pieces_name_their_line(tmp_path, monkeypatch):
+    pieces_of(monkeypatch, 10)
+    body = "".join(f"{i},{i % 2}\n" for i in range(30))
+    write(tmp_path / "bad.csv", "pred,label\n" + body + "x,1\n")
+    assert error("bad.csv:pred") == "input (bad.csv:pred): line 32, column 'pred': expected a number, but got 'x'"
+    write(tmp_path / "ragged.csv", "pred,label\n" + body + "1,2,3\n")
+    assert error("ragged.csv:label") == "input (ragged.csv:label): line 32: expected 2 cells like line 1, but got 3"
+    write(tmp_path / "blank.csv", "pred,label\n" + body + "\n\n" + body)
+    assert error("blank.csv") == "input (blank.csv): line 32: expected 2 cells like line 1, but got 1"
+    (tmp_path / "latin.csv").write_bytes(b"pred\n" + b"1\n" * 20 + b"pr\xe9d\n")
+    assert error("latin.csv") == "input (latin.csv): expected a .csv file in UTF-8, but got byte 0xe9 at offset 47"
+
+
+def test_csv_bom_is_not_counted_into_offsets(tmp_path):
+    (tmp_path / "b.csv").write_bytes(b"\xef\xbb\xbfpred\n1\n\xff\n")
+    assert error("b.csv") == "input (b.csv): expected a .csv file in UTF-8, but got byte 0xff at offset 10"
+
+
+def test_csv_column_kind_is_that_of_every_piece(tmp_path, monkeypatch):
+    pieces_of(monkeypatch, 8)
+    write(tmp_path / "m.csv", "y\n" + "1\n" * 10 + "0.5\n")
+    whole = load("m.csv")
+    assert whole.dtype == np.float64  # integers, then a float: the whole column is float64
+    np.testing.assert_array_equal(whole, [1.0] * 10 + [0.5])
+    with pytest.raises(InputError, match=r"^input \(m.csv\): line 12, column 'y': expected an integer like the "
+                                         r"rows before it, but got '0.5'$"):
+        blocks("m.csv", rows=4)
+    write(tmp_path / "f.csv", "y\n0.5\n" + "1\n" * 10)
+    assert [b.dtype for b in blocks("f.csv", rows=4)] == [np.float64] * 3
+    write(tmp_path / "k.csv", "keep\n" + "true\n" * 10 + "1\n")
+    assert error("k.csv") == "input (k.csv): line 12, column 'keep': expected true or false, but got '1'"
+    write(tmp_path / "n.csv", "w\n" + "1\n" * 10 + "false\n")
+    assert error("n.csv") == "input (n.csv): line 12, column 'w': expected a number, but got 'false'"
+
+
+def test_csv_numbers_numpy_does_not_read_are_read_as_python_does(tmp_path):
+    write(tmp_path / "u.csv", "a,b\n1_000,\u0663\n2,4\n")  # Python's int() reads both; numpy's reader does not
+    both = load("u.csv")
+    assert both.dtype == np.int64
+    np.testing.assert_array_equal(both, [[1000, 3], [2, 4]])
+
+
+def test_csv_one_column_blank_line_inside_is_an_empty_cell(tmp_path):
+    write(tmp_path / "y.csv", "1\n\n2\n")  # numpy's reader would skip the blank line
+    assert error("y.csv") == "input (y.csv): line 2, column 0: expected a number, but got an empty cell"
+
+
+def test_stdin_blocks():
+    parts = blocks("-:label", rows=2, stdin="pred,label\n0.5,1\n0.25,0\n1.5,1\n")
+    assert [len(b) for b in parts] == [2, 1]
+    np.testing.assert_array_equal(np.concatenate(parts), [1, 0, 1])
+
+
+def test_blocks_errors_name_the_argument(tmp_path):
+    write(tmp_path / "r.csv", "pred\n0.5\n")
+    with pytest.raises(InputError, match=r"^target \(r.csv:label\): expected a column name or index, but got 'label'"):
+        list(Loader().blocks("r.csv:label", role="target", rows=4))
+
+
+def python_reads(cells: list[str]) -> np.ndarray | None:
+    """The column as the rule says, with Python's own int() and float(): None when a cell is neither."""
+    for kind, dtype in ((int, np.int64), (float, np.float64)):
+        try:
+            values = [kind(cell) for cell in cells]
+        except ValueError:
+            continue
+        if dtype is np.int64 and not all(-2**63 <= v < 2**63 for v in values):
+            continue
+        return np.array(values, dtype=dtype)
+    return None
+
+
+_SPELLINGS = st.one_of(
+    st.integers(-2**64, 2**64).map(str),
+    st.floats(width=64).map(repr),
+    st.floats(width=32).map(lambda v: f"{v:.6g}"),
+    st.sampled_from(["+3", "-0", "00012", " 7 ", "\t8", "+.5", "1.", ".5", "1e5", "1E+05", "+1e+05", "Infinity",
+                     "-inf", "NaN", "-nan", "0x10", "nan(1)", "1_000", "\u0663", "1d5", "", " ", "--1", "1e", "x"]),
+)
+
+
+@_PIECE_SETTINGS
+@given(columns=st.lists(st.lists(_SPELLINGS, min_size=1, max_size=5), min_size=1, max_size=3).filter(
+    lambda cols: len({len(c) for c in cols}) == 1), piece=st.sampled_from([7, 64, 1 << 22]))
+def test_every_reader_reads_numbers_as_python_does(tmp_path, monkeypatch, reader, columns, piece):
+    pieces_of(monkeypatch, piece)
+    rows = list(zip(range(len(columns[0])), *columns))  # a first column of row numbers: no line is blank
+    write(tmp_path / "n.csv", "i," + ",".join(f"c{j}" for j in range(len(columns))) + "\n"
+          + "".join(",".join(map(str, row)) + "\n" for row in rows))
+    expected = [python_reads(list(column)) for column in columns]
+    for j, want in enumerate(expected):
+        if want is None:
+            with pytest.raises(InputError, match=rf"^input \(n.csv:c{j}\): line \d+, column 'c{j}': expected a number"):
+                Loader().load(f"n.csv:c{j}", role="input")
+        else:
+            got = load(f"n.csv:c{j}")
+            assert got.dtype == want.dtype
+            np.testing.assert_array_equal(got, want)

@@ -1,4 +1,8 @@
-"""The numpy backend: per-element losses in float64, the shared reduction, closed-form gradients."""
+"""The numpy backend: per-element losses in float64, the shared reduction, closed-form gradients.
+
+The arithmetic lives here; :mod:`losscli.stream` runs it over a batch in chunks of rows (one chunk when the
+batch is small) and merges the chunks' sums: :func:`run` is that engine over one chunk.
+"""
 
 from __future__ import annotations
 
@@ -7,20 +11,33 @@ from typing import Any
 import numpy as np
 
 from ..losses.spec import Batch, LossSpec
-from ..reduction import Reduction, partial, unreduced, upstream
+from ..reduction import Elements, Partial, Reduction, upstream
 from . import Computed
 
 
+def elements(spec: LossSpec, batch: Batch, params: dict[str, Any], *,
+             exact: bool = False) -> tuple[dict[str, np.ndarray], Elements]:
+    """The arrays as computed and the loss's per-element values (NaN/Inf propagate as in torch: the caller has
+    warned about them).
+
+    float32 losses compute in float32, as torch does (numpy's float32 exp and log run several times faster
+    than float64's), and the reduction sums them in float64; float16 and float64 losses, and ``exact`` ones
+    (gradients), compute in float64."""
+    work = np.float32 if batch.dtype == np.float32 and not exact else np.float64
+    arrays = {k: v.astype(work, copy=False) if v.dtype.kind == "f" else v for k, v in batch.arrays.items()}
+    with np.errstate(all="ignore"):
+        return arrays, spec.numpy(arrays, params, batch)
+
+
+def gradient(spec: LossSpec, batch: Batch, params: dict[str, Any], arrays: dict[str, np.ndarray],
+             found: Elements, reduction: Reduction, totals: Partial | None, rows: int) -> np.ndarray:
+    """d(loss)/d(first file) in the batch's layout, from the per-element values and the reduction's sums."""
+    with np.errstate(all="ignore"):
+        coef = upstream(found, batch.mask, reduction, totals, rows)
+        return spec.grad(arrays, params, batch, coef) + 0.0  # + 0.0: no -0 where coef is 0
+
+
 def run(spec: LossSpec, batch: Batch, params: dict[str, Any], reduction: Reduction, grad: bool) -> Computed:
-    arrays = {k: v.astype(np.float64) if v.dtype.kind == "f" else v for k, v in batch.arrays.items()}
-    with np.errstate(all="ignore"):  # NaN/Inf propagate as in torch; the caller has warned about them
-        elements = spec.numpy(arrays, params, batch)
-        if reduction is Reduction.none:
-            totals, value = None, unreduced(elements, batch.mask).reshape(batch.loss_shape)
-        else:
-            totals = partial(elements, batch.mask)
-            value = np.asarray(totals.finish(reduction, batch.rows))
-        if not grad:
-            return Computed(value, None)
-        coef = upstream(elements, batch.mask, reduction, totals, batch.rows)
-        return Computed(value, spec.grad(arrays, params, batch, coef) + 0.0)  # + 0.0: no -0 where coef is 0
+    from ..stream import run_batch  # the engine imports this module
+
+    return run_batch(spec, batch, params, reduction, grad)

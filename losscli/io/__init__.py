@@ -8,35 +8,125 @@ A spec is what the user typed for one argument::
     results.csv:pred    columns by header name or 0-based index: ``:pred``, ``:0,2``; none means all
     scores.tsv          tab-delimited
     -:pred,label        CSV text on stdin
+    'preds-*.npy'       shards: the .npy files that a glob matches (or a directory's .npy files),
+    preds/              concatenated along axis 0 in sorted name order, read chunk by chunk when streaming
 
-``Loader`` parses each file once, however many specs name it.
+``Loader`` parses each file once, however many specs name it. A loaded argument keeps its :class:`Rows`: the
+whole shape and dtype without reading anything, rows read on demand, and the whole array (``Loaded.array``).
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass
-from typing import TextIO
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Protocol, TextIO
 
 import numpy as np
 
 from ..errors import InputError
-from .files import read_text
 from .npy import NpyFile, NpzFile
 from .table import Table
 
-__all__ = ["Loaded", "Loader", "parse_spec"]
+__all__ = ["ArrayRows", "Loaded", "Loader", "Rows", "Shards", "parse_spec"]
 
 SUFFIXES = (".npy", ".npz", ".csv", ".tsv")
+GLOB = "*?["
+
+
+class Rows(Protocol):
+    """An array read along axis 0: its shape and dtype known up front, rows read on demand."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        """Rows ``[start, stop)``, in memory of their own."""
+        ...
+
+    def whole(self) -> np.ndarray:
+        """The whole array (memory-mapped where it can be)."""
+        ...
+
+
+@dataclass(frozen=True)
+class ArrayRows:
+    """An array already in memory (or mapped), as :class:`Rows`."""
+
+    array: np.ndarray
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.array.shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.array.dtype
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        return self.array[start:stop]
+
+    def whole(self) -> np.ndarray:
+        return self.array
 
 
 @dataclass(frozen=True)
 class Loaded:
-    array: np.ndarray  # .npy files come memory-mapped (read-only)
+    rows: Rows  # .npy files: memory-mapped, rows read on demand; shards: their concatenation
     spec: str  # the argument as the user wrote it, "results.csv:pred"
     path: str  # the file part, "results.csv" ("-" for stdin)
     selector: str | None  # "pred", "0,2", an .npz key, or None
+
+    @property
+    def array(self) -> np.ndarray:
+        """The whole array: .npy files memory-mapped, shards concatenated (in memory, once)."""
+        return self.rows.whole()
+
+
+@dataclass
+class Shards:
+    """.npy files of one dtype and row shape, read as their concatenation along axis 0 (``parts`` in order)."""
+
+    parts: list[tuple[str, NpyFile]]  # (file name for messages, file)
+    shape: tuple[int, ...] = field(init=False)
+    dtype: np.dtype = field(init=False)
+    _whole: np.ndarray | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        name, lead = self.parts[0]
+        for other_name, other in self.parts:
+            if not other.shape:
+                raise InputError(f"expected shards of at least one dimension, to concatenate along axis 0, but "
+                                 f"{other_name} holds a single number")
+            if (other.shape[1:], other.dtype) != (lead.shape[1:], lead.dtype):
+                raise InputError(f"expected shards of one row shape and dtype, but got {other.shape[1:]} "
+                                 f"{other.dtype} in {other_name} against {lead.shape[1:]} {lead.dtype} in {name}")
+        self.shape = (sum(f.shape[0] for _, f in self.parts),) + lead.shape[1:]
+        self.dtype = lead.dtype
+
+    @property
+    def counts(self) -> list[tuple[str, int]]:
+        """Each shard's name and number of rows."""
+        return [(name, f.shape[0]) for name, f in self.parts]
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        pieces, first = [], 0
+        for _, f in self.parts:
+            rows = f.shape[0]
+            lo, hi = max(start - first, 0), min(stop - first, rows)
+            if lo < hi:
+                pieces.append(f.read(lo, hi))
+            first += rows
+        if len(pieces) == 1:
+            return pieces[0]
+        return np.concatenate(pieces) if pieces else np.empty((0,) + self.shape[1:], self.dtype)
+
+    def whole(self) -> np.ndarray:
+        if self._whole is None:
+            self._whole = np.concatenate([f.array for _, f in self.parts])
+        return self._whole
 
 
 def parse_spec(spec: str) -> tuple[str, str | None]:
@@ -62,28 +152,38 @@ class Loader:
     def load(self, spec: str, *, role: str) -> Loaded:
         """``role`` names the argument in messages: ``input (results.csv:pred): ...``."""
         path, selector = parse_spec(spec)
-        try:
-            if selector == "":
-                raise InputError("expected a column or key after ':', but got nothing")
-            if path not in self._parsed:
-                self._parsed[path] = self._parse(path)
-            array = self._parsed[path].select(selector)
-        except InputError as e:
-            raise InputError(f"{role} ({spec}): {e}") from e
-        except OSError as e:  # the common ones get their own words in open_binary
-            raise InputError(f"{role} ({spec}): cannot read the file: {e.strerror or e}") from e
-        return Loaded(array=array, spec=spec, path=path, selector=selector)
+        with _naming(role, spec):
+            rows = self._parsed_file(path, selector).select(selector)
+        return Loaded(rows=ArrayRows(rows) if isinstance(rows, np.ndarray) else rows, spec=spec, path=path,
+                      selector=selector)
 
-    def _parse(self, path: str) -> NpyFile | NpzFile | Table:
+    def blocks(self, spec: str, *, role: str, rows: int) -> Iterator[np.ndarray]:
+        """A .csv/.tsv argument (or ``-``; other files have no ``blocks``) read a block of ``rows`` rows at a
+        time, holding one piece of the file in memory (:meth:`Table.blocks`); errors name the argument as
+        :meth:`load`'s do."""
+        path, selector = parse_spec(spec)
+        with _naming(role, spec):
+            yield from self._parsed_file(path, selector).blocks(selector, rows)
+
+    def _parsed_file(self, path: str, selector: str | None) -> NpyFile | NpzFile | Table | _ShardSet:
+        if selector == "":
+            raise InputError("expected a column or key after ':', but got nothing")
+        if path not in self._parsed:
+            self._parsed[path] = self._parse(path)
+        return self._parsed[path]
+
+    def _parse(self, path: str) -> NpyFile | NpzFile | Table | _ShardSet:
+        if any(c in path for c in GLOB) or (os.path.isdir(path) and not path.lower().endswith(SUFFIXES)):
+            return _ShardSet(shards(path))
         if path == "-":
-            return Table(self._read_stdin(), ",")
+            return Table("-", ",", self._read_stdin())
         suffix = os.path.splitext(path)[1].lower()
         if suffix == ".npy":
             return NpyFile(path)
         if suffix == ".npz":
             return NpzFile(path)
         if suffix in (".csv", ".tsv"):
-            return Table(read_text(path, f"a {suffix} file"), "," if suffix == ".csv" else "\t")
+            return Table(path, "," if suffix == ".csv" else "\t")
         raise InputError("expected a .npy, .npz, .csv or .tsv file (or - for CSV on stdin), "
                          f"but got {suffix or 'a name without a suffix'}")
 
@@ -98,3 +198,47 @@ class Loader:
         if not text.strip():
             raise InputError("expected CSV text on stdin, but got nothing")
         return text
+
+
+@contextmanager
+def _naming(role: str, spec: str) -> Iterator[None]:
+    """Errors while loading ``spec`` as one line that names the argument: ``input (results.csv:pred): ...``."""
+    try:
+        yield
+    except InputError as e:
+        raise InputError(f"{role} ({spec}): {e}") from e
+    except OSError as e:  # the common ones get their own words in open_binary
+        raise InputError(f"{role} ({spec}): cannot read the file: {e.strerror or e}") from e
+
+
+def shards(path: str) -> Shards:
+    """The .npy files a glob matches, or a directory's .npy files, in sorted name order."""
+    import glob  # only shards need it
+    if os.path.isdir(path):
+        names = sorted(os.path.join(path, n) for n in os.listdir(path) if n.lower().endswith(".npy"))
+        if not names:
+            raise InputError("expected a directory of .npy shards, but it holds no .npy file")
+    else:
+        names = sorted(glob.glob(path))
+        if not names:
+            raise InputError("expected .npy shards matching the pattern, but no file matches it")
+        other = next((n for n in names if not n.lower().endswith(".npy")), None)
+        if other is not None:
+            raise InputError(f"expected .npy shards, but the pattern also matches {other}")
+    parts = []
+    for name in names:
+        try:
+            parts.append((name, NpyFile(name)))
+        except InputError as e:
+            raise InputError(f"{name}: {e}") from e
+    return Shards(parts)
+
+
+@dataclass(frozen=True)
+class _ShardSet:
+    shards: Shards
+
+    def select(self, selector: str | None) -> Shards:
+        if selector is not None:
+            raise InputError(f"selectors apply to .csv, .tsv and .npz files, but got ':{selector}' on .npy shards")
+        return self.shards

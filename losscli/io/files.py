@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import codecs
 import os
 import stat
+from collections.abc import Iterator
 from typing import BinaryIO
 
 from ..errors import InputError
@@ -32,9 +34,32 @@ def open_binary(path: str, what: str) -> BinaryIO:
 def read_text(path: str, what: str) -> str:
     """The whole of a UTF-8 text file (a byte-order mark is dropped)."""
     with open_binary(path, what) as f:
-        data = f.read()
+        return _decode(f.read(), what, 0)
+
+
+def read_pieces(path: str, what: str, size: int) -> Iterator[str]:
+    """A UTF-8 text file in pieces of about ``size`` bytes, each ending at a line end (the last one: at
+    the end of the file), so that a reader holds one piece at a time. A byte-order mark is dropped;
+    the first piece is read (and the file's refusals raised) on the first ``next()``."""
+    with open_binary(path, what) as f:
+        offset, rest = 0, b""
+        while data := f.read(size):
+            data = rest + data
+            cut = data.rfind(b"\n") + 1
+            if cut:
+                yield _decode(data[:cut], what, offset)
+                offset += cut
+            rest = data[cut:]
+        if rest:
+            yield _decode(rest, what, offset)
+
+
+def _decode(data: bytes, what: str, offset: int) -> str:
+    """``data`` from ``offset`` bytes into the file as text; at offset 0 a byte-order mark is dropped."""
+    if offset == 0 and data.startswith(codecs.BOM_UTF8):
+        data, offset = data[len(codecs.BOM_UTF8):], len(codecs.BOM_UTF8)
     try:
-        return data.decode("utf-8-sig")
+        return data.decode("utf-8")
     except UnicodeDecodeError as e:
-        bad = data[e.start]
-        raise InputError(f"expected {what} in UTF-8, but got byte 0x{bad:02x} at offset {e.start}") from None
+        raise InputError(f"expected {what} in UTF-8, but got byte 0x{data[e.start]:02x} at offset "
+                         f"{offset + e.start}") from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from typing import BinaryIO
 
@@ -17,10 +18,16 @@ _KIND_NAMES = {"c": "complex numbers", "U": "strings", "S": "bytes", "V": "recor
 
 def read_header(f: BinaryIO, what: str) -> tuple[tuple[int, ...], np.dtype]:
     """Shape and dtype from a .npy header, refusing corrupt headers and dtypes losscli cannot use."""
+    shape, _, dtype = _header(f, what)
+    return shape, dtype
+
+
+def _header(f: BinaryIO, what: str) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """Shape, Fortran order and dtype, checked as :func:`read_header` says."""
     try:
         version = npy_format.read_magic(f)
         read = npy_format.read_array_header_1_0 if version == (1, 0) else npy_format.read_array_header_2_0
-        shape, _, dtype = read(f)
+        shape, fortran, dtype = read(f)
     except Exception:  # on damaged bytes numpy's parser raises ValueError, EOFError, tokenize.TokenError...
         raise InputError(f"expected {what}, but got bytes without a valid .npy header "
                          "(the file is corrupt or not a .npy file)") from None
@@ -31,15 +38,18 @@ def read_header(f: BinaryIO, what: str) -> tuple[tuple[int, ...], np.dtype]:
         kind = _KIND_NAMES.get(dtype.kind)
         raise InputError("expected numbers or booleans (float16/32/64, int, uint, bool), but got dtype "
                          f"{dtype}" + (f" ({kind})" if kind else ""))
-    return shape, dtype
+    return shape, fortran, dtype
 
 
 class NpyFile:
-    """One array, memory-mapped read-only."""
+    """One array, memory-mapped read-only (``array``), whose rows can also be read into memory of their own
+    (``read``): chunks read that way leave nothing mapped behind, so a stream's memory stays a chunk's."""
 
     def __init__(self, path: str) -> None:
         with open_binary(path, "a .npy file") as f:
-            shape, dtype = read_header(f, "a .npy file")
+            shape, fortran, dtype = _header(f, "a .npy file")
+            self.path, self.shape, self.dtype, self.offset = path, shape, dtype, f.tell()
+            self.contiguous_rows = not fortran or len(shape) <= 1
             have = os.fstat(f.fileno()).st_size - f.tell()
         need = int(np.prod(shape)) * dtype.itemsize
         if have < need:
@@ -50,11 +60,33 @@ class NpyFile:
         except (ValueError, OSError) as e:
             raise InputError(f"expected a readable .npy file, but numpy could not map it: {e}") from None
 
-    def select(self, selector: str | None) -> np.ndarray:
+    def select(self, selector: str | None) -> NpyFile:
         if selector is not None:
             raise InputError(f"selectors apply to .csv, .tsv and .npz files, but got ':{selector}' "
                              "on a .npy file")
+        return self
+
+    def whole(self) -> np.ndarray:
         return self.array
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        """Rows ``[start, stop)`` along axis 0, read (``pread``) into a new array."""
+        if not self.contiguous_rows:  # Fortran order: a row is not one run of bytes
+            return np.array(self.array[start:stop])
+        out = np.empty((stop - start,) + self.shape[1:], self.dtype)
+        view, position = memoryview(out.reshape(-1).view(np.uint8)), self.offset + start * self.row_bytes
+        with open(self.path, "rb", buffering=0) as f:
+            while view.nbytes:
+                got = os.preadv(f.fileno(), [view], position)
+                if not got:
+                    raise InputError(f"{self.path}: expected {view.nbytes} more bytes, but the file ended "
+                                     "(it changed while being read)")
+                view, position = view[got:], position + got
+        return out
+
+    @property
+    def row_bytes(self) -> int:
+        return math.prod(self.shape[1:]) * self.dtype.itemsize
 
 
 class NpzFile:

@@ -1,31 +1,56 @@
-"""CSV/TSV text -> numpy columns.
+"""CSV/TSV text -> numpy columns, read in blocks of rows so that memory stays bounded.
 
-The text is split into cells once (``str.split`` when nothing is quoted, the ``csv`` module when
-something is); the cells selected are converted by numpy each time they are asked for: int64 when
-every cell is an integer, else float64 when every cell is a number (as Python's ``int``/``float``
-read them), else bool when every cell is true/false. Only when that fails are the cells walked in
-Python, to report the first bad one with its line number.
+A file is read in pieces of about :data:`PIECE_BYTES`, each ending at the end of a row (a quoted cell
+may span lines). :meth:`Table.select` gives whole columns (the pieces concatenated); :meth:`Table.blocks`
+gives them a block of rows at a time.
+
+The rule for a column: int64 when every cell is an integer, else float64 when every cell is a number
+(as Python's ``int``/``float`` read them, spaces around them allowed), else bool when every cell is
+true/false; several columns together take numpy's common type. A piece's selected cells are converted
+by the fastest reader that applies, each handing over to the next when it cannot be sure:
+
+1. pyarrow's CSV reader, when pyarrow is installed (``pip install 'losscli[fast-csv]'``): unquoted
+   pieces whose columns it reads as int64/float64, unless the piece holds a spelling that pyarrow reads
+   and Python does not (``0x10``, ``nan(1)``) or that it reads as float and Python as an integer (``+3``);
+2. numpy's C reader (``np.loadtxt``) on the piece's lines, when nothing is quoted;
+3. Python, cell by cell (quoted cells, true/false columns, ``1_000``), which alone reports a bad cell,
+   with its line number.
 """
 
 from __future__ import annotations
 
 import csv
-from itertools import repeat
+import functools
+import io
+import os
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from itertools import chain, repeat
+from types import ModuleType
 
 import numpy as np
 
 from ..errors import InputError
+from .files import read_pieces
+
+PIECE_BYTES = 1 << 22  # 4 MiB of text: about 200,000 rows of two numbers
+BLOCK_ROWS = 1 << 16  # rows per block of Table.blocks, unless asked otherwise
 
 _BOOLS = ("true", "false")
 _NAMES_SHOWN = 20
 
 
-def _is_number(cell: str) -> bool:
+def _reads_as(kind: type, cell: str) -> bool:
+    """Whether Python's ``kind`` (int or float) reads ``cell``."""
     try:
-        float(cell)
+        kind(cell)
     except ValueError:
         return False
     return True
+
+
+_is_number = functools.partial(_reads_as, float)
+_is_integer = functools.partial(_reads_as, int)
 
 
 def _is_name(cell: str) -> bool:
@@ -39,38 +64,8 @@ def _ragged(line: int, ncols: int, got: int) -> InputError:
     return InputError(f"line {line}: expected {cells} like line 1, but got {got}")
 
 
-def _split_plain(lines: list[str], delimiter: str) -> tuple[list[str], int, range]:
-    """Cells of unquoted text; every line is one row."""
-    ncols = lines[0].count(delimiter) + 1
-    counts = list(map(str.count, lines, repeat(delimiter)))
-    if counts.count(ncols - 1) != len(counts):
-        i = next(i for i, n in enumerate(counts) if n != ncols - 1)
-        raise _ragged(i + 1, ncols, counts[i] + 1)
-    return delimiter.join(lines).split(delimiter), ncols, range(1, len(lines) + 1)
-
-
-def _split_quoted(lines: list[str], delimiter: str) -> tuple[list[str], int, list[int]]:
-    """Cells of text with quotes, where a quoted cell may span lines; rows keep their first line."""
-    reader = csv.reader((line + "\n" for line in lines), delimiter=delimiter, skipinitialspace=True)
-    cells: list[str] = []
-    starts: list[int] = []
-    ncols, start = 0, 1
-    try:
-        for row in reader:
-            row = row or [""]  # a blank line is one empty cell, as in _split_plain
-            ncols = ncols or len(row)
-            if len(row) != ncols:
-                raise _ragged(start, ncols, len(row))
-            cells.extend(row)
-            starts.append(start)
-            start = reader.line_num + 1
-    except csv.Error as e:
-        raise InputError(f"line {start}: expected well-formed CSV, but got an error: {e}") from None
-    return cells, ncols, starts
-
-
 def _as_numbers(cells: np.ndarray) -> np.ndarray | None:
-    """int64 when every cell is an integer, else float64 when every cell is a number, else None."""
+    """int64 when every cell (a str) is an integer, else float64 when every cell is a number, else None."""
     for dtype in (np.int64, np.float64):
         try:
             return cells.astype(dtype)
@@ -79,48 +74,265 @@ def _as_numbers(cells: np.ndarray) -> np.ndarray | None:
     return None
 
 
-class Table:
-    """A parsed CSV/TSV text: header names (or None), the cells as a (rows, columns) object array of
-    str, and the line each data row starts on."""
+def _read_numbers(lines: list[str], indices: list[int], delimiter: str) -> np.ndarray | None:
+    """The columns ``indices`` of unquoted lines by numpy's C reader: int64 when every cell is an
+    integer, else float64 when every cell is a number, else None (then the cells are walked in Python)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # numpy warns of blank lines, which the row count below catches
+        for dtype in (np.int64, np.float64):
+            try:
+                block = np.loadtxt(lines, dtype=dtype, delimiter=delimiter, comments=None, usecols=indices, ndmin=2)
+            except (ValueError, OverflowError):
+                continue
+            return block if len(block) == len(lines) else None  # numpy skips blank lines; here they are cells
+    return None
 
-    def __init__(self, text: str, delimiter: str) -> None:
-        if "\r" in text:
-            text = text.replace("\r\n", "\n").replace("\r", "\n")
-        lines = text.split("\n")
-        while lines and not lines[-1].strip():
-            lines.pop()
-        if not lines:
-            raise InputError("expected rows of data, but got only blank lines")
-        split = _split_quoted if '"' in text else _split_plain
-        flat, ncols, self.lines = split(lines, delimiter)
-        self.cells = np.array(flat, dtype=object).reshape(-1, ncols)
-        first = self.cells[0]
-        self.names = [name.strip() for name in first] if any(map(_is_name, first)) else None
-        if self.names is not None:
-            self.cells, self.lines = self.cells[1:], self.lines[1:]
-            if not len(self.cells):
+
+@functools.cache
+def _pyarrow_csv() -> ModuleType | None:
+    """pyarrow.csv, imported on the first CSV piece (never for .npy work), or None if not installed."""
+    try:
+        import pyarrow.csv
+    except ImportError:
+        return None
+    return pyarrow.csv
+
+
+def _read_arrow(text: str, indices: list[int], delimiter: str, rows: int, ncols: int) -> np.ndarray | None:
+    """The columns ``indices`` of unquoted ``text`` (``rows`` lines of ``ncols`` cells) by pyarrow, or None
+    where it is not installed or cannot be sure to read them as Python would (see the module docstring)."""
+    pcsv = _pyarrow_csv()
+    if pcsv is None or any(c in text for c in "xX("):  # 0x10 and nan(1) are numbers to pyarrow only
+        return None
+    if text.count(delimiter, 0, text.index("\n")) != ncols - 1:  # pyarrow holds the rest to the first row
+        return None
+    try:
+        table = pcsv.read_csv(
+            io.BytesIO(text.encode()),
+            # one thread: pyarrow's thread pool can abort the process as it exits (apache/arrow#34314)
+            read_options=pcsv.ReadOptions(autogenerate_column_names=True, use_threads=False),
+            parse_options=pcsv.ParseOptions(delimiter=delimiter, quote_char=False, ignore_empty_lines=False),
+            convert_options=pcsv.ConvertOptions(
+                include_columns=[f"f{i}" for i in indices], null_values=[], strings_can_be_null=False,
+                true_values=[], false_values=[], timestamp_parsers=[]))
+    except ValueError:  # pyarrow.ArrowInvalid: a row of another length, ...; the next reader says which
+        return None
+    columns = [column.to_numpy() for column in table.columns]
+    if table.num_rows != rows or any(column.dtype not in (np.int64, np.float64) for column in columns):
+        return None
+    if "+" in text and any(column.dtype == np.float64 and np.all(column == np.trunc(column)) for column in columns):
+        return None  # "+3" is an integer to Python and a float to pyarrow
+    return np.column_stack(columns) if len(columns) > 1 else columns[0][:, None]
+
+
+class _Rows:
+    """Rows of one piece. Unquoted: its ``text``, one row a line, every line ending in a newline, split
+    into lines (and checked to have ``ncols`` cells) when first asked; quoted: the ``cells`` that the csv
+    module split. ``starts``: the line each row starts on."""
+
+    def __init__(self, starts: Sequence[int], text: str | None = None, cells: np.ndarray | None = None) -> None:
+        self.starts, self.text, self._cells = starts, text, cells
+        self._lines: list[str] | None = None
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def lines(self, delimiter: str, ncols: int) -> list[str]:
+        if self._lines is None:
+            assert self.text is not None
+            lines = self.text[:-1].split("\n")
+            counts = list(map(str.count, lines, repeat(delimiter)))
+            if counts.count(ncols - 1) != len(counts):
+                i = next(i for i, n in enumerate(counts) if n != ncols - 1)
+                raise _ragged(self.starts[i], ncols, counts[i] + 1)
+            self._lines = lines
+        return self._lines
+
+    def cells(self, delimiter: str, ncols: int) -> np.ndarray:
+        """(rows, columns) object array of str."""
+        if self._cells is None:
+            lines = self.lines(delimiter, ncols)
+            self._cells = np.array(delimiter.join(lines).split(delimiter), dtype=object).reshape(-1, ncols)
+        return self._cells
+
+    def without_first(self) -> _Rows:
+        if self.text is not None:
+            return _Rows(self.starts[1:], text=self.text[self.text.index("\n") + 1:])
+        assert self._cells is not None
+        return _Rows(self.starts[1:], cells=self._cells[1:])
+
+
+def _plain(first: int, text: str) -> _Rows:
+    """Unquoted text, a row a line; ``first``: the number of its first line."""
+    return _Rows(range(first, first + text.count("\n")), text=text)
+
+
+def _split_quoted(first: int, text: str, delimiter: str, ncols: int) -> _Rows:
+    """Text with quotes, where a quoted cell may span lines; rows keep their first line."""
+    reader = csv.reader(io.StringIO(text), delimiter=delimiter, skipinitialspace=True)
+    cells: list[str] = []
+    starts: list[int] = []
+    start = first
+    try:
+        for row in reader:
+            row = row or [""]  # a blank line is one empty cell, as unquoted
+            if len(row) != ncols:
+                raise _ragged(start, ncols, len(row))
+            cells.extend(row)
+            starts.append(start)
+            start = first + reader.line_num
+    except csv.Error as e:
+        raise InputError(f"line {start}: expected well-formed CSV, but got an error: {e}") from None
+    return _Rows(starts, cells=np.array(cells, dtype=object).reshape(-1, ncols))
+
+
+def _first_row(text: str, delimiter: str, quoted: bool) -> list[str]:
+    if not quoted:
+        return text[:text.index("\n")].split(delimiter)
+    try:
+        row = next(csv.reader(io.StringIO(text), delimiter=delimiter, skipinitialspace=True), [])
+    except csv.Error as e:
+        raise InputError(f"line 1: expected well-formed CSV, but got an error: {e}") from None
+    return row or [""]
+
+
+class Table:
+    """A CSV/TSV file (or stdin's text): its header names (or None) and number of columns, read when
+    made; its rows, read from the file again for each :meth:`select` or :meth:`blocks`, a piece at a time."""
+
+    def __init__(self, path: str, delimiter: str, text: str | None = None) -> None:
+        """``path``: the file (``-`` for stdin, whose ``text`` is given whole)."""
+        self.path, self.delimiter, self._text = path, delimiter, text
+        pieces = self._pieces()
+        try:
+            first = next(pieces, None)
+            if first is None:
+                raise InputError("expected rows of data, but got only blank lines")
+            number, text, quoted = first
+            row = _first_row(text, delimiter, quoted)
+            self.ncols = len(row)
+            self.names = [name.strip() for name in row] if any(map(_is_name, row)) else None
+            rows = _split_quoted(number, text, delimiter, self.ncols) if quoted else _plain(number, text)
+            if self.names is not None and len(rows) == 1 and next(pieces, None) is None:
                 raise InputError("expected data rows after the header on line 1, but got none")
+        finally:
+            pieces.close()
+
+    # -- reading -------------------------------------------------------------------------------------
+
+    def _pieces(self) -> Iterator[tuple[int, str, bool]]:
+        """(number of the first line, text, whether anything is quoted) in pieces that end at the end of a
+        row, each line ending in a newline, without the blank lines that end the whole text."""
+        if self._text is not None:
+            texts: Iterator[str] = iter([self._text])
+        else:
+            suffix = os.path.splitext(self.path)[1].lower()
+            texts = read_pieces(self.path, f"a {suffix} file", PIECE_BYTES)
+        number, blank, held = 1, "", ""
+        for text in chain(texts, [None]):
+            if text is not None:
+                text = held + text
+                if text.count('"') % 2:  # a quoted cell goes on in the next piece
+                    held = text
+                    continue
+            elif held:
+                text = held  # unbalanced quotes at the end: the csv module says where
+            else:
+                break
+            held = ""
+            if "\r" in text:
+                text = text.replace("\r\n", "\n").replace("\r", "\n")
+            text = blank + (text if text.endswith("\n") else text + "\n")
+            body = text.rstrip()
+            end = text.index("\n", len(body)) + 1 if body else 0
+            blank = text[end:]  # blank lines inside the text are rows; at its end they are dropped
+            if end:
+                yield number, text[:end], '"' in text
+            number += text.count("\n", 0, end)
+
+    def _rows(self) -> Iterator[_Rows]:
+        """The data rows, a piece at a time."""
+        header = self.names is not None
+        for first, text, quoted in self._pieces():
+            rows = _split_quoted(first, text, self.delimiter, self.ncols) if quoted else _plain(first, text)
+            if header:
+                rows, header = rows.without_first(), False
+            if len(rows):
+                yield rows
+
+    # -- selecting -----------------------------------------------------------------------------------
 
     def select(self, selector: str | None) -> np.ndarray:
-        """Columns by name or 0-based index (``"pred"``, ``"0,2"``): one gives 1-D, several 2-D.
+        """Columns by name or 0-based index (``"pred"``, ``"0,2"``; None: all): one gives 1-D, several 2-D."""
+        indices = self._indices(selector)
+        parts = [block for block, _ in self._converted(indices)]
+        whole = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        return whole[:, 0] if len(indices) == 1 else whole
+
+    def blocks(self, selector: str | None, rows: int = BLOCK_ROWS) -> Iterator[np.ndarray]:
+        """The columns of :meth:`select` in blocks of ``rows`` rows (the last one may have fewer), holding
+        one piece of the file at a time. Every block has the dtype of the first: a column of integers
+        in the first block must stay integers (a float after them raises ``InputError``, since blocks
+        already given cannot become float64; :meth:`select` reads the whole column and would promote)."""
+        indices = self._indices(selector)
+        dtype, pending, count = None, [], 0
+        for block, part in self._converted(indices):
+            if dtype is None:
+                dtype = block.dtype
+            elif block.dtype != dtype:
+                if dtype.kind == "i":
+                    raise self._first_bad(part, indices, _is_integer, "an integer like the rows before it")
+                block = block.astype(dtype)
+            pending.append(block)
+            count += len(block)
+            while count >= rows:
+                joined = pending[0] if len(pending) == 1 else np.concatenate(pending)
+                yield joined[:rows, 0] if len(indices) == 1 else joined[:rows]
+                pending, count = [joined[rows:]], count - rows
+        if count:
+            joined = pending[0] if len(pending) == 1 else np.concatenate(pending)
+            yield joined[:, 0] if len(indices) == 1 else joined
+
+    def _converted(self, indices: list[int]) -> Iterator[tuple[np.ndarray, _Rows]]:
+        """Each piece's columns ``indices`` as a 2-D array, with the rows they came from. A column must
+        be bools in every piece or numbers in every piece."""
+        kinds = None
+        for rows in self._rows():
+            block, bools = self._convert(rows, indices)
+            if kinds is None:
+                kinds = bools
+            for j, (was, now) in enumerate(zip(kinds, bools)):
+                if was != now:  # raises, naming the first cell that is not of the kind of the rows before
+                    self._column(rows, indices[j], bools=was)
+            yield block, rows
+
+    def _convert(self, rows: _Rows, indices: list[int]) -> tuple[np.ndarray, list[bool]]:
+        """The columns ``indices`` of ``rows`` as one 2-D array, and which of them are bools.
 
         Several columns are converted together, row by row, which is the order the cells lie in
         memory (column by column is 2-3x slower on wide files); only if that fails is each column
         converted on its own, to find the bad cell or to promote a bool column."""
-        ncols = self.cells.shape[1]
+        numbers = [False] * len(indices)
+        if rows.text is not None:
+            block = _read_arrow(rows.text, indices, self.delimiter, len(rows), self.ncols)
+            if block is None:
+                block = _read_numbers(rows.lines(self.delimiter, self.ncols), indices, self.delimiter)
+            if block is not None:
+                return block, numbers
+        cells = rows.cells(self.delimiter, self.ncols)
+        block = _as_numbers(cells if indices == list(range(self.ncols)) else cells[:, indices])
+        if block is not None:
+            return block, numbers
+        columns = [self._column(rows, i) for i in indices]
+        return np.stack(columns, axis=1), [column.dtype == np.bool_ for column in columns]
+
+    def _indices(self, selector: str | None) -> list[int]:
         if selector is None:
-            indices = list(range(ncols))
-        else:
-            indices = [self._index(token.strip()) for token in selector.split(",")]
-        if len(indices) == 1:
-            return self._column(indices[0])
-        block = _as_numbers(self.cells if indices == list(range(ncols)) else self.cells[:, indices])
-        if block is None:
-            block = np.stack([self._column(i) for i in indices], axis=1)
-        return block
+            return list(range(self.ncols))
+        return [self._index(token.strip()) for token in selector.split(",")]
 
     def _index(self, token: str) -> int:
-        ncols = self.cells.shape[1]
+        ncols = self.ncols
         if self.names is not None and token in self.names:
             return self.names.index(token)
         if token.isdecimal() and int(token) < ncols:
@@ -135,19 +347,28 @@ class Table:
         raise InputError(f"expected a column name or index, but got {token!r}; "
                          f"the columns are {shown}{more} ({indices})")
 
-    def _column(self, i: int) -> np.ndarray:
-        cells = self.cells[:, i]
-        numbers = _as_numbers(cells)
-        if numbers is not None:
-            return numbers
+    def _column(self, rows: _Rows, i: int, bools: bool | None = None) -> np.ndarray:
+        """Column ``i`` of ``rows``: numbers, else bools when every cell is true/false. ``bools`` says
+        which the column is in the rows before (None: these are the first, and its first cell says)."""
+        cells = rows.cells(self.delimiter, self.ncols)[:, i]
+        if not bools:
+            numbers = _as_numbers(cells)
+            if numbers is not None:
+                return numbers
         words = [cell.strip().lower() for cell in cells]
-        if words[0] in _BOOLS:
-            if set(words) <= set(_BOOLS):
-                return np.array(words) == "true"
-            row, expected = next(r for r, w in enumerate(words) if w not in _BOOLS), "true or false"
-        else:
-            row, expected = next(r for r, c in enumerate(cells) if not _is_number(c)), "a number"
-        cell = cells[row].strip()
+        if bools is None:
+            bools = words[0] in _BOOLS
+        if not bools:
+            raise self._first_bad(rows, [i], _is_number, "a number")
+        if set(words) <= set(_BOOLS):
+            return np.array(words) == "true"
+        raise self._first_bad(rows, [i], lambda cell: cell.strip().lower() in _BOOLS, "true or false")
+
+    def _first_bad(self, rows: _Rows, indices: list[int], ok: Callable[[str], bool], expected: str) -> InputError:
+        """The error for the first cell (row by row, then column by column) of ``indices`` that is not ``ok``."""
+        cells = rows.cells(self.delimiter, self.ncols)
+        row, i = next((r, i) for r in range(len(cells)) for i in indices if not ok(cells[r, i]))
+        cell = cells[row, i].strip()
         got = repr(cell) if cell else "an empty cell"
         column = repr(self.names[i]) if self.names is not None else i
-        raise InputError(f"line {self.lines[row]}, column {column}: expected {expected}, but got {got}")
+        return InputError(f"line {rows.starts[row]}, column {column}: expected {expected}, but got {got}")

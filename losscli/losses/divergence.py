@@ -17,7 +17,8 @@ import numpy as np
 
 from ..errors import OptionError, ShapeError, ValueDomainError
 from ..reduction import Elements, Reduction
-from .families import Arg, Family, check_mask, first, float_dtype, numeric, offending, shape_str, shared_shape
+from .families import (Arg, Family, check_mask, element_rows, first, float_dtype, numeric, offending, shape_str,
+                       shared_shape)
 from .regression import unbroadcast
 from .spec import Batch, FileArg, LossSpec, Option
 
@@ -34,6 +35,16 @@ class Pointwise(Family):
     losses silently: no warning). With ``variance``, a third file ``var`` under gaussian_nll_loss's rules."""
 
     broadcasts = True
+
+    def stream(self, spec, shapes, broadcast):
+        split = element_rows({k: v for k, v in shapes.items() if k != "var"}, broadcast)
+        var, x = shapes.get("var"), shapes["input"]
+        if split is None or var is None:
+            return split
+        # var of the input's rank, or of the input's shape without its last axis (torch adds it): rows of var
+        rows = "input" in split and var[:1] == x[:1] and (
+            len(var) == len(x) or (len(var) == len(x) - 1 and var == x[:-1]))
+        return split | {"var"} if rows else split
 
     def __init__(self, variance: bool = False):
         self.variance = variance
@@ -54,7 +65,7 @@ class Pointwise(Family):
         mask = check_mask(args["mask"], loss_shape) if "mask" in args else None
         if spec.check is not None:
             spec.check(args, arrays, params)
-        rows = x.shape[0] if x.ndim else 1  # torch: batchmean divides by input.size(0), not for a 0-d input
+        rows = x_arg.shape[0] if x_arg.shape else 1  # torch: batchmean divides by input.size(0), not for a 0-d input
         return self._finish(Batch(arrays, loss_shape, dtype, rows=rows, mask=mask), args, nan_policy)
 
 
@@ -68,7 +79,7 @@ def variance(arg: Arg, input_arg: Arg, dtype: np.dtype) -> np.ndarray:
     v, x = numeric(arg), input_arg.array
     negative = first(v < 0)  # torch checks this before the shape; NaN is not negative, as in torch
     if negative is not None:
-        got = f"{v[()]!s}" if arg.number else offending(v, negative)
+        got = f"{v[()]!s}" if arg.number else offending(v, negative, arg.offset)
         raise ValueDomainError(f"{arg.label}: expected variances of 0 or more, but got {got}")
     if arg.number:
         return np.broadcast_to(v.astype(float_dtype(input_arg), copy=False), x.shape)

@@ -28,10 +28,19 @@ class Arg:
     array: np.ndarray
     source: str | None = None
     number: bool = False  # given as a plain number, not an array (a FileArg with number_ok)
+    # streaming (losscli.stream): ``array`` holds rows [offset, offset + len) of an array of shape ``whole``;
+    # messages name positions and shapes in that whole array
+    offset: int = 0
+    whole: tuple[int, ...] | None = None
 
     @property
     def label(self) -> str:
         return f"{self.role} ({self.source})" if self.source else self.role
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The shape of the whole array (``array.shape`` unless this is a chunk of rows)."""
+        return self.array.shape if self.whole is None else self.whole
 
 
 BROADCAST_WARNING = (
@@ -49,16 +58,20 @@ def shape_str(shape: tuple[int, ...]) -> str:
     return "(" + ", ".join(map(str, shape)) + ("," if len(shape) == 1 else "") + ")"
 
 
-def position(array: np.ndarray, flat_index: int) -> str:
-    """Where a flat index lies in an array, for messages: ``index (3, 1)``, or ``index 4`` in 1-D."""
+def position(array: np.ndarray, flat_index: int, offset: int = 0) -> str:
+    """Where a flat index lies in an array, for messages: ``index (3, 1)``, or ``index 4`` in 1-D.
+    ``offset``: the array is a chunk of rows of a larger one, starting at that row (``Arg.offset``)."""
     if array.ndim == 1:
-        return f"index {flat_index}"
-    return f"index {tuple(int(i) for i in np.unravel_index(flat_index, array.shape))}"
+        return f"index {flat_index + offset}"
+    where = [int(i) for i in np.unravel_index(flat_index, array.shape)]
+    if where:
+        where[0] += offset
+    return f"index {tuple(where)}"
 
 
-def offending(array: np.ndarray, flat_index: int) -> str:
+def offending(array: np.ndarray, flat_index: int, offset: int = 0) -> str:
     """``7 at index (12,)``: a bad value in its dtype's shortest form, and where it is."""
-    return f"{array.reshape(-1)[flat_index]!s} at {position(array, flat_index)}"
+    return f"{array.reshape(-1)[flat_index]!s} at {position(array, flat_index, offset)}"
 
 
 def first(condition: np.ndarray) -> int | None:
@@ -80,17 +93,30 @@ def float_dtype(*args: Arg) -> np.dtype:
     return np.result_type(*floats) if floats else np.dtype(np.float32)
 
 
+class NonFinite(str):
+    """The warning about NaN/Inf in one file; warnings of chunks of it merge (:meth:`merge`) into one."""
+
+    def __new__(cls, label: str, count: int, where: str) -> NonFinite:
+        text = f"{label} holds {count} non-finite value(s) (first: {where}); the result propagates them"
+        warning = super().__new__(cls, text)
+        warning.label, warning.count, warning.where = label, count, where
+        return warning
+
+    def merge(self, later: NonFinite) -> NonFinite:
+        """This warning and one about later rows of the same file: the total count, the first position."""
+        return NonFinite(self.label, self.count + later.count, self.where)
+
+
 def check_finite(arg: Arg, nan_policy: str, warnings: list[str]) -> None:
     """Warn about NaN/Inf (``propagate``), or refuse them (``raise``)."""
-    bad = ~np.isfinite(arg.array)
-    count = int(np.count_nonzero(bad))
+    finite = np.isfinite(arg.array)
+    count = finite.size - int(np.count_nonzero(finite))
     if not count:
         return
-    where = offending(arg.array, first(bad))
+    where = offending(arg.array, first(~finite), arg.offset)
     if nan_policy == "raise":
         raise ValueDomainError(f"{arg.label}: expected finite values (--nan-policy raise), but got {where}")
-    warnings.append(f"{arg.label} holds {count} non-finite value(s) (first: {where}); the result "
-                    "propagates them")
+    warnings.append(NonFinite(arg.label, count, where))
 
 
 def broadcast_to_loss(arg: Arg, loss_shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
@@ -120,7 +146,7 @@ def check_mask(arg: Arg, loss_shape: tuple[int, ...]) -> np.ndarray:
     where = first(bad)
     if where is not None:
         raise ValueDomainError(
-            f"{arg.label}: expected 0/1 or true/false, but got {offending(array, where)}"
+            f"{arg.label}: expected 0/1 or true/false, but got {offending(array, where, arg.offset)}"
         )
     return array != 0
 
@@ -170,11 +196,38 @@ def with_batch_axis(arrays: dict[str, np.ndarray], mask: np.ndarray | None,
     return arrays, None if mask is None else mask[None]
 
 
+def element_rows(shapes: dict[str, tuple[int, ...]], broadcast: bool) -> frozenset[str] | None:
+    """:meth:`Family.stream` for element-wise losses: the files of the loss's rank whose first axis is the loss's
+    (a weight of lower rank or with a first axis of 1 broadcasts: every chunk shares it)."""
+    x, t = shapes["input"], shapes["target"]
+    try:
+        loss = np.broadcast_shapes(x, t) if broadcast else x
+    except ValueError:
+        return None
+    if not loss or (not broadcast and t != x):
+        return None  # a 0-d loss has no rows; shapes that do not fit are the in-memory checks' to report
+    return frozenset(name for name, shape in shapes.items() if len(shape) == len(loss) and shape[0] == loss[0])
+
+
 class Family:
     """Base: what every family does with weights, masks and non-finite values."""
 
     broadcasts = False  # whether --broadcast means anything here
     shapes = ""  # the shapes the family takes, for --help
+    # streaming (losscli.stream): the least rank of the first file at which the loss has a first axis of samples
+    # (None: the family never streams), and the files that every sample shares (class weights)
+    stream_rank: int | None = None
+    shared_files: tuple[str, ...] = ()
+
+    def stream(self, spec: LossSpec, shapes: dict[str, tuple[int, ...]], broadcast: bool) -> frozenset[str] | None:
+        """The files read in chunks of rows when the loss streams: those whose first axis is the loss's first
+        axis (``shapes``: every file's whole shape). The others are shared by every chunk. None: the loss
+        does not stream (a 0-d loss, or a family whose samples are not along the first axis)."""
+        lead = shapes[spec.files[0].name]
+        if self.stream_rank is None or len(lead) < self.stream_rank:
+            return None
+        return frozenset(name for name, shape in shapes.items()
+                         if name not in self.shared_files and shape[:1] == lead[:1])
 
     def prepare(self, spec: LossSpec, args: dict[str, Arg], params: dict[str, Any], *,
                 broadcast: bool, nan_policy: str) -> Batch:
@@ -206,11 +259,15 @@ class Elementwise(Family):
     broadcasts = True
     shapes = "input and target of one shape (with --broadcast: shapes that broadcast, as in torch)"
 
+    def stream(self, spec, shapes, broadcast):
+        return element_rows(shapes, broadcast)
+
     def prepare(self, spec, args, params, *, broadcast, nan_policy):
         x, y = args["input"].array, args["target"].array
         loss_shape = shared_shape(args["input"], args["target"], broadcast)
-        warnings = [] if x.shape == y.shape else [
-            BROADCAST_WARNING.format(target=torch_size(y.shape), input=torch_size(x.shape))]
+        whole_x, whole_y = args["input"].shape, args["target"].shape  # the whole arrays' shapes, chunked or not
+        warnings = [] if whole_x == whole_y else [
+            BROADCAST_WARNING.format(target=torch_size(whole_y), input=torch_size(whole_x))]
         dtype = float_dtype(args["input"], args["target"])
         arrays = {"input": x.astype(dtype, copy=False), "target": y.astype(dtype, copy=False)}
         if "weight" in args:
@@ -248,14 +305,17 @@ def check_probabilities(args: dict[str, Arg], arrays: dict[str, np.ndarray], par
     where = first(bad)
     if where is not None:
         raise ValueDomainError(
-            f"{args['input'].label}: expected probabilities in [0, 1], but got {offending(x, where)} "
-            "(use bce-with-logits for logits)"
+            f"{args['input'].label}: expected probabilities in [0, 1], but got "
+            f"{offending(x, where, args['input'].offset)} (use bce-with-logits for logits)"
         )
 
 
 class Classes(Family):
     """nll and cross-entropy: input ``(N, C, d1, ...)`` or ``(C,)``; target class indices of shape
     ``(N, d1, ...)`` (or ``()``), or for cross-entropy class probabilities of the input's shape."""
+
+    stream_rank = 2  # (N, C, ...): rows are samples; a (C,) input is one sample
+    shared_files = ("weight",)
 
     def __init__(self, probabilities: bool):
         self.probabilities = probabilities
@@ -342,7 +402,7 @@ class Classes(Family):
         if where is not None:
             raise ValueDomainError(
                 f"{t_arg.label}: expected class indices in [0, {classes}) or ignore_index {ignore_index}, "
-                f"but got {offending(t, where)}"
+                f"but got {offending(t, where, t_arg.offset)}"
             )
         return t
 

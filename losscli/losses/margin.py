@@ -40,13 +40,14 @@ def check_signs(arg: Arg, why: str) -> None:
     t = numeric(arg)
     where = first((t != 1) & (t != -1))
     if where is not None:
-        raise ValueDomainError(f"{arg.label}: expected -1 or 1, but got {offending(t, where)} ({why})")
+        raise ValueDomainError(f"{arg.label}: expected -1 or 1, but got {offending(t, where, arg.offset)} ({why})")
 
 
 class SameShape(Family):
     """Element-wise losses of files of one shape; the target holds -1 or 1."""
 
     shapes = "every file of one shape; target -1 or 1"
+    stream_rank = 1
 
     def __init__(self, dtype_from: tuple[str, ...], why: str):
         self.dtype_from = dtype_from  # the files whose float dtypes torch promotes into the result's
@@ -72,6 +73,9 @@ class SameShape(Family):
 class PerSample(Family):
     """Losses with one value per sample: the backends see a batch axis (added for unbatched inputs), and a
     mask selects rows of every file but the class weights."""
+
+    stream_rank = 2  # (N, C) or (N, D): rows are samples; a (C,) or (D,) input is one sample
+    shared_files = ("weight",)
 
     def torch_select(self, torch, tensors, mask, params, batch):
         return {k: v if k == "weight" else v[mask] for k, v in tensors.items()}
@@ -112,7 +116,7 @@ class ClassScores(PerSample):
             where = first(~((target >= 0) & (target <= 1)))
             if where is not None:
                 raise ValueDomainError(f"{t_arg.label}: expected 0 or 1 (or probabilities in [0, 1]), but got "
-                                       f"{offending(target, where)}")
+                                       f"{offending(target, where, t_arg.offset)}")
             dtype = float_dtype(x_arg, t_arg, *([args["weight"]] if "weight" in args else []))
             target = target.astype(dtype, copy=False)
         else:
@@ -132,20 +136,20 @@ class ClassScores(PerSample):
         where = first((t < 0) | (t >= classes))
         if where is not None:
             raise ValueDomainError(f"{arg.label}: expected class indices in [0, {classes}), but got "
-                                   f"{offending(t, where)}")
+                                   f"{offending(t, where, arg.offset)}")
 
     @staticmethod
     def _check_lists(arg: Arg, t: np.ndarray, classes: int) -> None:
         where = first((t < -1) | (t >= classes))
         if where is not None:
             raise ValueDomainError(f"{arg.label}: expected class indices in [0, {classes}) padded with -1, but "
-                                   f"got {offending(t, where)}")
+                                   f"got {offending(t, where, arg.offset)}")
         rows = t.reshape(-1, classes)
         after = np.cumsum(rows == -1, axis=1) > 0  # at or after each row's first -1
         where = first((after & (rows != -1)).reshape(t.shape))
         if where is not None:
             raise ValueDomainError(f"{arg.label}: expected only -1 after a row's first -1 (torch would ignore "
-                                   f"the rest of the row), but got {offending(t, where)}")
+                                   f"the rest of the row), but got {offending(t, where, arg.offset)}")
 
 
 # -- math -------------------------------------------------------------------------------------------

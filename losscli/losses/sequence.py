@@ -80,6 +80,9 @@ class Alignments(Family):
 
     shapes = ("log_probs (T, N, C) or (T, C); targets (N, S) padded or (Σ target_lengths,) concatenated; "
               "input_lengths and target_lengths (N,); the loss: one value per sample")
+    # no streaming (losscli.stream): the samples are axis 1 of log_probs, and concatenated targets have no row
+    # per sample, so ctc computes in memory
+    stream_rank = None
 
     def prepare(self, spec, args, params, *, broadcast, nan_policy):
         lp_arg, tg_arg, il_arg, tl_arg = (args[f.name] for f in spec.files)
@@ -368,6 +371,8 @@ class LinearClasses(Classes):
     """linear-cross-entropy: cross-entropy's checks for the logits ``input @ linear_weight.T + bias``,
     whose shape ``(N, C, d1, ...)`` follows from input and linear_weight without being formed."""
 
+    shared_files = ("weight", "linear_weight", "linear_bias")
+
     def __init__(self) -> None:
         super().__init__(probabilities=True)
         self.shapes = ("input (N, H) or (H,); linear_weight (C, H), or (C, d1, ..., H) with batched input; "
@@ -419,9 +424,10 @@ class LinearClasses(Classes):
                     f"probabilities of the logits' shape {shape_str(logits_shape)}), but got {shape_str(t.shape)}"
                 )
             if t.dtype.kind == "f":
+                whole = x_arg.shape[:-1] + (classes,) + positions  # the whole logits' shape, when streaming
                 raise ValueDomainError(f"{t_arg.label}: expected integer class indices, but got {t.dtype} values; "
                                        "save them as integers (float targets are class probabilities, of the "
-                                       f"logits' shape {shape_str(logits_shape)})")
+                                       f"logits' shape {shape_str(whole)})")
             target = self._indices(t_arg, classes, params["ignore_index"], integral_floats=False)
         self._check_smoothing(params)
         arrays = {"input": x.astype(dtype, copy=False), "linear_weight": w.astype(dtype, copy=False),

@@ -60,6 +60,7 @@ def to_json(result: LossResult) -> dict[str, Any]:
     }
     if result.grad is not None:
         out["grad"] = json_value(result.grad)
+    out.update(view_json(result))
     check = result.cross_check
     if check is not None:
         out["cross_check"] = {
@@ -74,20 +75,31 @@ def to_json(result: LossResult) -> dict[str, Any]:
 
 
 def to_plain(result: LossResult) -> str:
-    """The number alone (one value a line for ``none``), for ``$(losscli ...)``."""
-    return "\n".join(str(v) for v in result.value.reshape(-1))
+    """The number alone (one value a line for ``none``), for ``$(losscli ...)``; or the view asked for."""
+    view = view_plain(result)
+    return view if view is not None else "\n".join(str(v) for v in result.value.reshape(-1))
 
 
 def to_csv(result: LossResult) -> str:
-    """Index columns ``i0, i1, ...`` and ``value``; a scalar is a single ``value`` column."""
-    return array_csv(result.value)
+    """Index columns ``i0, i1, ...`` and ``value``; a scalar is a single ``value`` column; or the view asked
+    for."""
+    view = view_csv(result)
+    return view if view is not None else array_csv(result.value)
 
 
 def array_csv(value: np.ndarray) -> str:
-    lines = [",".join([f"i{d}" for d in range(value.ndim)] + ["value"])]
+    return "\n".join([csv_header(value.ndim), *csv_rows(value)])
+
+
+def csv_header(ndim: int) -> str:
+    return ",".join([f"i{d}" for d in range(ndim)] + ["value"])
+
+
+def csv_rows(value: np.ndarray, start: int = 0):
+    """One CSV line per element; ``start``: the first index along axis 0 (``value`` is rows of a larger array)."""
     for index in itertools.product(*(range(n) for n in value.shape)):
-        lines.append(",".join([*map(str, index), str(value[index])]))
-    return "\n".join(lines)
+        yield ",".join([str(index[0] + start), *map(str, index[1:]), str(value[index])] if index else
+                       [str(value[index])])
 
 
 def save(array: np.ndarray, path: str, option: str) -> None:
@@ -198,7 +210,7 @@ def to_table(result: LossResult) -> Group:
         title = f"d(loss)/d({result.inputs[0].role}), {_shape(result.grad.shape)} {result.grad.dtype}"
         parts += [Text(), Text(title, style="bold")]
         parts += [Text(str(result.grad[()]))] if result.grad.ndim == 0 else [_grid(result.grad, "grad"), _summary(result.grad)]
-    return Group(*parts)
+    return Group(*parts, *view_parts(result))
 
 
 def render(result: LossResult, fmt: Format) -> Any:
@@ -212,4 +224,7 @@ def render(result: LossResult, fmt: Format) -> Any:
     return to_plain(result)
 
 
-__all__ = ["Format", "render", "save", "to_csv", "to_json", "to_plain", "to_table"]
+# below the helpers above, which the views' renderers use
+from .views import check_format, view_csv, view_json, view_parts, view_plain
+
+__all__ = ["Format", "check_format", "render", "save", "to_csv", "to_json", "to_plain", "to_table"]

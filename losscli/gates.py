@@ -1,0 +1,575 @@
+"""Quality gates: ``losscli check GATES`` runs several losses on several files, each against its bounds.
+
+A gate file is TOML, an array of tables ``[[check]]``::
+
+    [[check]]
+    name = "classifier"                 # unique; --only/--skip and the reports use it
+    loss = "cross-entropy"              # a losscli command name
+    input = "classification/logits.npy" # the loss's files by their names (as in `losscli list`) ...
+    target = "classification/labels.csv"
+    label_smoothing = 0.1               # loss options under their compute()/torch keyword names
+    max = 1.2                           # bounds: max, min, max_increase, max_increase_pct
+
+    [[check]]
+    name = "ranking"
+    loss = "margin-ranking"
+    files = ["margin/scores1.npy", "margin/scores2.npy", "margin/rank_target.csv"]  # ... or in torch order
+    max_increase_pct = 5               # against the baseline (a report of an earlier run)
+
+Two kinds of mistakes, two outcomes. The gate file's form (TOML syntax, keys, types, losses, names,
+bounds) is checked before anything runs: any mistake raises :class:`GateError`. Inputs are read check by
+check: a missing file, shapes that do not fit or values outside a loss's domain make that one check's
+status ``error``, and the other checks still run.
+
+Values compare as the loss commands print them (``0.72960657`` for a float32 result), and regression
+bounds are decimal arithmetic on those printed numbers, so ``0.75`` against a baseline of ``0.7`` is an
+increase of exactly ``0.05``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import enum
+import hashlib
+import json
+import math
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any
+
+from .api import NanPolicy, compute
+from .backends import Backend
+from .errors import LossCliError
+from .io import Loader, parse_spec
+from .io.files import read_text
+from .losses import CATALOG, LossSpec
+from .reduction import Reduction
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: the same parser, as a package
+    import tomli as tomllib  # type: ignore[no-redef]
+
+SCHEMA_VERSION = 1  # of the JSON report (losscli/report.schema.json); bump on an incompatible change
+BOUNDS = ("max", "min", "max_increase", "max_increase_pct")
+REGRESSION = ("max_increase", "max_increase_pct")
+
+
+class GateError(LossCliError):
+    """The gate file, a baseline report or a --only/--skip name is invalid: no check runs."""
+
+
+class Status(str, enum.Enum):
+    passed = "pass"
+    failed = "fail"
+    error = "error"
+    skipped = "skipped"
+
+
+@dataclass(frozen=True)
+class InputRef:
+    """One file of a check: as written in the gate file, and resolved against the gate file's folder."""
+
+    role: str  # "input", "target", "weight", ...
+    spec: str | None  # "classification/labels.csv:label" as written; None for a number
+    resolved: str | None  # what the Loader reads: "samples/classification/labels.csv:label"
+    number: float | None = None  # gaussian-nll's var given as a number
+
+    @property
+    def path(self) -> str | None:
+        return None if self.resolved is None else parse_spec(self.resolved)[0]
+
+
+@dataclass(frozen=True)
+class Check:
+    """One ``[[check]]``, validated."""
+
+    index: int  # 1-based position in the gate file
+    name: str
+    loss: LossSpec
+    files: tuple[InputRef, ...]  # the loss's files, torch's order
+    extras: tuple[InputRef, ...]  # weight, pos_weight, mask, optional files, when given
+    reduction: Reduction
+    backend: Backend
+    nan_policy: NanPolicy
+    broadcast: bool
+    options: dict[str, Any]  # the loss options given (the rest take their defaults)
+    bounds: dict[str, float]  # the bounds given: max, min, max_increase, max_increase_pct
+
+    @property
+    def parameters(self) -> dict[str, Any]:
+        """Every loss option, with its default where the gate file gives none (JSON-ready)."""
+        merged = {**self.loss.defaults(), **self.options}
+        return {k: (v.value if isinstance(v, enum.Enum) else v) for k, v in merged.items()}
+
+
+@dataclass(frozen=True)
+class BaselineEntry:
+    value: float | None  # None: that run has no value for the check (it errored or was skipped)
+    loss: str
+    reduction: str | None
+    parameters: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """The report of an earlier run (``--baseline``): its values by check name."""
+
+    path: str
+    created: str | None
+    checks: dict[str, BaselineEntry]
+
+    def value_for(self, check: Check) -> tuple[float | None, str | None]:
+        """The baseline value to compare with, or None and why there is none."""
+        entry = self.checks.get(check.name)
+        if entry is None:
+            return None, "not in the baseline"
+        if entry.loss != check.loss.name:
+            return None, f"the baseline is for loss {entry.loss}, not {check.loss.name}"
+        if entry.reduction is not None and entry.reduction != check.reduction.value:
+            return None, f"the baseline used reduction {entry.reduction}, not {check.reduction.value}"
+        if entry.parameters is not None:
+            changed = [f"{k} {entry.parameters.get(k)!r} -> {v!r}" for k, v in check.parameters.items()
+                       if k in entry.parameters and entry.parameters[k] != v]
+            if changed:
+                return None, f"the baseline used other options ({', '.join(changed)})"
+        if entry.value is None or not math.isfinite(entry.value):
+            return None, "the baseline has no finite value for it"
+        return entry.value, None
+
+
+@dataclass
+class Outcome:
+    """What one check gave."""
+
+    check: Check
+    status: Status
+    value: float | None = None  # the value as printed (float(str(...)) of the loss's dtype)
+    printed: str | None = None  # the value exactly as the loss commands print it
+    dtype: str | None = None
+    baseline: float | None = None  # the baseline value compared with
+    no_baseline: str | None = None  # why a check with a regression bound had no baseline value
+    delta: float | None = None  # value - baseline
+    delta_pct: float | None = None  # 100 * delta / |baseline| (None for a baseline of 0)
+    failed: list[str] = field(default_factory=list)  # what failed: "nan", "max", "min", "max_increase", ...
+    reasons: list[str] = field(default_factory=list)  # why: a line per failed bound, or the error
+    error_type: str | None = None  # the error's class name ("InputError")
+    notes: list[str] = field(default_factory=list)  # "no baseline (not in the baseline): ... not checked"
+    warnings: list[str] = field(default_factory=list)  # the loss's own warnings
+    inputs: list[dict[str, Any]] = field(default_factory=list)  # role, file, sha256, shape, dtype
+    seconds: float = 0.0
+
+    @property
+    def message(self) -> str | None:
+        return "; ".join(self.reasons) or None
+
+
+@dataclass
+class Run:
+    """Every check of a gate file, in file order (skipped ones included)."""
+
+    gate_file: str
+    created: datetime
+    outcomes: list[Outcome]
+    baseline: Baseline | None
+    seconds: float
+
+    def count(self, status: Status) -> int:
+        return sum(o.status is status for o in self.outcomes)
+
+    @property
+    def without_baseline(self) -> int:
+        """Checks with a regression bound that had no baseline value to compare with."""
+        return sum(o.no_baseline is not None for o in self.outcomes)
+
+    @property
+    def exit_code(self) -> int:
+        """2 when any check errored (an input is invalid), else 1 when any failed, else 0."""
+        if self.count(Status.error):
+            return 2
+        return 1 if self.count(Status.failed) else 0
+
+    @property
+    def all_passed(self) -> bool:
+        return all(o.status is Status.passed for o in self.outcomes)
+
+
+# -- the gate file ---------------------------------------------------------------------------------------
+
+COMMON_KEYS = ("name", "loss", "files", "reduction", "backend", "nan_policy", *BOUNDS)
+
+
+def load_gates(path: str) -> list[Check]:
+    """Parse and validate a gate file; raises :class:`GateError` naming the check and the key."""
+    try:
+        text = read_text(path, "a TOML gate file")
+    except LossCliError as exc:
+        raise GateError(f"gate file ({path}): {exc}") from None
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise GateError(f"gate file ({path}): expected TOML, but got a syntax error: {exc}") from None
+    where = f"gate file ({path})"
+    extra = sorted(set(document) - {"check"})
+    if extra:
+        raise GateError(f"{where}: unknown top-level key {extra[0]!r}: expected only [[check]] tables")
+    tables = document.get("check")
+    if isinstance(tables, dict):
+        raise GateError(f"{where}: expected [[check]] (an array of tables), but got a single [check] table")
+    if not isinstance(tables, list) or not tables:
+        raise GateError(f"{where}: expected at least one [[check]] table, but got none")
+    base = os.path.dirname(path)
+    checks = [_check(where, index, table, base) for index, table in enumerate(tables, start=1)]
+    seen: dict[str, int] = {}
+    for check in checks:
+        if check.name in seen:
+            raise GateError(f"{where}: duplicate name {check.name!r}: check[{seen[check.name]}] and "
+                            f"check[{check.index}] (names must be unique)")
+        seen[check.name] = check.index
+    return checks
+
+
+def _check(where: str, index: int, table: Any, base: str) -> Check:
+    at = f"{where}: check[{index}]"
+    if not isinstance(table, dict):
+        raise GateError(f"{at}: expected a table, but got {_kind(table)}")
+    name = table.get("name")
+    if name is None:
+        raise GateError(f"{at}: missing key 'name'")
+    if not isinstance(name, str) or not name.strip():
+        raise GateError(f"{at}: name: expected a non-empty string, but got {_shown(name)}")
+    at = f"{where}: check[{index}] {name!r}"
+    loss = table.get("loss")
+    if loss is None:
+        raise GateError(f"{at}: missing key 'loss' (one of {', '.join(CATALOG)})")
+    if not isinstance(loss, str) or loss not in CATALOG:
+        close = difflib.get_close_matches(str(loss), CATALOG, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise GateError(f"{at}: loss: expected one of {', '.join(CATALOG)}, but got {_shown(loss)}{hint}")
+    spec = CATALOG[loss]
+    allowed, extras = _keys(spec)
+    for key in table:
+        if key not in allowed:
+            raise GateError(f"{at}: unknown key {key!r}: {_unknown_hint(key, allowed, spec)}")
+    options = {o.name: _option(at, o.name, o.type, table[o.name]) for o in spec.options if o.name in table}
+    bounds = {b: _number(at, b, table[b]) for b in BOUNDS if b in table}
+    if not bounds:
+        raise GateError(f"{at}: no bound: expected at least one of {', '.join(BOUNDS)}")
+    for b in REGRESSION:
+        if bounds.get(b, 0) < 0:
+            raise GateError(f"{at}: {b}: expected a number >= 0, but got {table[b]!r}")
+    if "min" in bounds and "max" in bounds and bounds["min"] > bounds["max"]:
+        raise GateError(f"{at}: min: expected a number <= max ({table['max']!r}), but got {table['min']!r}")
+    reductions = [r.value for r in spec.reductions if r is not Reduction.none]
+    return Check(
+        index=index, name=name, loss=spec,
+        files=_files(at, spec, table, base),
+        extras=tuple(_file(at, role, table[role], base) for role in extras if role in table),
+        reduction=Reduction(_choice(at, "reduction", table.get("reduction", "mean"), reductions,
+                                    " (a gate needs one number, and none gives one per element)")),
+        backend=Backend(_choice(at, "backend", table.get("backend", "numpy"), [b.value for b in Backend])),
+        nan_policy=NanPolicy(_choice(at, "nan_policy", table.get("nan_policy", "propagate"),
+                                     [p.value for p in NanPolicy])),
+        broadcast=_option(at, "broadcast", bool, table.get("broadcast", False)),
+        options=options, bounds=bounds,
+    )
+
+
+def _keys(spec: LossSpec) -> tuple[list[str], list[str]]:
+    """The keys a check of this loss takes, and of them the optional files (weight, mask, ...) in order."""
+    extras = [f.name for f in spec.optional_files]
+    extras += [role for role, taken in (("weight", spec.weight_help), ("pos_weight", spec.pos_weight)) if taken]
+    extras.append("mask")
+    keys = [*COMMON_KEYS, *(f.name for f in spec.files), *extras, *(o.name for o in spec.options)]
+    if spec.family.broadcasts:
+        keys.append("broadcast")
+    return list(dict.fromkeys(keys)), extras
+
+
+def _unknown_hint(key: str, allowed: list[str], spec: LossSpec) -> str:
+    underscored = key.replace("-", "_")
+    if underscored != key and underscored in allowed:
+        return f"keys use underscores, as compute() and torch name them: {underscored}"
+    if key in ("weight", "pos_weight", "broadcast"):
+        return f"{spec.name} takes no {key}"
+    close = difflib.get_close_matches(key, allowed, n=1)
+    hint = f"did you mean {close[0]}? " if close else ""
+    return f"{hint}{spec.name} checks take {', '.join(allowed)}"
+
+
+def _files(at: str, spec: LossSpec, table: dict[str, Any], base: str) -> tuple[InputRef, ...]:
+    names = [f.name for f in spec.files]
+    named = [n for n in names if n in table]
+    if "files" in table:
+        if named:
+            raise GateError(f"{at}: files: give the files either as files = [...] or by name "
+                            f"({', '.join(names)}), not both (got files and {named[0]})")
+        given = table["files"]
+        if not isinstance(given, list) or len(given) != len(names):
+            got = f"{len(given)} files" if isinstance(given, list) else _kind(given)
+            raise GateError(f"{at}: files: expected a list of {len(names)} files in torch's order "
+                            f"({', '.join(names)}), but got {got}")
+        return tuple(_file(at, f.name, value, base, f.number_ok, key=f"files[{i}]")
+                     for i, (f, value) in enumerate(zip(spec.files, given)))
+    missing = [n for n in names if n not in table]
+    if missing:
+        raise GateError(f"{at}: missing key {missing[0]!r}: {spec.name} takes the files "
+                        f"{', '.join(names)} (or files = [...] in that order)")
+    return tuple(_file(at, f.name, table[f.name], base, f.number_ok) for f in spec.files)
+
+
+def _file(at: str, role: str, value: Any, base: str, number_ok: bool = False, key: str | None = None) -> InputRef:
+    key = key or role
+    if number_ok and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return InputRef(role, None, None, float(value))
+    if not isinstance(value, str) or not value:
+        expected = "a file (FILE[:selector]) or a number" if number_ok else "a file (FILE[:selector])"
+        raise GateError(f"{at}: {key}: expected {expected}, but got {_shown(value)}")
+    path, selector = parse_spec(value)
+    if path == "-":
+        raise GateError(f"{at}: {key}: expected a file, but got - (stdin cannot be read in a gate file)")
+    resolved = os.path.join(base, os.path.expanduser(path))  # an absolute path stays as it is
+    return InputRef(role, value, resolved if selector is None else f"{resolved}:{selector}")
+
+
+def _option(at: str, key: str, kind: type, value: Any) -> Any:
+    if isinstance(kind, type) and issubclass(kind, enum.Enum):
+        return kind(_choice(at, key, value, [m.value for m in kind]))
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise GateError(f"{at}: {key}: expected true or false, but got {_shown(value)}")
+        return value
+    if kind is int:
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise GateError(f"{at}: {key}: expected an integer, but got {_shown(value)}")
+        return value
+    return _number(at, key, value)
+
+
+def _number(at: str, key: str, value: Any) -> float:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+        raise GateError(f"{at}: {key}: expected a finite number, but got {_shown(value)}")
+    return float(value)
+
+
+def _choice(at: str, key: str, value: Any, choices: list[str], note: str = "") -> str:
+    if not isinstance(value, str) or value not in choices:
+        raise GateError(f"{at}: {key}: expected one of {', '.join(choices)}, but got {_shown(value)}"
+                        f"{note if value == 'none' else ''}")
+    return value
+
+
+def _kind(value: Any) -> str:
+    """A TOML value's type, for messages."""
+    if isinstance(value, bool):
+        return "a boolean"
+    for kinds, words in ((str, "a string"), (int, "an integer"), (float, "a float"), (list, "an array"),
+                         (dict, "a table")):
+        if isinstance(value, kinds):
+            return words
+    return "a date/time"
+
+
+def _shown(value: Any) -> str:
+    """What arrived: a short value with its type."""
+    if isinstance(value, (list, dict)):
+        return _kind(value)
+    text = json.dumps(value) if isinstance(value, (str, bool)) else str(value)
+    return f"{_kind(value)} {text}"
+
+
+# -- the baseline ----------------------------------------------------------------------------------------
+
+
+def load_baseline(path: str) -> Baseline:
+    """Read a report of an earlier run; raises :class:`GateError` when it is not one."""
+    where = f"--baseline ({path})"
+    try:
+        document = json.loads(read_text(path, "a losscli check report (JSON)"))
+    except LossCliError as exc:
+        raise GateError(f"{where}: {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise GateError(f"{where}: expected a losscli check report (JSON), but got invalid JSON: {exc.msg} "
+                        f"at line {exc.lineno}, column {exc.colno}") from None
+    if not isinstance(document, dict) or "schema_version" not in document:
+        raise GateError(f"{where}: expected a losscli check report (an object with schema_version), but got "
+                        f"{'an object without one' if isinstance(document, dict) else type(document).__name__}")
+    version = document["schema_version"]
+    if version != SCHEMA_VERSION or isinstance(version, bool):
+        raise GateError(f"{where}: expected schema_version {SCHEMA_VERSION}, but got {version!r}")
+    checks = document.get("checks")
+    if not isinstance(checks, list):
+        raise GateError(f"{where}: checks: expected a list, but got {_kind(checks) if checks is not None else 'none'}")
+    entries: dict[str, BaselineEntry] = {}
+    for i, entry in enumerate(checks):
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) or not isinstance(
+                entry.get("loss"), str):
+            raise GateError(f"{where}: checks[{i}]: expected an object with a name and a loss")
+        value = entry.get("value")
+        if isinstance(value, str) and value in ("NaN", "Infinity", "-Infinity"):
+            value = float(value.replace("Infinity", "inf"))
+        if value is not None and (not isinstance(value, (int, float)) or isinstance(value, bool)):
+            raise GateError(f"{where}: checks[{i}] {entry['name']!r}: value: expected a number or null, "
+                            f"but got {value!r}")
+        if entry["name"] in entries:
+            raise GateError(f"{where}: checks[{i}]: duplicate name {entry['name']!r}")
+        parameters = entry.get("parameters")
+        entries[entry["name"]] = BaselineEntry(
+            value=None if value is None else float(value), loss=entry["loss"], reduction=entry.get("reduction"),
+            parameters=parameters if isinstance(parameters, dict) else None)
+    created = document.get("created")
+    return Baseline(path=path, created=created if isinstance(created, str) else None, checks=entries)
+
+
+# -- running ---------------------------------------------------------------------------------------------
+
+
+def select(checks: list[Check], only: list[str], skip: list[str]) -> dict[str, str]:
+    """The checks that will not run, each with why; unknown names raise :class:`GateError`."""
+    names = [c.name for c in checks]
+    for option, given in (("--only", only), ("--skip", skip)):
+        for name in given:
+            if name not in names:
+                raise GateError(f"{option}: expected one of the gate file's checks "
+                                f"({', '.join(map(repr, names))}), but got {name!r}")
+    left_out = {n: "not selected by --only" for n in names if only and n not in only}
+    left_out.update((n, "skipped by --skip") for n in skip)
+    return left_out
+
+
+def run_checks(gate_file: str, checks: list[Check], *, baseline: Baseline | None = None,
+               left_out: dict[str, str] | None = None) -> Run:
+    """Run every check (one failing or erroring does not stop the others)."""
+    left_out = left_out or {}
+    created = datetime.now(timezone.utc).replace(microsecond=0)
+    start = time.perf_counter()
+    loader, digests = Loader(), _Digests()
+    outcomes = [Outcome(c, Status.skipped, reasons=[left_out[c.name]]) if c.name in left_out
+                else _run_one(c, loader, digests, baseline) for c in checks]
+    return Run(gate_file, created, outcomes, baseline, time.perf_counter() - start)
+
+
+def run_gate_file(gate_file: str, *, baseline: str | None = None, only: Sequence[str] = (),
+                  skip: Sequence[str] = ()) -> Run:
+    """``losscli check``: load the gate file and the baseline, select, run."""
+    checks = load_gates(gate_file)
+    left_out = select(checks, list(only), list(skip))
+    return run_checks(gate_file, checks, baseline=load_baseline(baseline) if baseline else None,
+                      left_out=left_out)
+
+
+def _run_one(check: Check, loader: Loader, digests: _Digests, baseline: Baseline | None) -> Outcome:
+    start = time.perf_counter()
+    refs = check.files + check.extras
+    outcome = Outcome(check, Status.passed)
+    try:
+        arrays = [ref.number if ref.resolved is None else loader.load(ref.resolved, role=ref.role)
+                  for ref in check.files]
+        extras = {ref.role: loader.load(ref.resolved, role=ref.role) for ref in check.extras}
+        result = compute(check.loss, *arrays, **extras, reduction=check.reduction, backend=check.backend,
+                         nan_policy=check.nan_policy, broadcast=check.broadcast, **check.options)
+    except LossCliError as exc:
+        outcome.status, outcome.reasons, outcome.error_type = Status.error, [str(exc)], type(exc).__name__
+        outcome.inputs = [_input(ref, digests, None) for ref in refs]
+        outcome.seconds = time.perf_counter() - start
+        return outcome
+    shapes = {info.role: info for info in result.inputs}
+    outcome.inputs = [_input(ref, digests, shapes.get(ref.role)) for ref in refs]
+    outcome.printed = str(result.value[()])  # exactly what `losscli LOSS ... -f plain` prints
+    outcome.value, outcome.dtype, outcome.warnings = float(outcome.printed), str(result.value.dtype), result.warnings
+    _judge(outcome, baseline)
+    outcome.seconds = time.perf_counter() - start
+    return outcome
+
+
+def _judge(outcome: Outcome, baseline: Baseline | None) -> None:
+    """Set the status from the bounds, the baseline and NaN."""
+    bounds, value, printed = outcome.check.bounds, outcome.value, outcome.printed
+    assert value is not None
+    fails: list[tuple[str, str]] = []
+    if math.isnan(value):
+        fails.append(("nan", "the value is NaN, and NaN never passes a gate"))
+    if "max" in bounds and value > bounds["max"]:
+        fails.append(("max", f"{printed} is above max {number_text(bounds['max'])}"))
+    if "min" in bounds and value < bounds["min"]:
+        fails.append(("min", f"{printed} is below min {number_text(bounds['min'])}"))
+    regression = [b for b in REGRESSION if b in bounds]
+    if regression:
+        base, why = baseline.value_for(outcome.check) if baseline else (None, "no --baseline given")
+        if base is None:
+            outcome.no_baseline = why
+            outcome.notes.append(f"no baseline ({why}): {' and '.join(regression)} not checked")
+        else:
+            outcome.baseline = base
+            if not math.isnan(value):
+                fails += _regression(outcome, base)
+    outcome.failed = [kind for kind, _ in fails]
+    outcome.reasons = [reason for _, reason in fails]
+    outcome.status = Status.failed if fails else Status.passed
+
+
+def _regression(outcome: Outcome, base: float) -> list[tuple[str, str]]:
+    """Compare with the baseline value in decimal arithmetic on the printed numbers."""
+    bounds, value = outcome.check.bounds, outcome.value
+    assert value is not None
+    if math.isinf(value):
+        outcome.delta = value - base
+        return [(b, f"{outcome.printed} is not finite (baseline {number_text(base)})") for b in REGRESSION if b in bounds]
+    delta = Decimal(repr(value)) - Decimal(repr(base))
+    outcome.delta = float(delta)
+    outcome.delta_pct = None if base == 0 else float(delta / abs(Decimal(repr(base))) * 100)
+    fails = []
+    above = f"{outcome.printed} is {_decimal(delta)} above the baseline {number_text(base)}"
+    if "max_increase" in bounds and delta > Decimal(repr(bounds["max_increase"])):
+        fails.append(("max_increase", f"{above}, more than max_increase {number_text(bounds['max_increase'])}"))
+    if "max_increase_pct" in bounds and delta * 100 > Decimal(repr(bounds["max_increase_pct"])) * abs(
+            Decimal(repr(base))):
+        pct = "" if outcome.delta_pct is None else f" (+{outcome.delta_pct:.4g}%)"
+        limit = number_text(bounds["max_increase_pct"])
+        fails.append(("max_increase_pct", f"{above}{pct}, more than max_increase_pct {limit}%"))
+    return fails
+
+
+def _decimal(value: Decimal) -> str:
+    return format(value.normalize(), "f")
+
+
+def number_text(value: float) -> str:
+    """A bound or a baseline as written in the gate file: 1 rather than 1.0 (TOML's 1 and 1.0 are one bound)."""
+    return str(int(value)) if value.is_integer() and abs(value) < 1e16 else repr(value)
+
+
+class _Digests(dict):
+    """sha256 of each file's bytes, computed once a run."""
+
+    def of(self, path: str) -> str | None:
+        if path not in self:
+            self[path] = _sha256(path)
+        return self[path]
+
+
+def _sha256(path: str) -> str | None:
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    except OSError:  # the check's own error already says why the file cannot be read
+        return None
+    return digest.hexdigest()
+
+
+def _input(ref: InputRef, digests: _Digests, info: Any) -> dict[str, Any]:
+    """An input as the report records it."""
+    if ref.resolved is None:
+        return {"role": ref.role, "value": ref.number}
+    path, selector = parse_spec(ref.resolved)
+    found: dict[str, Any] = {"role": ref.role, "file": ref.spec, "path": path, "selector": selector,
+                             "sha256": digests.of(path)}
+    if info is not None:
+        found.update(shape=list(info.shape), dtype=info.dtype)
+    return found

@@ -1,0 +1,241 @@
+"""A gate run (:class:`losscli.gates.Run`) -> what people and CI systems read: a rich table with a verdict
+line, the JSON report (``losscli/report.schema.json``), JUnit XML and a Markdown summary. Each returns
+an object or a string and prints nothing."""
+
+from __future__ import annotations
+
+import json
+import re
+import xml.etree.ElementTree as ET
+from typing import Any
+
+from rich import box
+from rich.table import Table
+from rich.text import Text
+
+from .. import __version__
+from ..errors import InputError
+from ..gates import REGRESSION, SCHEMA_VERSION, Outcome, Run, Status, number_text
+from . import json_number
+
+STATUS_WORD = {Status.passed: "pass", Status.failed: "FAIL", Status.error: "error", Status.skipped: "skipped"}
+STATUS_STYLE = {Status.passed: "green", Status.failed: "bold red", Status.error: "yellow", Status.skipped: "dim"}
+STATUS_MARK = {Status.passed: "✅", Status.failed: "❌", Status.error: "⚠️", Status.skipped: "⏭️"}
+LEVEL_STYLE = {"FAIL": "red", "error": "red", "warning": "yellow", "note": "yellow", "baseline": "cyan"}
+COLUMNS = ("check", "loss", "value", "bound", "baseline", "delta", "status")
+BOUND_SHOWN = {"max": "≤ {}", "min": "≥ {}", "max_increase": "Δ ≤ +{}", "max_increase_pct": "Δ ≤ +{}%"}
+
+
+def verdict_word(run: Run) -> str:
+    """pass, fail or error: what the exit status says (0, 1, 2)."""
+    return ("pass", "fail", "error")[run.exit_code]
+
+
+def verdict(run: Run) -> str:
+    """One line: ``PASS: 3 passed, 0 failed, 0 errors`` (skipped and baseline counts when there are any)."""
+    errors = run.count(Status.error)
+    line = (f"{verdict_word(run).upper()}: {run.count(Status.passed)} passed, {run.count(Status.failed)} failed, "
+            f"{errors} error{'' if errors == 1 else 's'}")
+    if run.count(Status.skipped):
+        line += f", {run.count(Status.skipped)} skipped"
+    if run.without_baseline:
+        line += f"; {run.without_baseline} not compared (no baseline)"
+    return line
+
+
+def cells(outcome: Outcome, stacked: bool = False) -> dict[str, str]:
+    """The row of one check, as text: the table and the Markdown summary show the same. ``stacked``: a
+    check's bounds, and a delta's percentage, on lines of their own (for a narrow terminal)."""
+    bounds = outcome.check.bounds
+    regression = any(b in bounds for b in REGRESSION)
+    delta = "—"
+    if outcome.delta is not None:
+        delta = f"{outcome.delta:+.3g}"
+        if outcome.delta_pct is not None:
+            pct = f"{outcome.delta_pct:+.1f}%"
+            delta += f"\n{pct}" if stacked else f" ({pct})"
+    return {
+        "check": outcome.check.name,
+        "loss": outcome.check.loss.name,
+        "value": outcome.printed if outcome.printed is not None else "—",
+        "bound": ("\n" if stacked else ", ").join(BOUND_SHOWN[b].format(number_text(v)) for b, v in bounds.items()),
+        "baseline": number_text(outcome.baseline) if outcome.baseline is not None else ("none" if regression else "—"),
+        "delta": delta,
+        "status": STATUS_WORD[outcome.status],
+    }
+
+
+def to_check_table(run: Run) -> Table:
+    """A row per check; at 80 columns only the check's name wraps; bounds and deltas stack."""
+    table = Table(title=Text(f"losscli check {run.gate_file}"), title_style="bold", header_style="bold",
+                  box=box.SIMPLE_HEAD, show_edge=False, padding=(0, 1, 0, 0))
+    for column in COLUMNS:
+        table.add_column(column, justify="right" if column in ("value", "baseline", "delta") else "left",
+                         no_wrap=column != "check", min_width=10 if column == "check" else None)
+    for outcome in run.outcomes:
+        row = cells(outcome, stacked=True)
+        style = STATUS_STYLE[outcome.status]
+        table.add_row(*(Text(row[c], style=style if c == "status" else "") for c in COLUMNS),
+                      style="dim" if outcome.status is Status.skipped else None)
+    return table
+
+
+def messages(run: Run, write_baseline: str | None = None) -> list[tuple[str, str]]:
+    """What stderr says after the table, as (level, line): each failed bound, error, note and warning
+    with its check's name, then whether the baseline was written."""
+    found = []
+    for outcome in run.outcomes:
+        name = outcome.check.name
+        level = {Status.failed: "FAIL", Status.error: "error"}.get(outcome.status)
+        found += [(level, f"{name}: {reason}") for reason in outcome.reasons if level]
+        found += [("note", f"{name}: {note}") for note in outcome.notes]
+        found += [("warning", f"{name}: {warning}") for warning in outcome.warnings]
+    if write_baseline:
+        found.append(("baseline", f"written to {write_baseline}" if run.all_passed else
+                      f"not written to {write_baseline}: it records a run only when every check passes"))
+    return found
+
+
+# -- JSON ------------------------------------------------------------------------------------------------
+
+
+def _finite_or_word(value: float | None) -> float | str | None:
+    return None if value is None else json_number(value)
+
+
+def to_report(run: Run) -> dict[str, Any]:
+    """The JSON report: schema ``losscli/report.schema.json``, version :data:`SCHEMA_VERSION`."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "tool": {"name": "losscli", "version": __version__},
+        "created": run.created.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "gate_file": run.gate_file,
+        "baseline": None if run.baseline is None else {"file": run.baseline.path, "created": run.baseline.created},
+        "verdict": verdict_word(run),
+        "exit_code": run.exit_code,
+        "summary": {
+            "checks": len(run.outcomes), "passed": run.count(Status.passed), "failed": run.count(Status.failed),
+            "errors": run.count(Status.error), "skipped": run.count(Status.skipped),
+            "without_baseline": run.without_baseline,
+        },
+        "seconds": round(run.seconds, 6),
+        "checks": [_check_json(o) for o in run.outcomes],
+    }
+
+
+def to_json_text(run: Run) -> str:
+    return json.dumps(to_report(run), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+
+
+def write(path: str, text: str, option: str) -> None:
+    """Write a report file; an unwritable path is an InputError naming the option."""
+    try:
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text)
+    except OSError as exc:
+        raise InputError(f"{option} ({path}): expected a writable path, but got '{exc.strerror or exc}'") from None
+
+
+def _check_json(outcome: Outcome) -> dict[str, Any]:
+    check = outcome.check
+    return {
+        "name": check.name,
+        "loss": check.loss.name,
+        "torch": f"torch.nn.functional.{check.loss.torch_name}",
+        "reduction": check.reduction.value,
+        "backend": check.backend.value,
+        "nan_policy": check.nan_policy.value,
+        "broadcast": check.broadcast,
+        "inputs": outcome.inputs,
+        "parameters": check.parameters,
+        "bounds": dict(check.bounds),
+        "value": _finite_or_word(outcome.value),
+        "dtype": outcome.dtype,
+        "baseline": outcome.baseline,
+        "delta": _finite_or_word(outcome.delta),
+        "delta_pct": _finite_or_word(outcome.delta_pct),
+        "status": outcome.status.value,
+        "failed": outcome.failed,
+        "message": outcome.message,
+        "error_type": outcome.error_type,
+        "notes": outcome.notes,
+        "warnings": outcome.warnings,
+        "seconds": round(outcome.seconds, 6),
+    }
+
+
+# -- JUnit XML -------------------------------------------------------------------------------------------
+
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def _xml_text(text: str) -> str:
+    """XML 1.0 cannot hold most control characters, even escaped: drop them."""
+    return _NOT_XML.sub("", text)
+
+
+def to_junit(run: Run) -> str:
+    """One ``<testsuite>`` (in ``<testsuites>``), one ``<testcase classname="losscli.check">`` per check:
+    ``<failure>`` for a failed bound or NaN, ``<error>`` for an invalid input, ``<skipped>`` for a check
+    left out by --only/--skip. The counts and times are the attributes GitHub, GitLab and Jenkins read."""
+    counts = {"tests": str(len(run.outcomes)), "failures": str(run.count(Status.failed)),
+              "errors": str(run.count(Status.error)), "skipped": str(run.count(Status.skipped)),
+              "time": f"{run.seconds:.3f}"}
+    root = ET.Element("testsuites", name="losscli check", **counts)
+    suite = ET.SubElement(root, "testsuite", name=_xml_text(f"losscli check {run.gate_file}"), **counts,
+                          timestamp=run.created.strftime("%Y-%m-%dT%H:%M:%S"))
+    properties = ET.SubElement(suite, "properties")
+    for name, value in (("losscli.version", __version__), ("gate_file", run.gate_file),
+                        ("baseline", run.baseline.path if run.baseline else "")):
+        ET.SubElement(properties, "property", name=name, value=_xml_text(value))
+    for outcome in run.outcomes:
+        case = ET.SubElement(suite, "testcase", classname="losscli.check", name=_xml_text(outcome.check.name),
+                             time=f"{outcome.seconds:.3f}")
+        message = _xml_text(outcome.message or "")
+        if outcome.status is Status.failed:
+            ET.SubElement(case, "failure", message=message, type=outcome.failed[0]).text = _xml_text(
+                "\n".join(outcome.reasons))
+        elif outcome.status is Status.error:
+            ET.SubElement(case, "error", message=message, type=outcome.error_type or "error").text = message
+        elif outcome.status is Status.skipped:
+            ET.SubElement(case, "skipped", message=message)
+        if outcome.status is not Status.skipped:
+            ET.SubElement(case, "system-out").text = _xml_text("\n".join([_details(outcome)] + outcome.notes +
+                                                                         outcome.warnings))
+    ET.indent(root)
+    return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
+
+
+def _details(outcome: Outcome) -> str:
+    row = cells(outcome)
+    return " · ".join(f"{c} {row[c]}" for c in ("loss", "value", "bound", "baseline", "delta"))
+
+
+# -- Markdown --------------------------------------------------------------------------------------------
+
+
+def _md(text: str) -> str:
+    """A table cell: | would end the cell, < could open HTML, a newline would end the row."""
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("<", "&lt;").replace("\n", " ")
+
+
+def to_markdown(run: Run) -> str:
+    """A table with a verdict line, for ``$GITHUB_STEP_SUMMARY`` and pull-request comments."""
+    mark = STATUS_MARK[(Status.passed, Status.failed, Status.error)[run.exit_code]]
+    lines = [f"### {mark} losscli check `{run.gate_file.replace('`', '')}`", "",
+             f"**{verdict(run)}**", "",
+             "| " + " | ".join(COLUMNS) + " |",
+             "|" + "|".join("---:" if c in ("value", "baseline", "delta") else "---" for c in COLUMNS) + "|"]
+    for outcome in run.outcomes:
+        row = cells(outcome)
+        row["status"] = f"{STATUS_MARK[outcome.status]} {row['status']}"
+        lines.append("| " + " | ".join(_md(row[c]) for c in COLUMNS) + " |")
+    notes = [(o, text) for o in run.outcomes for text in o.reasons + o.notes if o.status is not Status.skipped]
+    if notes:
+        lines.append("")
+        lines += [f"- **{_md(o.check.name)}** ({STATUS_WORD[o.status]}): {_md(text)}" for o, text in notes]
+    return "\n".join(lines) + "\n"
+
+
+__all__ = ["cells", "messages", "to_check_table", "to_json_text", "to_junit", "to_markdown", "to_report", "verdict",
+           "write"]

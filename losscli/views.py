@@ -1,0 +1,290 @@
+"""Views of a loss beyond its one number: the loss per sample, the K largest losses, a histogram.
+
+Each view is an accumulator. ``update(start, elements, select)`` takes one chunk of rows: ``start`` is the
+index of its first row along the loss's first axis, ``elements`` its per-element values and mean denominators
+(:class:`~losscli.reduction.Elements`), ``select`` the elements that count (``reduction.selection``; None:
+all). Chunks may come in any order; ``finish()`` gives the view. The in-memory path feeds one chunk, the
+streaming engine many, and no result depends on where the rows were cut: per-sample values are computed
+row by row, the top K keep at most K candidates per chunk and merge them, and the histogram's bins lie on
+a fixed grid whose counts merge exactly (see :class:`Histogram`).
+
+What counts is what the reduction counts: masked-out and ignored elements never appear in a view. A sample
+(a row along the loss's first axis) reduces as torch reduces that row alone: ``sum`` is the row's Σ values,
+``mean`` its Σ values / Σ denom (weights where torch divides by weights, ctc's target lengths), and
+``batchmean`` (kl-div) treats the row as a batch of one: its sum. A 0-d loss is one sample.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from .backends import Backend, numpy_backend, runner
+from .errors import OptionError
+from .losses.spec import Batch, LossSpec
+from .reduction import Elements, Reduction, selection
+
+FLOAT64 = np.dtype(np.float64)
+BINS = 12  # at most this many histogram bins (at least about half as many when the values spread)
+
+
+@dataclass(frozen=True)
+class Top:
+    """The largest losses, largest first: NaN above everything, ties to the lower index."""
+
+    index: np.ndarray  # (K,) sample indices, or (K, ndim) element indices in the loss's shape
+    value: np.ndarray  # (K,)
+    by_sample: bool
+
+
+@dataclass(frozen=True)
+class Hist:
+    """Counts of the finite values in bins ``[edges[i], edges[i + 1])``; NaN and ±inf counted apart.
+
+    All finite values equal: one bin, ``edges == [v, v]``."""
+
+    edges: np.ndarray  # (bins + 1,) float64
+    counts: np.ndarray  # (bins,) int64
+    nan: int
+    inf: int  # +inf and -inf
+    by_sample: bool
+
+
+def accumulators(per_sample: bool, top: int | None, hist: bool, reduction: Reduction,
+                 loss_shape: tuple[int, ...], dtype: np.dtype) -> dict:
+    """The views asked for, checked, as ``{"per_sample": PerSample, "top": TopK, "hist": Histogram}``
+    (only those asked for); ``loss_shape`` and ``dtype`` are the (first chunk's) loss's. ``per_sample`` also
+    makes top and hist rank and count samples, not elements."""
+    if per_sample and reduction is Reduction.none:
+        raise OptionError("--per-sample: expected a reduction to apply to each sample (mean, sum), but the "
+                          "reduction is none (its output is the per-element values already)")
+    if top is not None:
+        if isinstance(top, bool) or not isinstance(top, (int, np.integer)) or top < 1:
+            raise OptionError(f"--top: expected a count of 1 or more, but got {top!r}")
+        if not loss_shape:
+            raise OptionError("--top: expected a loss with samples to rank, but this loss is a single value "
+                              "(shape ())")
+    by = reduction if per_sample else None
+    found: dict = {}
+    if per_sample:
+        found["per_sample"] = PerSample(reduction, dtype)
+    if top is not None:
+        found["top"] = TopK(int(top), by, dtype)
+    if hist:
+        found["hist"] = Histogram(by)
+    return found
+
+
+def elements(spec: LossSpec, batch: Batch, params: dict, backend: Backend) -> Elements:
+    """The whole batch's per-element values, as one chunk for the views.
+
+    With the torch backend the values are torch's (``reduction='none'``); what ``mean`` divides by comes
+    from the inputs alone (weights, ignored targets, lengths), never from predictions, so it is the same
+    for both backends and is taken from the loss's numpy definition.
+    """
+    found = numpy_backend.elements(spec, batch, params)[1]
+    if backend is Backend.torch:
+        unmasked = replace(batch, mask=None, warnings=[])  # the views select; torch's warnings were reported
+        values = runner(backend)(spec, unmasked, params, Reduction.none, False).value
+        found = replace(found, values=values.astype(np.float64).reshape(np.shape(found.values)))
+    return found
+
+
+def feed(views, batch_elements: Elements, mask: np.ndarray | None) -> None:
+    """The whole batch as one chunk starting at row 0 (the torch backend's path)."""
+    select = selection(batch_elements.valid, mask)
+    for view in views:
+        view.update(0, batch_elements, select)
+
+
+# -- rows of a chunk -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Rows:
+    """A chunk as (rows, elements per row) float64 arrays; a 0-d chunk is one row of one element."""
+
+    values: np.ndarray
+    select: np.ndarray | None  # bool; None: all
+    denom: np.ndarray | None
+    divisor: np.ndarray | None
+    shape: tuple[int, ...]  # the chunk's loss shape (at least 1-d)
+
+    @classmethod
+    def of(cls, e: Elements, select: np.ndarray | None) -> _Rows:
+        parts = [e.values, e.denom, e.valid, e.mean_divisor, select]
+        shape = np.broadcast_shapes(*(np.shape(p) for p in parts if p is not None)) or (1,)
+
+        def flat(a, dtype=np.float64):
+            if a is None:
+                return None
+            return np.broadcast_to(np.asarray(a, dtype=dtype), shape).reshape(shape[0], math.prod(shape[1:]))
+
+        return cls(flat(e.values), flat(select, bool), flat(e.denom), flat(e.mean_divisor), tuple(shape))
+
+    def picked(self) -> np.ndarray:
+        """The selected values, flat, in index order."""
+        return self.values.reshape(-1) if self.select is None else self.values[self.select]
+
+
+def sample_values(chunk: _Rows, reduction: Reduction) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's loss as torch gives it for that row alone, and whether any of its elements counts.
+
+    A row with nothing selected is NaN for ``mean`` (0/0, as torch) and 0 for ``sum``.
+    """
+    where = True if chunk.select is None else chunk.select
+    counted = np.full(chunk.values.shape[0], chunk.values.shape[1] > 0) if chunk.select is None else \
+        chunk.select.any(axis=1)
+    if reduction is not Reduction.mean:  # sum; batchmean: the row is a batch of one
+        return np.sum(chunk.values, axis=1, where=where), counted
+    with np.errstate(all="ignore"):
+        scaled = chunk.values if chunk.divisor is None else chunk.values / chunk.divisor
+        if chunk.denom is None:
+            weight = np.count_nonzero(np.broadcast_to(where, chunk.values.shape), axis=1)
+        else:
+            weight = np.sum(chunk.denom, axis=1, where=where)
+        return np.sum(scaled, axis=1, where=where) / weight, counted
+
+
+# -- the views -------------------------------------------------------------------------------------------
+
+
+class PerSample:
+    """The loss of each sample (row along the loss's first axis), in the loss's dtype (summed in float64)."""
+
+    def __init__(self, reduction: Reduction, dtype: np.dtype = FLOAT64):
+        self.reduction, self.dtype = reduction, dtype
+        self.parts: list[tuple[int, np.ndarray]] = []
+
+    def update(self, start: int, elements: Elements, select: np.ndarray | None) -> None:
+        self.parts.append((start, sample_values(_Rows.of(elements, select), self.reduction)[0]))
+
+    def finish(self) -> np.ndarray:
+        parts = [values for _, values in sorted(self.parts, key=lambda part: part[0])]
+        return np.concatenate(parts).astype(self.dtype) if parts else np.empty(0, self.dtype)
+
+
+class TopK:
+    """The ``k`` largest losses of samples (``by`` a reduction) or of elements (``by`` None), with their
+    indices. Keeps at most ``k`` candidates: each chunk's best are merged with the best so far."""
+
+    def __init__(self, k: int, by: Reduction | None, dtype: np.dtype = FLOAT64):
+        self.k, self.by, self.dtype = k, by, dtype
+        self.values = np.empty(0)
+        self.index = np.empty(0, np.int64)  # sample index, or flat element index in the whole loss
+        self.rows, self.row_shape = 0, ()
+
+    def update(self, start: int, elements: Elements, select: np.ndarray | None) -> None:
+        chunk = _Rows.of(elements, select)
+        rows, per_row = chunk.values.shape
+        self.rows, self.row_shape = max(self.rows, start + rows), chunk.shape[1:]
+        if self.by is not None:
+            values, counted = sample_values(chunk, self.by)
+            index = np.arange(start, start + rows, dtype=np.int64)
+        else:
+            values, counted = chunk.values.reshape(-1), None if chunk.select is None else chunk.select.reshape(-1)
+            index = np.arange(start * per_row, (start + rows) * per_row, dtype=np.int64)
+        if counted is not None:
+            values, index = values[counted], index[counted]
+        values, index = largest(values, index, self.k)
+        self.values, self.index = largest(np.concatenate([self.values, values]),
+                                          np.concatenate([self.index, index]), self.k)
+
+    def finish(self) -> Top:
+        index = self.index
+        if self.by is None:
+            index = np.stack(np.unravel_index(index, (self.rows, *self.row_shape)), axis=1)
+        return Top(index, self.values.astype(self.dtype), self.by is not None)
+
+
+def largest(values: np.ndarray, index: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` largest values with their indices, largest first: NaN above everything (ordered by
+    index), ties broken by the lower index. Partitions first, so a large chunk costs no full sort."""
+    if values.size > k:
+        nan = np.isnan(values)
+        nans = np.flatnonzero(nan)
+        if nans.size >= k:
+            pick = nans[np.argsort(index[nans], kind="stable")[:k]]
+        else:
+            rest = k - nans.size
+            numbers = np.flatnonzero(~nan)
+            cut = np.partition(values[numbers], numbers.size - rest)[numbers.size - rest]  # the rest-th largest
+            above, tied = numbers[values[numbers] > cut], numbers[values[numbers] == cut]
+            tied = tied[np.argsort(index[tied], kind="stable")[:rest - above.size]]
+            pick = np.concatenate([nans, above, tied])
+        values, index = values[pick], index[pick]
+    nan = np.isnan(values)
+    order = np.lexsort((index, -np.where(nan, 0.0, values), ~nan))
+    return values[order], index[order]
+
+
+class Histogram:
+    """Counts of the selected losses (of samples with ``by`` a reduction, else of elements) in at most
+    :data:`BINS` bins, NaN and ±inf apart.
+
+    One pass, exact, and independent of chunking: bins are ``[j·2**e, (j+1)·2**e)`` on a grid of powers of
+    two, with ``e`` the smallest exponent that covers the finite values' range ``[min, max]`` in at most
+    ``BINS`` bins (and no finer than float64 resolves). When a chunk widens the range, ``e`` grows and
+    neighbouring bins merge exactly (``j >> (e' - e)``), so the final bins are a function of the final
+    range alone, as if counted in one go.
+    """
+
+    def __init__(self, by: Reduction | None):
+        self.by = by
+        self.low, self.high = math.inf, -math.inf
+        self.exp = -1074
+        self.first = 0  # grid index of counts[0]
+        self.counts = np.zeros(0, np.int64)
+        self.nan = self.inf = 0
+
+    def update(self, start: int, elements: Elements, select: np.ndarray | None) -> None:
+        chunk = _Rows.of(elements, select)
+        if self.by is None:
+            values = chunk.picked()
+        else:
+            values, counted = sample_values(chunk, self.by)
+            values = values[counted]
+        finite = np.isfinite(values)
+        self.nan += int(np.count_nonzero(np.isnan(values)))
+        self.inf += int(np.count_nonzero(np.isinf(values)))
+        values = values[finite]
+        if not values.size:
+            return
+        self.low, self.high = min(self.low, float(values.min())), max(self.high, float(values.max()))
+        exp = grid_exponent(self.low, self.high)
+        first = math.floor(math.ldexp(self.low, -exp))
+        counts = np.zeros(math.floor(math.ldexp(self.high, -exp)) - first + 1, np.int64)
+        if self.counts.size:  # the bins so far, merged onto the (possibly coarser) grid
+            # j >> s is floor(j / 2**s); any |j| < 2**63 shifted by 63 or more is 0 or -1, as floor gives
+            old = (self.first + np.arange(self.counts.size, dtype=np.int64)) >> min(exp - self.exp, 63)
+            np.add.at(counts, old - first, self.counts)
+        bins = np.floor(np.ldexp(values, -exp)).astype(np.int64) - first
+        counts += np.bincount(bins, minlength=counts.size)
+        self.exp, self.first, self.counts = exp, first, counts
+
+    def finish(self) -> Hist:
+        if not self.counts.size:
+            edges = np.empty(0)
+        elif self.low == self.high:
+            edges = np.array([self.low, self.high])
+        else:
+            with np.errstate(over="ignore"):
+                edges = np.ldexp(np.arange(self.first, self.first + self.counts.size + 1, dtype=np.float64),
+                                 self.exp)
+        counts = self.counts if self.counts.size else np.zeros(0, np.int64)
+        return Hist(edges, counts, self.nan, self.inf, self.by is not None)
+
+
+def grid_exponent(low: float, high: float) -> int:
+    """The smallest ``e`` whose grid ``j·2**e`` covers ``[low, high]`` in at most :data:`BINS` bins, no finer
+    than float64's resolution at the larger magnitude (so that the bin of a value is exact)."""
+    magnitude = max(abs(low), abs(high))
+    exp = max(math.frexp(magnitude)[1] - 53, -1074) if magnitude else -1074
+    span = high / 2 - low / 2  # no overflow
+    if span > 0:
+        exp = max(exp, math.floor(math.log2(span) + 1 - math.log2(BINS)) - 1)
+    while math.floor(math.ldexp(high, -exp)) - math.floor(math.ldexp(low, -exp)) + 1 > BINS:
+        exp += 1
+    return exp

@@ -1,0 +1,72 @@
+"""Start-up: what a loss command imports and builds. Not timed here: benchmarks/bench.py times start-up
+against `python -c "import numpy"`; these tests keep the heavy imports out for good."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from losscli.cli import app
+from losscli.losses import CATALOG
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# What a loss on .npy files with the numpy backend must never import: torch (the torch backend only),
+# data-frame libraries, and pydantic (typer 0.29 imports it to parse options; pyproject keeps typer < 0.29).
+HEAVY = ("torch", "pandas", "pyarrow", "polars", "scipy", "pydantic", "typer._adapters")
+
+
+def imported(*args: str, cwd: Path) -> set[str]:
+    """The modules that ``python -m losscli ARGS`` imports, as ``python -X importtime`` lists them."""
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "losscli", *args], cwd=cwd,
+                          env={"PYTHONPATH": str(ROOT), "PATH": ""}, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = [line.split("|") for line in proc.stderr.splitlines() if line.startswith("import time:")]
+    return {cells[2].strip() for cells in lines if len(cells) == 3}
+
+
+@pytest.mark.parametrize("fmt", ["table", "plain"])
+def test_a_loss_on_npy_files_imports_nothing_heavy(tmp_path, fmt):
+    np.save(tmp_path / "a.npy", np.array([1.0, 2.0], dtype=np.float32))
+    np.save(tmp_path / "b.npy", np.array([1.0, 4.0], dtype=np.float32))
+    modules = imported("mse", "a.npy", "b.npy", "--format", fmt, cwd=tmp_path)
+    assert {"losscli.cli", "numpy"} <= modules  # the listing works
+    heavy = sorted(m for m in modules if m.split(".")[0] in HEAVY or m in HEAVY)
+    assert heavy == []
+
+
+def test_import_losscli_alone_loads_no_api():
+    code = ("import sys, losscli\n"
+            "assert 'losscli.api' not in sys.modules and 'numpy' not in sys.modules, sorted(sys.modules)\n"
+            "assert losscli.compute('mse', [1.0, 2.0], [1.0, 4.0]).item() == 2.0\n"
+            "assert 'losscli.api' in sys.modules\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_unknown_attribute_of_the_package():
+    import losscli
+
+    with pytest.raises(AttributeError, match="has no attribute 'computee'"):
+        losscli.computee  # noqa: B018
+
+
+# The loss commands are built when first looked up; every name is still listed and suggested.
+
+
+def test_help_lists_every_loss():
+    result = CliRunner().invoke(app, ["--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    missing = [name for name in CATALOG if f" {name} " not in result.stdout]
+    assert missing == []
+
+
+def test_a_mistyped_loss_is_suggested():
+    result = CliRunner().invoke(app, ["cross-entropyy", "a.npy", "b.npy"])
+    assert result.exit_code == 2
+    assert "No such command 'cross-entropyy'. Did you mean 'cross-entropy'" in result.stderr

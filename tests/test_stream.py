@@ -1,0 +1,487 @@
+"""Streaming: a loss computed in chunks of rows equals the in-memory computation and torch.nn.functional.
+
+Chunk sizes are forced small (``compute(chunk_rows=...)``) so that boundaries fall everywhere: 1, 2, 3, 7 rows
+and sizes that do not divide N. The in-memory path (one chunk) is itself tested against torch in
+test_losses.py and the family tests; here the torch backend (``torch.nn.functional``) is the reference again,
+and the in-memory value is compared too. No timings: the benchmark measures speed.
+"""
+
+from __future__ import annotations
+
+import io
+import tracemalloc
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from rich.console import Console
+from typer.testing import CliRunner
+
+import losscli
+from losscli import stream
+from losscli.cli import app
+from losscli.errors import ShapeError, ValueDomainError
+from losscli.io import Loader
+from losscli.reduction import Elements
+
+runner = CliRunner()
+CHUNKS = (1, 2, 3, 7)
+N = 23  # prime: no chunk size above 1 divides it
+
+rng = np.random.default_rng(20261123)
+
+
+def normal(*shape: int) -> np.ndarray:
+    return rng.normal(size=shape)
+
+
+def signs(*shape: int) -> np.ndarray:
+    return rng.choice([-1.0, 1.0], size=shape)
+
+
+def labels(classes: int, *shape: int) -> np.ndarray:
+    return rng.integers(0, classes, size=shape)
+
+
+def probs(*shape: int) -> np.ndarray:
+    e = np.exp(normal(*shape))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+@dataclass
+class Case:
+    loss: str
+    arrays: tuple[Any, ...]
+    kw: dict[str, Any] = field(default_factory=dict)
+    reductions: tuple[str, ...] = ("none", "mean", "sum")
+
+    def __str__(self) -> str:
+        return f"{self.loss}-{'-'.join(sorted(self.kw))}"
+
+
+def _cases() -> list[Case]:
+    x, y = normal(N, 4), normal(N, 4)
+    row_mask = rng.random((N, 4)) < 0.6
+    row_mask[4:11] = False  # whole chunks with nothing selected
+    ignored = labels(5, N)
+    ignored[:8] = -100  # whole chunks ignored
+    ignored[15] = -100
+    seq = labels(4, N, 3)
+    lists = np.where(rng.random((N, 4)) < 0.5, labels(4, N, 4), -1)
+    lists[:, 0] = labels(4, N)
+    lists = np.where(np.cumsum(lists == -1, axis=1) > 0, -1, lists)
+    return [
+        Case("mse", (x, y)),
+        Case("mse", (x, y), {"weight": rng.random((N, 4))}),
+        Case("mse", (x, y), {"weight": rng.random((1, 4)), "mask": row_mask}),  # a shared weight
+        Case("mse", (x, normal(4)), {"broadcast": True}),  # a shared target
+        Case("l1", (x, y), {"weight": rng.random(4)}),
+        Case("smooth-l1", (x, y), {"beta": 0.5, "mask": row_mask}),
+        Case("huber", (normal(N), normal(N)), {"delta": 0.7, "weight": rng.random(N)}),
+        Case("bce", (rng.random((N, 3)), rng.random((N, 3))), {"weight": rng.random((N, 3))}),
+        Case("bce-with-logits", (x, rng.random((N, 4))), {"pos_weight": rng.random(4) + 0.5, "mask": row_mask}),
+        Case("nll", (np.log(probs(N, 5)), ignored), {"weight": rng.random(5) + 0.1}),
+        Case("cross-entropy", (normal(N, 5), ignored), {"weight": rng.random(5) + 0.1, "label_smoothing": 0.1}),
+        Case("cross-entropy", (normal(N, 5), labels(5, N)), {"mask": rng.random(N) < 0.5}),
+        Case("cross-entropy", (normal(N, 4, 3), seq)),  # K-dim: (N, C, d1)
+        Case("cross-entropy", (normal(N, 5), probs(N, 5)), {"label_smoothing": 0.2}),
+        Case("kl-div", (np.log(probs(N, 4)), probs(N, 4)), {}, ("none", "sum", "batchmean")),
+        Case("poisson-nll", (x, rng.poisson(2.0, (N, 4)).astype(float)), {"full": True}),
+        Case("gaussian-nll", (x, y, rng.random(N) + 0.1)),  # var (N,) for input (N, 4): torch adds the axis
+        Case("gaussian-nll", (x, y, rng.random((1, 4)) + 0.1)),  # a var shared by every row
+        Case("gaussian-nll", (x, y, 0.5)),
+        Case("margin-ranking", (normal(N), normal(N), signs(N)), {"margin": 0.2}),
+        Case("hinge-embedding", (x, signs(N, 4))),
+        Case("soft-margin", (x, signs(N, 4))),
+        Case("multilabel-soft-margin", (x, (rng.random((N, 4)) < 0.5).astype(float)), {"weight": rng.random(4)}),
+        Case("multilabel-margin", (x, lists)),
+        Case("multi-margin", (x, labels(4, N)), {"p": 2, "weight": rng.random(4)}),
+        Case("cosine-embedding", (x, y, signs(N)), {"margin": 0.1}),
+        Case("triplet-margin", (x, y, normal(N, 4)), {"swap": True}),
+        Case("triplet-margin-with-distance", (x, y, normal(N, 4)), {"distance": "cosine"}),
+        Case("linear-cross-entropy", (normal(N, 6), normal(5, 6), ignored), {"weight": rng.random(5) + 0.1}),
+    ]
+
+
+CASES = _cases()
+
+
+def close(a: np.ndarray, b: np.ndarray, rtol: float = 1e-12) -> None:
+    np.testing.assert_allclose(np.asarray(a, np.float64), np.asarray(b, np.float64), rtol=rtol, atol=1e-12,
+                               equal_nan=True)
+
+
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_chunked_equals_in_memory_and_torch(case):
+    for reduction in case.reductions:
+        whole = losscli.compute(case.loss, *case.arrays, reduction=reduction, **case.kw)
+        torch_value = losscli.compute(case.loss, *case.arrays, reduction=reduction, backend="torch", **case.kw)
+        close(whole.value, torch_value.value, rtol=1e-9)
+        seen: list[int] = []
+        losscli.compute(case.loss, *case.arrays, reduction=reduction, chunk_rows=1,
+                        progress=lambda done, rows: seen.append(done), **case.kw)
+        assert seen == list(range(1, N + 1))  # it streamed, one row a chunk
+        for rows in CHUNKS + (N - 1, N, N + 5):
+            chunked = losscli.compute(case.loss, *case.arrays, reduction=reduction, chunk_rows=rows, **case.kw)
+            close(chunked.value, whole.value)
+            assert chunked.value.dtype == whole.value.dtype and chunked.value.shape == whole.value.shape
+            assert (chunked.count, chunked.selected, chunked.warnings) == (whole.count, whole.selected,
+                                                                         whole.warnings)
+
+
+@pytest.mark.parametrize("flags", [(None, False), (False, None), (True, True), (False, True)])
+def test_legacy_flags_stream(flags):
+    size_average, reduce = flags
+    x, y = normal(N, 3), normal(N, 3)
+    expected = F.mse_loss(torch.from_numpy(x), torch.from_numpy(y), size_average=size_average,
+                          reduce=reduce).numpy()
+    result = losscli.compute("mse", x, y, size_average=size_average, reduce=reduce, chunk_rows=4)
+    close(result.value, expected)
+    assert result.warnings[0].startswith("size_average and reduce args will be deprecated")
+
+
+def test_cross_entropy_chunks_equal_torch_directly():
+    x, t = normal(N, 7).astype(np.float32), labels(7, N)
+    t[2:9] = -100
+    w = (rng.random(7) + 0.1).astype(np.float32)
+    expected = F.cross_entropy(torch.from_numpy(x), torch.from_numpy(t), weight=torch.from_numpy(w))
+    for rows in CHUNKS:
+        np.testing.assert_allclose(losscli.compute("cross-entropy", x, t, weight=w, chunk_rows=rows).value,
+                                   expected.numpy(), rtol=1e-6)
+
+
+def test_nothing_selected_anywhere_is_nan_with_the_same_warning():
+    x, y = normal(N, 2), normal(N, 2)
+    nothing = np.zeros((N, 2), bool)
+    whole = losscli.compute("mse", x, y, mask=nothing)
+    chunked = losscli.compute("mse", x, y, mask=nothing, chunk_rows=3)
+    assert np.isnan(whole.value) and np.isnan(chunked.value)
+    assert chunked.warnings == whole.warnings and "mean over 0 selected elements" in chunked.warnings[-1]
+
+
+def test_empty_input_streams_as_one_empty_chunk():
+    x = np.zeros((0, 3))
+    result = losscli.compute("mse", x, x, chunk_rows=2)
+    assert np.isnan(result.value) and result.count == 0
+    assert losscli.compute("mse", x, x, reduction="none", chunk_rows=2).value.shape == (0, 3)
+
+
+# -- which losses stream ------------------------------------------------------------------------------
+
+
+def _plan(loss, *arrays, **kw):
+    sources = {f.name: stream.source(f.name, a) for f, a in zip(losscli.api.lookup(loss).files, arrays)}
+    sources.update((k, stream.source(k, v)) for k, v in kw.items())
+    return stream.plan(losscli.api.lookup(loss), sources, False, whole=False, chunk_rows=2)
+
+
+def test_plan_splits_rows_and_shares_the_rest():
+    x = normal(5, 5)  # as many classes as rows: the class weight is still shared
+    plan = _plan("cross-entropy", x, labels(5, 5), weight=rng.random(5))
+    assert plan.split == {"input", "target"} and plan.rows == 5
+    assert _plan("mse", x, x, weight=rng.random(5)).split == {"input", "target"}  # (5,) broadcasts along axis 1
+    assert _plan("mse", x, x, weight=rng.random((5, 5))).split == {"input", "target", "weight"}
+
+
+@pytest.mark.parametrize("loss, arrays", [
+    ("mse", (np.float64(1.0), np.float64(2.0))),  # a 0-d loss
+    ("cross-entropy", (normal(4), np.int64(1))),  # one sample
+    ("ctc", (np.log(probs(6, 4)[:, None, :].repeat(2, axis=1)), np.array([[1, 2], [2, 3]]), np.array([6, 6]),
+             np.array([2, 2]))),  # samples along axis 1
+])
+def test_losses_that_do_not_stream_compute_in_memory(loss, arrays):
+    assert _plan(loss, *arrays) is None
+    close(losscli.compute(loss, *arrays, chunk_rows=1).value, losscli.compute(loss, *arrays).value)
+
+
+def test_threshold_decides_without_chunk_rows(monkeypatch):
+    x = normal(64, 4)
+    sources = {"input": stream.source("input", x), "target": stream.source("target", x)}
+    spec = losscli.api.lookup("mse")
+    monkeypatch.setattr(stream, "STREAM_ELEMENTS", 256)
+    assert stream.plan(spec, sources, False, whole=False) is None  # 256 elements: one chunk
+    monkeypatch.setattr(stream, "STREAM_ELEMENTS", 255)
+    monkeypatch.setattr(stream, "CHUNK_ELEMENTS", 40)
+    assert stream.plan(spec, sources, False, whole=False).chunk_rows == 10
+    assert stream.plan(spec, sources, False, whole=True) is None  # grad, cross-check, torch
+
+
+def test_threads_give_the_same_sums(monkeypatch):
+    x, y = normal(200, 3), normal(200, 3)
+    monkeypatch.setattr(stream, "THREAD_BELOW", 0)  # never compute-bound: one thread
+    one = losscli.compute("mse", x, y, chunk_rows=7)
+    monkeypatch.setattr(stream, "THREAD_BELOW", float("inf"))  # always: threads after the second chunk
+    monkeypatch.setattr(stream, "THREADS", 2)
+    two = losscli.compute("mse", x, y, chunk_rows=7)
+    assert two.value == one.value  # merged in row order: the same float64 sums
+    np.testing.assert_array_equal(losscli.compute("mse", x, y, chunk_rows=7, reduction="none").value, (x - y) ** 2)
+
+
+# -- messages: the whole array's positions and shapes, warnings merged ------------------------------
+
+
+@pytest.mark.parametrize("rows", [None, 1, 4, 7])
+def test_non_finite_warning_counts_every_chunk(rows):
+    x, y = normal(N, 3), normal(N, 3)
+    x[9, 2], x[10, 0], x[20, 1] = np.nan, np.inf, -np.inf
+    result = losscli.compute("mse", x, y, chunk_rows=rows)
+    assert result.warnings == ["input holds 3 non-finite value(s) (first: nan at index (9, 2)); the result "
+                               "propagates them"]
+
+
+@pytest.mark.parametrize("loss, arrays, kw, message", [
+    ("cross-entropy", (np.zeros((N, 3)), np.r_[np.zeros(17, int), 5, np.zeros(5, int)]), {},
+     r"target: expected class indices in \[0, 3\) or ignore_index -100, but got 5 at index 17$"),
+    ("mse", (np.zeros((N, 2)), np.zeros((N, 2))), {"mask": np.r_[np.ones((12, 2)), [[1, 2]], np.ones((10, 2))]},
+     r"mask: expected 0/1 or true/false, but got 2.0 at index \(12, 1\)$"),
+    ("bce", (np.r_[np.full((20, 2), 0.5), [[0.5, 1.5]], np.full((2, 2), 0.5)], np.zeros((N, 2))), {},
+     r"input: expected probabilities in \[0, 1\], but got 1.5 at index \(20, 1\)"),
+    ("mse", (np.r_[np.zeros(15), np.nan, np.zeros(7)], np.zeros(N)), {"nan_policy": "raise"},
+     r"input: expected finite values \(--nan-policy raise\), but got nan at index 15$"),
+    ("hinge-embedding", (np.zeros(N), np.r_[np.ones(11), 0, np.ones(11)]), {}, r"but got 0.0 at index 11 "),
+    ("multi-margin", (np.zeros((N, 3)), np.r_[np.zeros(19, int), 3, np.zeros(3, int)]), {},
+     r"expected class indices in \[0, 3\), but got 3 at index 19$"),
+    ("gaussian-nll", (np.zeros((N, 2)), np.zeros((N, 2)), np.r_[np.ones((8, 2)), [[1, -1]], np.ones((14, 2))]), {},
+     r"var: expected variances of 0 or more, but got -1.0 at index \(8, 1\)$"),
+])
+def test_value_errors_name_the_whole_arrays_position(loss, arrays, kw, message):
+    for rows in (None,) + CHUNKS:
+        with pytest.raises(ValueDomainError, match=message):
+            losscli.compute(loss, *arrays, chunk_rows=rows, **kw)
+
+
+def test_shape_errors_and_warnings_name_whole_shapes():
+    x = normal(N, 3)
+    for rows in (None, 4):
+        with pytest.raises(ShapeError, match=r"^mask: expected the loss's shape \(23, 3\), but got \(23, 2\)$"):
+            losscli.compute("mse", x, x, mask=np.ones((N, 2)), chunk_rows=rows)
+        result = losscli.compute("mse", x, normal(1, 3), broadcast=True, chunk_rows=rows)
+        assert result.warnings == ["Using a target size (torch.Size([1, 3])) that is different to the input size "
+                                   "(torch.Size([23, 3])). This will likely lead to incorrect results due to "
+                                   "broadcasting. Please ensure they have the same size."]
+
+
+def test_kl_div_batchmean_divides_by_all_rows():
+    x, t = np.log(probs(N, 4)), probs(N, 4)
+    expected = F.kl_div(torch.from_numpy(x), torch.from_numpy(t), reduction="batchmean").numpy()
+    close(losscli.compute("kl-div", x, t, reduction="batchmean", chunk_rows=3).value, expected)
+
+
+# -- accumulators and progress ---------------------------------------------------------------------------
+
+
+class Record:
+    def __init__(self) -> None:
+        self.calls: list[tuple[int, np.ndarray, np.ndarray | None]] = []
+
+    def update(self, start: int, elements: Elements, select: np.ndarray | None) -> None:
+        self.calls.append((start, np.broadcast_to(elements.values, np.shape(elements.values)).copy(),
+                           None if select is None else select.copy()))
+
+
+@pytest.mark.parametrize("rows", [None, 3])
+def test_accumulators_see_every_chunk_in_row_order(rows):
+    x, t = normal(N, 4), labels(4, N)
+    t[5] = -100
+    record = Record()
+    losscli.compute("cross-entropy", x, t, accumulators=[record], chunk_rows=rows)
+    starts = [start for start, _, _ in record.calls]
+    assert starts == list(range(0, N, rows or N))
+    values = np.concatenate([v for _, v, _ in record.calls])
+    select = np.concatenate([s for _, _, s in record.calls])
+    expected = F.cross_entropy(torch.from_numpy(x), torch.from_numpy(t), reduction="none").numpy()
+    close(values[select], expected[t != -100])
+    assert not select[5] and select.sum() == N - 1
+
+
+def test_accumulators_with_the_torch_backend_get_one_chunk():
+    record = Record()
+    losscli.compute("mse", normal(N, 2), normal(N, 2), backend="torch", accumulators=[record])
+    assert [start for start, _, _ in record.calls] == [0]
+
+
+def test_progress_is_called_after_each_chunk():
+    seen = []
+    losscli.compute("mse", normal(10, 2), normal(10, 2), chunk_rows=4, progress=lambda done, total: seen.append(
+        (done, total)))
+    assert seen == [(4, 10), (8, 10), (10, 10)]
+
+
+@pytest.mark.parametrize("terminal, quiet, fmt, shown", [
+    (True, False, "table", True), (True, False, "csv", True), (False, False, "table", False),
+    (True, True, "table", False), (True, False, "json", False), (True, False, "plain", False),
+])
+def test_progress_bar_decision(terminal, quiet, fmt, shown):
+    assert stream.wants_progress(terminal=terminal, quiet=quiet, fmt=fmt) is shown
+
+
+def test_progress_bar_renders_on_a_terminal_and_waits_its_delay():
+    out = io.StringIO()
+    bar = stream.ProgressBar(Console(file=out, force_terminal=True, width=80), "mse", delay=0)
+    bar(5, 10)
+    bar(10, 10)
+    bar.close()
+    assert "mse" in out.getvalue() and "10/10" in out.getvalue()
+    late = stream.ProgressBar(Console(file=io.StringIO(), force_terminal=True), "mse", delay=3600)
+    late(5, 10)
+    assert late.bar is None
+
+
+def test_no_progress_bar_in_a_pipe_or_with_quiet(tmp_path, monkeypatch):
+    monkeypatch.setattr(stream, "PROGRESS_DELAY", 0)
+    np.save(tmp_path / "a.npy", normal(50, 2))
+    for extra in ((), ("--quiet",)):
+        result = runner.invoke(app, ["mse", str(tmp_path / "a.npy"), str(tmp_path / "a.npy"), *extra])
+        assert result.exit_code == 0 and result.stderr == ""
+
+
+# -- none, written chunk by chunk ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("suffix", ["npy", "csv"])
+def test_none_streams_into_output(tmp_path, suffix):
+    x, t = normal(N, 4), labels(4, N)
+    t[3] = -100
+    mask = rng.random(N) < 0.7
+    expected = F.cross_entropy(torch.from_numpy(x), torch.from_numpy(t), reduction="none").numpy() * mask
+    whole, streamed = tmp_path / f"whole.{suffix}", tmp_path / f"streamed.{suffix}"
+    losscli.compute("cross-entropy", x, t, mask=mask, reduction="none", output=str(whole))
+    result = losscli.compute("cross-entropy", x, t, mask=mask, reduction="none", output=str(streamed), chunk_rows=3)
+    assert streamed.read_bytes() == whole.read_bytes()
+    close(result.value, expected)
+    if suffix == "npy":
+        close(np.load(streamed), expected)
+        assert isinstance(result.value, np.memmap)  # the file, not a copy held in memory
+    else:
+        lines = streamed.read_text().splitlines()
+        assert lines[0] == "i0,value" and len(lines) == N + 1
+        close(np.array([float(line.split(",")[1]) for line in lines[1:]]), expected)
+
+
+def test_none_of_a_2d_loss_streams_into_csv(tmp_path):
+    x, y = normal(5, 3), normal(5, 3)
+    losscli.compute("l1", x, y, reduction="none", output=str(tmp_path / "a.csv"), chunk_rows=2)
+    lines = (tmp_path / "a.csv").read_text().splitlines()
+    assert lines[0] == "i0,i1,value" and lines[1].startswith("0,0,") and lines[-1].startswith("4,2,")
+    close(np.array([float(line.split(",")[2]) for line in lines[1:]]), np.abs(x - y).reshape(-1))
+
+
+def test_reduced_values_are_saved_too(tmp_path):
+    x, y = normal(N, 2), normal(N, 2)
+    losscli.compute("mse", x, y, output=str(tmp_path / "v.npy"), chunk_rows=5)
+    close(np.load(tmp_path / "v.npy"), np.mean((x - y) ** 2))
+
+
+def test_bad_output_name_is_refused_before_writing(tmp_path):
+    with pytest.raises(losscli.errors.InputError, match=r"--output \(.*v.txt\): expected a .npy or .csv file name"):
+        losscli.compute("mse", normal(4, 2), normal(4, 2), reduction="none", output=str(tmp_path / "v.txt"),
+                        chunk_rows=1)
+
+
+# -- shards --------------------------------------------------------------------------------------------
+
+
+def _shard(folder: Path, name: str, array: np.ndarray) -> None:
+    folder.mkdir(exist_ok=True)
+    np.save(folder / name, array)
+
+
+def test_glob_and_directory_shards_read_as_one_array(tmp_path):
+    x, t = normal(30, 5).astype(np.float32), labels(5, 30)
+    bounds = [0, 7, 7, 19, 30]  # a shard of 0 rows among them
+    for i, (a, b) in enumerate(zip(bounds, bounds[1:])):
+        _shard(tmp_path / "preds", f"preds-{i:03d}.npy", x[a:b])
+        _shard(tmp_path, f"targets-{i:03d}.npy", t[a:b])
+    loader = Loader()
+    preds = loader.load(str(tmp_path / "preds"), role="input")
+    targets = loader.load(str(tmp_path / "targets-*.npy"), role="target")
+    assert preds.rows.shape == (30, 5) and targets.rows.shape == (30,)
+    expected = F.cross_entropy(torch.from_numpy(x), torch.from_numpy(t)).numpy()
+    for rows in (None,) + CHUNKS:
+        np.testing.assert_allclose(losscli.compute("cross-entropy", preds, targets, chunk_rows=rows).value,
+                                   expected, rtol=1e-6)
+    torch_result = losscli.compute("cross-entropy", preds, targets, backend="torch")  # concatenated in memory
+    np.testing.assert_allclose(torch_result.value, expected, rtol=1e-6)
+    assert torch_result.inputs[0].source == str(tmp_path / "preds")
+
+
+def test_shards_on_the_command_line(tmp_path):
+    x, y = normal(12, 2), normal(12, 2)
+    for i in range(3):
+        _shard(tmp_path, f"p-{i}.npy", x[4 * i:4 * i + 4])
+        _shard(tmp_path, f"t-{i}.npy", y[4 * i:4 * i + 4])
+    result = runner.invoke(app, ["mse", str(tmp_path / "p-*.npy"), str(tmp_path / "t-*.npy"), "--format", "plain"])
+    assert result.exit_code == 0, result.stderr
+    np.testing.assert_allclose(float(result.stdout), np.mean((x - y) ** 2), rtol=1e-6)
+
+
+def test_shards_that_do_not_line_up_name_the_first_pair(tmp_path):
+    for i, rows in enumerate((5, 6, 4)):
+        _shard(tmp_path, f"preds-{i:03d}.npy", np.zeros((rows, 2)))
+    for i, rows in enumerate((5, 4, 6)):  # the same total: only the pairs tell
+        _shard(tmp_path, f"targets-{i:03d}.npy", np.zeros((rows, 2)))
+    result = runner.invoke(app, ["mse", str(tmp_path / "preds-*.npy"), str(tmp_path / "targets-*.npy")])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (
+        f"error: target ({tmp_path}/targets-*.npy): expected shards that line up with input's, but got 4 rows in "
+        f"{tmp_path}/targets-001.npy against 6 in {tmp_path}/preds-001.npy")
+    _shard(tmp_path, "targets-003.npy", np.zeros((0, 2)))
+    result = runner.invoke(app, ["mse", str(tmp_path / "preds-*.npy"), str(tmp_path / "targets-*.npy")])
+    assert "expected shards that line up with input's (3 shards), but got 4 shards" in result.stderr
+
+
+def test_shards_of_different_row_shapes_and_no_match(tmp_path):
+    _shard(tmp_path, "a-0.npy", np.zeros((2, 3)))
+    _shard(tmp_path, "a-1.npy", np.zeros((2, 4)))
+    loader = Loader()
+    with pytest.raises(losscli.errors.InputError, match=r"expected shards of one row shape and dtype, but got "
+                                                         r"\(4,\) float64 in .*a-1.npy against \(3,\) float64"):
+        loader.load(str(tmp_path / "a-*.npy"), role="input")
+    with pytest.raises(losscli.errors.InputError, match=r"^input \(.*b-\*.npy\): expected .npy shards matching"):
+        loader.load(str(tmp_path / "b-*.npy"), role="input")
+
+
+# -- exactness and memory ----------------------------------------------------------------------------
+
+
+def test_float32_mean_is_exact_to_float64_accumulation():
+    n = 1_000_000
+    x = (1 + rng.random(n)).astype(np.float32)  # squares of about 1 to 4: a float32 running sum drifts
+    y = np.zeros(n, np.float32)
+    exact = np.mean(x.astype(np.float64) ** 2)
+    naive = np.cumsum(x * x, dtype=np.float32)[-1] / n  # float32 accumulation, element by element
+    assert abs(naive - exact) / exact > 1e-5  # the construction is one where float32 sums are visibly off
+    for rows in (None, 4096, 100_000):
+        value = losscli.compute("mse", x, y, chunk_rows=rows).value
+        assert value.dtype == np.float32 and abs(float(value) - exact) / exact <= 1e-7
+
+
+def test_streaming_memory_stays_a_few_chunks(tmp_path, monkeypatch):
+    n = 1_000_000  # 8 MB of float64 in each file, 200 chunks of 5000 rows
+    np.save(tmp_path / "a.npy", normal(n))
+    np.save(tmp_path / "b.npy", normal(n))
+    loader = Loader()
+    a, b = loader.load(str(tmp_path / "a.npy"), role="input"), loader.load(str(tmp_path / "b.npy"), role="target")
+    monkeypatch.setattr(stream, "STREAM_ELEMENTS", 10_000)
+    monkeypatch.setattr(stream, "CHUNK_ELEMENTS", 5_000)
+    losscli.compute("mse", a, b)  # imports done (the thread pool's among them): the peak is the stream's
+    tracemalloc.start()
+    try:
+        result = losscli.compute("mse", a, b)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2 * n * 8 / 8  # an eighth of the inputs (the in-memory path needs more than all of them)
+    close(result.value, np.mean((np.load(tmp_path / "a.npy") - np.load(tmp_path / "b.npy")) ** 2))
+
+
+def test_torch_backend_says_it_holds_huge_inputs_in_memory(monkeypatch):
+    monkeypatch.setattr(stream, "TORCH_WARN_BYTES", 100)
+    x = normal(10, 2)
+    result = losscli.compute("mse", x, x, backend="torch")
+    assert result.warnings == ["--backend torch holds every input in memory (0 MiB here); the numpy backend "
+                               "streams them in bounded memory"]
