@@ -2,8 +2,9 @@
 
 A loss whose family streams (:meth:`~losscli.losses.families.Family.stream`) is computed in chunks of rows
 along the loss's first axis. The files whose first axis is that axis are read chunk by chunk (``.npy`` files
-and shards with ``pread``, so nothing stays mapped); the others (class weights, a weight that broadcasts,
-linear_weight) are shared by every chunk. Each chunk goes through the family's ``prepare`` (every check,
+and shards with ``pread``, so nothing stays mapped; CSV files of several pieces in order, a piece at a time:
+:class:`~losscli.io.CsvRows`); the others (class weights, a weight that broadcasts, linear_weight) are shared
+by every chunk. Each chunk goes through the family's ``prepare`` (every check,
 with positions named in the whole array: ``Arg.offset``) and the numpy backend's formula, and its
 :class:`~losscli.reduction.Partial` sums (float64) merge in row order, so the result is the same float64
 accumulation whatever the chunk size. ``none`` is written chunk by chunk into ``--output`` when one is given.

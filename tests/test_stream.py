@@ -485,3 +485,142 @@ def test_torch_backend_says_it_holds_huge_inputs_in_memory(monkeypatch):
     result = losscli.compute("mse", x, x, backend="torch")
     assert result.warnings == ["--backend torch holds every input in memory (0 MiB here); the numpy backend "
                                "streams them in bounded memory"]
+
+
+# -- CSV files read a piece at a time ------------------------------------------------------------------------
+# A CSV of more than one piece (losscli.io.table.PIECE_BYTES, 4 MiB) is read by CsvRows; a few bytes per piece
+# here put piece ends everywhere, chunk_rows puts chunk ends everywhere. The whole read is the same file loaded
+# with the real piece size (ArrayRows).
+
+
+def _pieces(monkeypatch, size: int) -> None:
+    monkeypatch.setattr(losscli.io.table, "PIECE_BYTES", size)
+
+
+def _results_csv(path: Path, n: int = N) -> dict[str, np.ndarray]:
+    """Columns of a results file: float logits, int labels, probabilities, 0/1 targets, a bool keep column, and
+    a target of integers with one float near the end (the whole column is float64)."""
+    cols = {"l0": normal(n), "l1": normal(n), "l2": normal(n), "label": labels(3, n), "prob": rng.random(n),
+            "y": rng.integers(0, 2, n), "keep": rng.random(n) < 0.7, "t": rng.integers(-5, 5, n).astype(np.float64)}
+    cols["keep"][3:9] = False  # whole chunks masked out
+    cols["t"][-2] = 0.5
+    lines = [",".join(cols)] + [",".join(_cell(cols[c][i]) for c in cols) for i in range(n)]
+    path.write_text("\r\n".join(lines) + "\r\n\r\n", encoding="utf-8")  # CRLF and a blank line at the end
+    return cols
+
+
+def _cell(v: Any) -> str:
+    if isinstance(v, np.bool_):
+        return "true" if v else "false"
+    return repr(int(v)) if float(v).is_integer() and v != 0.5 else repr(float(v))
+
+
+_CSV_LOSSES = [
+    # loss, specs, keywords, torch's value from the columns
+    ("mse", ("r.csv:l0", "r.csv:t"), {}, lambda c: F.mse_loss(torch.tensor(c["l0"]), torch.tensor(c["t"]))),
+    ("cross-entropy", ("r.csv:l0,l1,l2", "r.csv:label"), {},
+     lambda c: F.cross_entropy(torch.tensor(np.stack([c["l0"], c["l1"], c["l2"]], 1)), torch.tensor(c["label"]))),
+    ("bce", ("r.csv:prob", "r.csv:y"), {"mask": "r.csv:keep"},
+     lambda c: F.binary_cross_entropy(torch.tensor(c["prob"][c["keep"]]), torch.tensor(c["y"][c["keep"]] * 1.0))),
+]
+
+
+@pytest.mark.parametrize("loss,specs,kw,reference", _CSV_LOSSES, ids=[c[0] for c in _CSV_LOSSES])
+def test_csv_streams_equal_the_whole_read_and_torch(tmp_path, monkeypatch, loss, specs, kw, reference):
+    monkeypatch.chdir(tmp_path)
+    cols = _results_csv(tmp_path / "r.csv")
+
+    def load(loader: Loader) -> tuple[list[Any], dict[str, Any]]:
+        return ([loader.load(s, role=r) for s, r in zip(specs, ("input", "target"))],
+                {k: loader.load(v, role=k) for k, v in kw.items()})
+
+    whole_args, whole_kw = load(Loader())
+    assert all(isinstance(a.rows, losscli.io.ArrayRows) for a in whole_args)
+    for piece in (16, 50, 300):
+        _pieces(monkeypatch, piece)
+        args, kwargs = load(Loader())
+        assert all(isinstance(a.rows, losscli.io.CsvRows) for a in args)
+        assert [(a.rows.shape, a.rows.dtype) for a in args] == [(a.array.shape, a.array.dtype) for a in whole_args]
+        for rows in CHUNKS:
+            for reduction in ("none", "mean", "sum"):
+                streamed = losscli.compute(loss, *args, reduction=reduction, chunk_rows=rows, **kwargs)
+                whole = losscli.compute(loss, *whole_args, reduction=reduction, chunk_rows=rows, **whole_kw)
+                np.testing.assert_array_equal(streamed.value, whole.value)
+                assert streamed.warnings == whole.warnings
+                assert [(i.shape, i.dtype) for i in streamed.inputs] == [(i.shape, i.dtype) for i in whole.inputs]
+            np.testing.assert_allclose(losscli.compute(loss, *args, chunk_rows=rows, **kwargs).value,
+                                       reference(cols).numpy(), rtol=1e-12)
+
+
+@pytest.mark.parametrize("body,spec,line", [
+    ("".join(f"{i / 3},{i % 3}\n" for i in range(40)) + "x,1\n" + "0.5,1\n" * 5, "r.csv:pred", 42),
+    ("".join(f"{i / 3},{i % 3}\n" for i in range(40)) + "0.5,\n" + "0.5,1\n" * 5, "r.csv:label", 42),
+    ("".join(f"{i / 3},{i % 3}\n" for i in range(40)) + "0.5,1,2\n" + "0.5,1\n" * 5, "r.csv:pred", 42),
+])
+def test_csv_errors_in_late_rows_are_the_whole_reads(tmp_path, monkeypatch, body, spec, line):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "r.csv").write_text("pred,label\n" + body, encoding="utf-8")
+    (tmp_path / "o.csv").write_text("o\n" + "0.5\n" * 46, encoding="utf-8")
+    args = ["mse", "o.csv", spec, "--format", "plain"]
+    whole = runner.invoke(app, args)
+    assert whole.exit_code == 2 and f"line {line}" in whole.stderr
+    _pieces(monkeypatch, 24)
+    monkeypatch.setattr(stream, "STREAM_ELEMENTS", 4)
+    monkeypatch.setattr(stream, "CHUNK_ELEMENTS", 5)
+    streamed = runner.invoke(app, args)
+    assert (streamed.exit_code, streamed.stderr) == (2, whole.stderr)
+
+
+def test_csv_variants_read_in_any_order_equal_the_whole_read(tmp_path, monkeypatch):
+    x = np.round(normal(30, 2), 3)
+    rows = [f"{a}\t{b}" for a, b in x.tolist()]
+    variants = {
+        "plain.tsv": "\n".join(rows) + "\n",  # no header
+        "bom.tsv": "\ufeffa\tb\r\n" + "\r\n".join(rows),  # a byte-order mark, CRLF, no newline at the end
+        "quoted.csv": 'a,"b\nsecond line"\n' + "".join(f'{a},"{b}"\n' for a, b in x.tolist()) + "\n\n",
+    }
+    for name, text in variants.items():
+        (tmp_path / name).write_text(text, encoding="utf-8")
+        whole = Loader().load(str(tmp_path / name), role="input").array
+        np.testing.assert_array_equal(whole, x)
+        _pieces(monkeypatch, 20)
+        rows_ = Loader().load(str(tmp_path / name), role="input").rows
+        assert isinstance(rows_, losscli.io.CsvRows) and (rows_.shape, rows_.dtype) == (x.shape, x.dtype)
+        spans = [(7, 14), (0, 7), (14, 21), (28, 30), (21, 28), (3, 5), (0, 0), (29, 30)]  # back and forth
+        for start, stop in spans:
+            np.testing.assert_array_equal(rows_.read(start, stop), x[start:stop])
+        _pieces(monkeypatch, 1 << 22)
+
+
+def test_csv_threads_read_in_order(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    cols = _results_csv(tmp_path / "r.csv", n=200)
+    _pieces(monkeypatch, 64)
+    monkeypatch.setattr(stream, "THREAD_BELOW", float("inf"))  # threads from the third chunk on
+    loader = Loader()
+    x, t = loader.load("r.csv:l0,l1,l2", role="input"), loader.load("r.csv:label", role="target")
+    logits = torch.tensor(np.stack([cols["l0"], cols["l1"], cols["l2"]], 1))
+    np.testing.assert_allclose(losscli.compute("cross-entropy", x, t, chunk_rows=3).value,
+                               F.cross_entropy(logits, torch.tensor(cols["label"])).numpy(), rtol=1e-12)
+
+
+def test_csv_stream_does_not_hold_the_file(tmp_path, monkeypatch):
+    n = 100_000  # 3.8 MB of text, 0.8 MB of float64 in each column
+    a, b = normal(n), normal(n)
+    (tmp_path / "r.csv").write_text("a,b\n" + "".join(f"{u!r},{v!r}\n" for u, v in zip(a.tolist(), b.tolist())),
+                                    encoding="utf-8")
+    monkeypatch.setattr(losscli.io.table, "_pyarrow_csv", lambda: None)  # pyarrow's memory is not traced
+    _pieces(monkeypatch, 1 << 13)
+    monkeypatch.setattr(stream, "STREAM_ELEMENTS", 10_000)
+    monkeypatch.setattr(stream, "CHUNK_ELEMENTS", 2_000)
+    spec = str(tmp_path / "r.csv")
+    losscli.compute("mse", *(Loader().load(f"{spec}:{c}", role=c) for c in "ab"))  # imports done
+    tracemalloc.start()
+    try:
+        loader = Loader()
+        result = losscli.compute("mse", *(loader.load(f"{spec}:{c}", role=c) for c in "ab"))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < n * 8  # less than one column (the whole read holds both, and more while it concatenates)
+    close(result.value, np.mean((a - b) ** 2))

@@ -13,13 +13,17 @@ A spec is what the user typed for one argument::
 
 ``Loader`` parses each file once, however many specs name it. A loaded argument keeps its :class:`Rows`: the
 whole shape and dtype without reading anything, rows read on demand, and the whole array (``Loaded.array``).
+A CSV/TSV file of more than one piece (:data:`~losscli.io.table.PIECE_BYTES`) is :class:`CsvRows`: surveyed
+once (rows, dtype), then read a piece at a time; smaller ones and stdin are read whole.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Protocol, TextIO
@@ -30,7 +34,7 @@ from ..errors import InputError
 from .npy import NpyFile, NpzFile
 from .table import Table
 
-__all__ = ["ArrayRows", "Loaded", "Loader", "Rows", "Shards", "parse_spec"]
+__all__ = ["ArrayRows", "CsvRows", "Loaded", "Loader", "Rows", "Shards", "parse_spec"]
 
 SUFFIXES = (".npy", ".npz", ".csv", ".tsv")
 GLOB = "*?["
@@ -72,9 +76,77 @@ class ArrayRows:
         return self.array
 
 
+class CsvRows:
+    """Columns of a CSV/TSV file as :class:`Rows`, in bounded memory: shape and dtype from one pass over the file
+    (:meth:`Table.survey`: the dtype is the whole read's), rows read in order from its pieces
+    (:meth:`Table.blocks`), with the pieces still needed held in memory.
+
+    Reads are serialised by a lock and may come a few chunks out of order (the engine's threads): a piece is let
+    go once every row of it has been read. A read of rows already let go reads the file again from its start.
+    Errors name the argument (``input (results.csv:pred): line 12, ...``)."""
+
+    def __init__(self, table: Table, selector: str | None, role: str, spec: str) -> None:
+        self._table, self._selector, self._role, self._spec = table, selector, role, spec
+        with _naming(role, spec):
+            self.shape, self.dtype = table.survey(selector)
+        self._lock = threading.Lock()
+        self._rewind(0)
+
+    def _rewind(self, low: int) -> None:
+        """Read the file from its start again, keeping only rows from ``low`` on."""
+        self._pieces = self._table.blocks(self._selector, self.dtype)
+        self._held: deque[np.ndarray] = deque()
+        self._first = self._end = 0  # rows [first, end) are held
+        self._low = low  # rows before it are read and let go
+        self._read: dict[int, int] = {}  # start -> stop of reads at or after low
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        with self._lock, _naming(self._role, self._spec):
+            if start < self._low:
+                self._rewind(start)
+            while self._end < stop:
+                block = next(self._pieces, None)
+                if block is None:
+                    raise InputError(f"expected {self.shape[0]} rows as when the file was first read, but it "
+                                     f"ends after {self._end} (it changed while being read)")
+                self._held.append(block)
+                self._end += len(block)
+                self._let_go()
+            rows = gather(((len(b), lambda span, b=b: b[span].copy()) for b in self._held), self._first, start, stop,
+                          self)
+            self._read[start] = stop
+            while self._low in self._read:
+                self._low = self._read.pop(self._low)
+            self._let_go()
+            return rows
+
+    def _let_go(self) -> None:
+        while self._held and self._first + len(self._held[0]) <= self._low:
+            self._first += len(self._held.popleft())
+
+    def whole(self) -> np.ndarray:
+        with _naming(self._role, self._spec):
+            return self._table.select(self._selector)
+
+
+def gather(parts: Iterable[tuple[int, Callable[[slice], np.ndarray]]], first: int, start: int, stop: int,
+           rows: Rows) -> np.ndarray:
+    """Rows ``[start, stop)`` of ``rows`` from consecutive ``parts`` (their number of rows, and a function from a
+    slice of their rows to an array) of which the first begins at row ``first``, in memory of their own."""
+    pieces = []
+    for count, take in parts:
+        lo, hi = max(start - first, 0), min(stop - first, count)
+        if lo < hi:
+            pieces.append(take(slice(lo, hi)))
+        first += count
+    if len(pieces) == 1:
+        return pieces[0]
+    return np.concatenate(pieces) if pieces else np.empty((0,) + tuple(rows.shape[1:]), rows.dtype)
+
+
 @dataclass(frozen=True)
 class Loaded:
-    rows: Rows  # .npy files: memory-mapped, rows read on demand; shards: their concatenation
+    rows: Rows  # .npy files: memory-mapped, rows read on demand; shards: their concatenation; large CSV: CsvRows
     spec: str  # the argument as the user wrote it, "results.csv:pred"
     path: str  # the file part, "results.csv" ("-" for stdin)
     selector: str | None  # "pred", "0,2", an .npz key, or None
@@ -112,16 +184,8 @@ class Shards:
         return [(name, f.shape[0]) for name, f in self.parts]
 
     def read(self, start: int, stop: int) -> np.ndarray:
-        pieces, first = [], 0
-        for _, f in self.parts:
-            rows = f.shape[0]
-            lo, hi = max(start - first, 0), min(stop - first, rows)
-            if lo < hi:
-                pieces.append(f.read(lo, hi))
-            first += rows
-        if len(pieces) == 1:
-            return pieces[0]
-        return np.concatenate(pieces) if pieces else np.empty((0,) + self.shape[1:], self.dtype)
+        return gather(((f.shape[0], lambda span, f=f: f.read(span.start, span.stop)) for _, f in self.parts), 0,
+                      start, stop, self)
 
     def whole(self) -> np.ndarray:
         if self._whole is None:
@@ -153,17 +217,13 @@ class Loader:
         """``role`` names the argument in messages: ``input (results.csv:pred): ...``."""
         path, selector = parse_spec(spec)
         with _naming(role, spec):
-            rows = self._parsed_file(path, selector).select(selector)
-        return Loaded(rows=ArrayRows(rows) if isinstance(rows, np.ndarray) else rows, spec=spec, path=path,
-                      selector=selector)
-
-    def blocks(self, spec: str, *, role: str, rows: int) -> Iterator[np.ndarray]:
-        """A .csv/.tsv argument (or ``-``; other files have no ``blocks``) read a block of ``rows`` rows at a
-        time, holding one piece of the file in memory (:meth:`Table.blocks`); errors name the argument as
-        :meth:`load`'s do."""
-        path, selector = parse_spec(spec)
-        with _naming(role, spec):
-            yield from self._parsed_file(path, selector).blocks(selector, rows)
+            parsed = self._parsed_file(path, selector)
+            selected = None if isinstance(parsed, Table) and parsed.large else parsed.select(selector)
+        if selected is None:  # a large CSV: surveyed now, read when its rows are asked for
+            rows: Rows = CsvRows(parsed, selector, role, spec)
+        else:
+            rows = ArrayRows(selected) if isinstance(selected, np.ndarray) else selected
+        return Loaded(rows=rows, spec=spec, path=path, selector=selector)
 
     def _parsed_file(self, path: str, selector: str | None) -> NpyFile | NpzFile | Table | _ShardSet:
         if selector == "":

@@ -2,7 +2,7 @@
 
 A file is read in pieces of about :data:`PIECE_BYTES`, each ending at the end of a row (a quoted cell
 may span lines). :meth:`Table.select` gives whole columns (the pieces concatenated); :meth:`Table.blocks`
-gives them a block of rows at a time.
+gives them a piece at a time, in the dtype that :meth:`Table.survey` finds for the whole columns.
 
 The rule for a column: int64 when every cell is an integer, else float64 when every cell is a number
 (as Python's ``int``/``float`` read them, spaces around them allowed), else bool when every cell is
@@ -34,7 +34,6 @@ from ..errors import InputError
 from .files import read_pieces
 
 PIECE_BYTES = 1 << 22  # 4 MiB of text: about 200,000 rows of two numbers
-BLOCK_ROWS = 1 << 16  # rows per block of Table.blocks, unless asked otherwise
 
 _BOOLS = ("true", "false")
 _NAMES_SHOWN = 20
@@ -57,6 +56,20 @@ def _is_name(cell: str) -> bool:
     """A cell that only a header has: not blank, not a number, not true/false."""
     word = cell.strip().lower()
     return bool(word) and word not in _BOOLS and not _is_number(word)
+
+
+# Integer cells are made of these bytes (signs, blanks, either delimiter); a cell of them is no float. Twenty
+# digits may overflow int64 (then the cell is a float), and "_" may join digits: those pieces are converted.
+_INTEGER_BYTES = b"0123456789+- \t,\n"
+_DIGITS = bytes.maketrans(b"123456789", b"000000000")
+
+
+def _integers_only(text: str | None) -> bool:
+    """Whether unquoted ``text`` surely holds no float: only integer bytes, no run of 19 digits (at GB/s)."""
+    if text is None or not text.isascii():
+        return False
+    data = text.encode("ascii")
+    return not data.translate(None, _INTEGER_BYTES) and b"0" * 19 not in data.translate(_DIGITS)
 
 
 def _ragged(line: int, ncols: int, got: int) -> InputError:
@@ -269,29 +282,42 @@ class Table:
         whole = parts[0] if len(parts) == 1 else np.concatenate(parts)
         return whole[:, 0] if len(indices) == 1 else whole
 
-    def blocks(self, selector: str | None, rows: int = BLOCK_ROWS) -> Iterator[np.ndarray]:
-        """The columns of :meth:`select` in blocks of ``rows`` rows (the last one may have fewer), holding
-        one piece of the file at a time. Every block has the dtype of the first: a column of integers
-        in the first block must stay integers (a float after them raises ``InputError``, since blocks
-        already given cannot become float64; :meth:`select` reads the whole column and would promote)."""
+    @property
+    def large(self) -> bool:
+        """Whether the file is read in more than one piece (stdin's text is held whole already)."""
+        return self._text is None and os.path.getsize(self.path) > PIECE_BYTES
+
+    def survey(self, selector: str | None) -> tuple[tuple[int, ...], np.dtype]:
+        """The shape and dtype that :meth:`select` gives, found in one pass over the file that converts
+        as little as it can: rows are counted (quoted pieces split by the csv module, as when reading);
+        the first piece is converted, and after an integer one, only the pieces that may hold a float
+        (:func:`_integers_only`), until one does. An error on the way is the one :meth:`select` raises
+        (the first in the file), found by converting every piece up to it."""
         indices = self._indices(selector)
-        dtype, pending, count = None, [], 0
+        count, dtype = 0, None
+        try:
+            for rows in self._rows():
+                count += len(rows)
+                if dtype is None or (dtype.kind == "i" and not _integers_only(rows.text)):
+                    block, _ = self._convert(rows, indices)
+                    dtype = block.dtype if dtype is None else np.result_type(dtype, block.dtype)
+        except InputError:
+            for _ in self._converted(indices):  # raises the first error of the file, as select() does
+                pass
+            raise
+        return ((count,) if len(indices) == 1 else (count, len(indices))), dtype
+
+    def blocks(self, selector: str | None, dtype: np.dtype) -> Iterator[np.ndarray]:
+        """The columns of :meth:`select` a piece of the file at a time, each as ``dtype``: the whole
+        columns' (:meth:`survey`), so that a column of integers with a float further on is float64 in
+        every block, as :meth:`select` makes it."""
+        indices = self._indices(selector)
         for block, part in self._converted(indices):
-            if dtype is None:
-                dtype = block.dtype
-            elif block.dtype != dtype:
-                if dtype.kind == "i":
-                    raise self._first_bad(part, indices, _is_integer, "an integer like the rows before it")
-                block = block.astype(dtype)
-            pending.append(block)
-            count += len(block)
-            while count >= rows:
-                joined = pending[0] if len(pending) == 1 else np.concatenate(pending)
-                yield joined[:rows, 0] if len(indices) == 1 else joined[:rows]
-                pending, count = [joined[rows:]], count - rows
-        if count:
-            joined = pending[0] if len(pending) == 1 else np.concatenate(pending)
-            yield joined[:, 0] if len(indices) == 1 else joined
+            if not np.can_cast(block.dtype, dtype):
+                raise InputError(f"line {part.starts[0]}: expected {dtype} cells as when the file was first "
+                                 f"read, but got {block.dtype} (it changed while being read)")
+            block = block.astype(dtype, copy=False)
+            yield block[:, 0] if len(indices) == 1 else block
 
     def _converted(self, indices: list[int]) -> Iterator[tuple[np.ndarray, _Rows]]:
         """Each piece's columns ``indices`` as a 2-D array, with the rows they came from. A column must
