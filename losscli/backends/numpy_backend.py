@@ -1,4 +1,5 @@
-"""The numpy backend: per-element losses in float64, the shared reduction, closed-form gradients.
+"""The numpy backend: per-element losses (float32 for float32 inputs, else float64), the shared reduction,
+closed-form gradients.
 
 The arithmetic lives here; :mod:`losscli.stream` runs it over a batch in chunks of rows (one chunk when the
 batch is small) and merges the chunks' sums: :func:`run` is that engine over one chunk.
