@@ -3,25 +3,39 @@
 >>> import numpy as np, losscli
 >>> losscli.compute("mse", np.array([1.0, 2.0]), np.array([1.0, 4.0])).item()
 2.0
+>>> losscli.compute("l1", np.array([1.0, 2.0]), np.array([1.0, 4.0]), reduction="sum",
+...                 outputs=losscli.Outputs(grad=True)).grad
+array([ 0., -1.])
+
+The public surface: :func:`compute`, :func:`check` (a gate file), :class:`LossResult`, :class:`Outputs`,
+:class:`Streaming` and the errors (:class:`LossCliError` and its subclasses). Importing it imports neither
+rich, typer, click nor torch.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .errors import BackendUnavailable, InputError, LossCliError, OptionError, ShapeError, ValueDomainError
+
 __version__ = "0.1.0"
 
-__all__ = ["LossResult", "compute", "__version__"]
+__all__ = ["BackendUnavailable", "InputError", "LossCliError", "LossResult", "OptionError", "Outputs",
+           "ShapeError", "Streaming", "ValueDomainError", "__version__", "check", "compute"]
 
 if TYPE_CHECKING:
-    from .api import LossResult, compute
+    from .api import Outputs, Streaming, compute
+    from .gates import check
+    from .result import LossResult
+
+_LAZY = {"compute": "api", "Outputs": "api", "Streaming": "api", "check": "gates", "LossResult": "result"}
 
 
 def __getattr__(name: str) -> Any:
-    """``compute`` and ``LossResult`` load the api (numpy and the loss catalog) on first use, so that
-    ``losscli --version`` and the modules that only need ``__version__`` start without it."""
-    if name in ("compute", "LossResult"):
-        from . import api
+    """The api loads numpy and the loss catalog on first use, so that ``losscli --version`` and the modules
+    that only need ``__version__`` start without it."""
+    if name in _LAZY:
+        import importlib
 
-        return getattr(api, name)
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

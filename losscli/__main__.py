@@ -1,5 +1,5 @@
 """``python -m losscli``."""
 
-from .cli import entry
+from .edge.cli import entry
 
 entry()

@@ -1,26 +1,31 @@
-"""The one entry point: ``compute(loss, input, target, ...) -> LossResult``.
+"""The one entry point: ``compute(loss, *arrays, ...) -> LossResult``.
 
-The CLI, the tests and Python users all call it. It checks and converts the arrays (the loss's family),
-runs a backend, and returns the value with everything needed to report and reproduce it.
+The CLI, ``losscli check``, the tests and Python users all call it. It checks the arguments, plans the chunks,
+runs the engine, and returns the value with everything needed to report and reproduce it. It imports
+neither rich, typer nor torch (torch only when the torch backend is asked for).
 """
 
 from __future__ import annotations
 
 import enum
 import math
-import sys
-from dataclasses import dataclass, field
-from typing import Any, Sequence
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from . import stream, views
-from .backends import Backend, runner
+from .backends import Backend
+from .engine import accumulators as views
+from .engine.accumulators import Accumulator
+from .engine.run import Computation, Feeds, Progress, Task, compute_batch, run
+from .engine.sinks import Sink
+from .engine.sources import Source, plan, source
 from .errors import OptionError
 from .losses import CATALOG, LossSpec
 from .losses.spec import Batch
 from .reduction import Reduction, resolve
-from .stream import Accumulator, Progress, source
+from .result import CrossCheck, InputInfo, LossResult
+
 
 class NanPolicy(str, enum.Enum):
     """NaN/Inf in the inputs: let them through with a warning, or refuse them."""
@@ -30,58 +35,76 @@ class NanPolicy(str, enum.Enum):
 
 
 @dataclass(frozen=True)
-class InputInfo:
-    role: str
-    source: str | None
-    shape: tuple[int, ...]
-    dtype: str
+class Outputs:
+    """What to compute besides the value.
+
+    ``grad``: d(loss)/d(first array) (for ``none``: of the sum, as ``backward(ones_like(loss))``).
+    ``per_sample``, ``top`` (K) and ``hist``: the views of :mod:`losscli.engine.accumulators`.
+    ``cross_check``: also run the other backend; it is ``ok`` when every element (gradients included)
+    satisfies ``|a - b| <= tolerance * (1 + |b|)``.
+    """
+
+    grad: bool = False
+    per_sample: bool = False
+    top: int | None = None
+    hist: bool = False
+    cross_check: bool = False
+    tolerance: float = 1e-5
 
 
 @dataclass(frozen=True)
-class CrossCheck:
-    """The other backend's answer and how far it is from the first."""
+class Streaming:
+    """How the engine runs: ``chunk_rows`` forces chunks of that many rows (else a loss streams when it is
+    large); ``progress(rows_done, rows)`` is called after each chunk of a stream; ``sink`` receives a ``none``
+    reduction's values chunk by chunk (the result's value is then what its ``close()`` returns);
+    ``accumulators`` are fed every chunk's per-element values, in row order."""
 
-    backend: Backend
-    value: np.ndarray
-    max_abs_diff: float
-    max_rel_diff: float
-    tolerance: float
-    ok: bool
+    chunk_rows: int | None = None
+    progress: Progress | None = None
+    sink: Sink | None = None
+    accumulators: Sequence[Accumulator] = ()
 
 
-@dataclass
-class LossResult:
-    loss: str
-    torch_name: str
-    reduction: Reduction  # resolved (legacy flags applied)
-    backend: Backend
-    value: np.ndarray  # 0-d for mean/sum; the loss's shape for none
-    params: dict[str, Any]
-    inputs: list[InputInfo]
-    count: int  # elements of the loss
-    selected: int  # elements that count: not masked out, not ignored
-    warnings: list[str] = field(default_factory=list)
-    cross_check: CrossCheck | None = None
-    grad: np.ndarray | None = None  # d(loss)/d(first file), that file's shape; with compute(grad=True)
-    per_sample: np.ndarray | None = None  # (N,) the loss of each sample; with compute(per_sample=True)
-    top: views.Top | None = None  # the largest losses; with compute(top=K)
-    hist: views.Hist | None = None  # a histogram of the losses; with compute(hist=True)
+def compute(loss: str | LossSpec, *arrays: Any, reduction: Reduction | str = Reduction.mean,
+            size_average: bool | None = None, reduce: bool | None = None, backend: Backend | str = Backend.numpy,
+            nan_policy: NanPolicy | str = NanPolicy.propagate, broadcast: bool = False,
+            outputs: Outputs = Outputs(), streaming: Streaming = Streaming(), **named: Any) -> LossResult:
+    """Compute ``loss`` as ``torch.nn.functional.<torch_name>`` would.
 
-    @property
-    def is_scalar(self) -> bool:
-        return self.value.ndim == 0
-
-    def item(self) -> float:
-        return float(self.value)
-
-    @property
-    def versions(self) -> dict[str, str]:
-        from . import __version__
-
-        found = {"losscli": __version__, "numpy": np.__version__}
-        if Backend.torch in (self.backend, self.cross_check and self.cross_check.backend):
-            found["torch"] = sys.modules["torch"].__version__  # imported by the torch backend
-        return found
+    ``arrays`` are the loss's files in torch's argument order (``input, target`` for most): arrays, or
+    ``losscli.io.Loaded`` (whose file names then appear in messages, and whose rows are read chunk by chunk
+    when the loss streams); a file that takes a number (gaussian-nll's ``var``) may also be a float.
+    ``named`` holds the loss's other files (``spec.extras``: weight, pos_weight, mask, linear_bias) and its
+    options (``spec.options``: beta, ignore_index, ...). A ``mask`` selects elements of the loss: ``mean``
+    divides by what the selected elements contribute (their count, or their weights where torch divides by
+    weights). Raises ``LossCliError`` on bad input, naming the argument.
+    """
+    spec = lookup(loss)
+    backend = _convert("backend", Backend, backend)
+    nan_policy = _convert("nan_policy", NanPolicy, nan_policy)
+    resolved, legacy_warning = resolve(reduction, size_average, reduce)
+    if resolved not in spec.reductions:
+        raise OptionError(f"{spec.name} takes {', '.join(r.value for r in spec.reductions)}, but got "
+                          f"{resolved.value}", argument="reduction")
+    if broadcast and not spec.family.broadcasts:
+        raise OptionError(f"{spec.name} does not broadcast (torch requires matching shapes)", argument="broadcast")
+    sources = _sources(spec, arrays, named)
+    task = Task(spec, sources, _params(spec, named), resolved, broadcast, nan_policy.value, outputs.grad)
+    asked: dict[str, Any] = {}
+    feeds = Feeds(streaming.sink, list(streaming.accumulators), streaming.progress)
+    feeds.check = _first_batch(task, outputs, Reduction(reduction), legacy_warning is not None, asked, feeds)
+    whole = outputs.grad or outputs.cross_check or backend is not Backend.numpy
+    done = run(task, plan(spec, sources, broadcast, whole=whole, chunk_rows=streaming.chunk_rows), backend, feeds)
+    warnings = ([legacy_warning] if legacy_warning else []) + done.warnings
+    if resolved is Reduction.mean and done.selected == 0:
+        warnings.append("mean over 0 selected elements (all masked out or ignored) is NaN, as in torch")
+    return LossResult(
+        loss=spec.name, torch_name=spec.torch_name, reduction=resolved, backend=backend, value=done.value,
+        params=task.params, inputs=[_info(s) for s in sources.values()], count=math.prod(done.loss_shape),
+        selected=done.selected, warnings=list(dict.fromkeys(warnings)), grad=_grad(task, done),
+        cross_check=_cross_check(task, done, backend, outputs) if outputs.cross_check else None,
+        **{name: view.finish() for name, view in asked.items()},
+    )
 
 
 def lookup(loss: str | LossSpec) -> LossSpec:
@@ -90,158 +113,86 @@ def lookup(loss: str | LossSpec) -> LossSpec:
     try:
         return CATALOG[loss]
     except KeyError:
-        raise OptionError(f"loss: expected one of {', '.join(CATALOG)}, but got {loss!r}") from None
+        raise OptionError(f"expected one of {', '.join(CATALOG)}, but got {loss!r}", argument="loss") from None
 
 
-def _params(spec: LossSpec, given: dict[str, Any]) -> dict[str, Any]:
-    unknown = set(given) - set(spec.defaults())
-    if unknown:
-        takes = ", ".join(spec.defaults()) or "no options"
-        raise OptionError(f"{sorted(unknown)[0]}: {spec.name} takes {takes}")
-    params = {**spec.defaults(), **given}
-    for option in spec.options:  # str -> enum, int -> float, as a CLI or a Python caller may pass them
-        params[option.name] = _convert(option.flag, option.type, params[option.name])
+def _sources(spec: LossSpec, arrays: tuple[Any, ...], named: dict[str, Any]) -> dict[str, Source]:
+    """The loss's files (positional, then the named ones given), as the engine reads them."""
+    names = [f.name for f in spec.files]
+    if len(arrays) != len(names):
+        raise OptionError(f"expected {len(names)} arrays ({', '.join(names)}), but got {len(arrays)}",
+                          argument=spec.name)
+    found = {name: source(name, value) for name, value in zip(names, arrays)}
+    for extra in spec.extras:
+        if named.get(extra.name) is not None:
+            found[extra.name] = source(extra.name, named[extra.name])
+    return found
+
+
+def _params(spec: LossSpec, named: dict[str, Any]) -> dict[str, Any]:
+    """The loss's options: the defaults, with those given converted (str -> enum, int -> float)."""
+    files = {f.name for f in spec.extras}
+    for name in sorted(set(named) - files - set(spec.defaults())):
+        if name in {f.name for other in CATALOG.values() for f in other.extras}:  # a file this loss takes not
+            if named[name] is None:
+                continue
+            raise OptionError(f"{spec.name} takes no {name}", argument=name)
+        raise OptionError(f"{spec.name} takes {', '.join(spec.defaults()) or 'no options'}", argument=name)
+    params = {**spec.defaults(), **{k: v for k, v in named.items() if k in spec.defaults()}}
+    for option in spec.options:
+        params[option.name] = _convert(option.name, option.type, params[option.name])
     return params
 
 
-def _convert(flag: str, kind: type, value: Any) -> Any:
-    """``kind(value)``, or an OptionError naming the flag and what it takes."""
+def _convert(argument: str, kind: type, value: Any) -> Any:
+    """``kind(value)``, or an OptionError naming the argument and what it takes."""
     try:
         return kind(value)
     except (TypeError, ValueError):
         expected = (f"one of {', '.join(m.value for m in kind)}" if isinstance(kind, type) and
                     issubclass(kind, enum.Enum) else f"a value of type {kind.__name__}")
-        raise OptionError(f"{flag}: expected {expected}, but got {value!r}") from None
+        raise OptionError(f"expected {expected}, but got {value!r}", argument=argument) from None
 
 
-def compute(
-    loss: str | LossSpec,
-    *arrays: Any,
-    weight: Any = None,
-    pos_weight: Any = None,
-    mask: Any = None,
-    reduction: Reduction | str = Reduction.mean,
-    size_average: bool | None = None,
-    reduce: bool | None = None,
-    backend: Backend | str = Backend.numpy,
-    broadcast: bool = False,
-    nan_policy: NanPolicy | str = NanPolicy.propagate,
-    cross_check: bool = False,
-    tolerance: float = 1e-5,
-    grad: bool = False,
-    per_sample: bool = False,
-    top: int | None = None,
-    hist: bool = False,
-    output: str | None = None,
-    accumulators: Sequence[Accumulator] = (),
-    progress: Progress | None = None,
-    chunk_rows: int | None = None,
-    **params: Any,
-) -> LossResult:
-    """Compute ``loss`` as ``torch.nn.functional.<torch_name>`` would.
-
-    ``arrays`` are the loss's files in torch's argument order (``input, target`` for most). They, and
-    ``weight``, ``pos_weight`` and ``mask``, are arrays (or ``losscli.io.Loaded``, whose file names then
-    appear in messages, and whose rows are read chunk by chunk when the loss streams); a file that takes a
-    number (gaussian-nll's ``var``) may also be a float. ``mask``
-    selects elements of the loss: ``mean`` divides by
-    what the selected elements contribute (their count, or their weights where torch divides by weights).
-    ``cross_check`` also runs the other backend and records the largest difference; it is ``ok`` when
-    every element satisfies ``|a - b| <= tolerance * (1 + |b|)``, gradients included. ``grad`` also
-    computes d(loss)/d(first array) (for ``none``: of the sum, as ``backward(ones_like(loss))``).
-    A loss's optional files (``spec.optional_files``: linear-cross-entropy's ``linear_bias``) are keywords.
-
-    ``per_sample``, ``top`` and ``hist`` ask for the views of :mod:`losscli.views` (the result's
-    ``per_sample``, ``top`` and ``hist``).
-
-    Large inputs stream (numpy backend; see :mod:`losscli.stream`): ``output`` (.npy or .csv) receives the
-    value (or with ``per_sample`` the per-sample values), for a streamed ``none`` chunk by chunk, and the
-    result's value is then that file mapped read-only.
-    ``accumulators`` (:class:`losscli.stream.Accumulator`) are fed every chunk's per-element values, in row
-    order (one chunk starting at row 0 in memory); ``progress(rows_done, rows)`` is called after each
-    chunk of a stream. ``chunk_rows`` forces streaming in chunks of that many rows.
-    Raises ``LossCliError`` on bad input.
-    """
-    spec = lookup(loss)
-    backend = _convert("--backend", Backend, backend)
-    nan_policy = _convert("--nan-policy", NanPolicy, nan_policy)
-    resolved, legacy_warning = resolve(reduction, size_average, reduce)
-    if resolved not in spec.reductions:
-        raise OptionError(f"--reduction: {spec.name} takes {', '.join(r.value for r in spec.reductions)}, "
-                          f"but got {resolved.value}")
-    optional = {f.name: params.pop(f.name) for f in spec.optional_files if f.name in params}
-    params = _params(spec, params)
-    names = [f.name for f in spec.files]
-    if len(arrays) != len(names):
-        raise OptionError(f"{spec.name}: expected {len(names)} arrays ({', '.join(names)}), but got {len(arrays)}")
-    sources = {name: source(name, value) for name, value in zip(names, arrays)}
-    sources.update((name, source(name, value)) for name, value in optional.items() if value is not None)
-    for role, value, accepted in (("weight", weight, spec.weight_help is not None),
-                                  ("pos_weight", pos_weight, spec.pos_weight), ("mask", mask, True)):
-        if value is None:
-            continue
-        if not accepted:
-            raise OptionError(f"--{role.replace('_', '-')}: {spec.name} takes no {role}")
-        sources[role] = source(role, value)
-    if broadcast and not spec.family.broadcasts:
-        raise OptionError(f"--broadcast: {spec.name} does not broadcast (torch requires matching shapes)")
-
-    feeds, asked = list(accumulators), {}
-
+def _first_batch(task: Task, outputs: Outputs, reduction: Reduction, legacy: bool, asked: dict[str, Any],
+                 feeds: Feeds) -> Callable[[Batch], list[str]]:
+    """The engine's check of the first prepared batch: the views asked for (into ``asked``, and fed from then
+    on), and the loss's word on its reduction."""
     def check(batch: Batch) -> list[str]:
-        """Once the first chunk is prepared: the views (fed from then on), and the loss's word on its reduction."""
-        asked.update(views.accumulators(per_sample, top, hist, resolved, batch.loss_shape, batch.dtype))
-        feeds.extend(asked.values())
-        if spec.reduction_check is None:
-            return []
-        return spec.reduction_check(Reduction(reduction), resolved, legacy_warning is not None, batch)
+        asked.update(views.accumulators(outputs.per_sample, outputs.top, outputs.hist, task.reduction,
+                                        batch.loss_shape, batch.dtype))
+        feeds.accumulators = [*feeds.accumulators, *asked.values()]
+        word = task.spec.reduction_check
+        return [] if word is None else word(reduction, task.reduction, legacy, batch)
 
-    chunks = stream.plan(spec, sources, broadcast, whole=grad or cross_check or backend is not Backend.numpy,
-                         chunk_rows=chunk_rows)
-    done = stream.run(spec, sources, params, resolved, chunks=chunks, backend=backend, broadcast=broadcast,
-                      nan_policy=nan_policy.value, grad=grad, output=None if per_sample else output,
-                      accumulators=feeds, progress=progress, check=check)
-    batch, warnings = done.batch, ([legacy_warning] if legacy_warning else []) + done.warnings
-    first_shape = tuple(sources[names[0]].rows.shape)
-    value, gradient = done.value, _grad(done.grad, first_shape, batch)
-    if resolved is Reduction.mean and done.selected == 0:
-        warnings.append("mean over 0 selected elements (all masked out or ignored) is NaN, as in torch")
-    found = {name: view.finish() for name, view in asked.items()}
-    if output is not None and (per_sample or not (chunks is not None and resolved is Reduction.none)):
-        from .render import save  # the render package imports this module
-
-        save(found["per_sample"] if per_sample else value, output, "--output")
-
-    check_result = None
-    if cross_check:
-        other_backend = Backend.torch if backend is Backend.numpy else Backend.numpy
-        other = runner(other_backend)(spec, batch, params, resolved, grad)
-        check_result = _compare(other_backend, (value, gradient), (other.value.astype(batch.dtype),
-                                                                   _grad(other.grad, first_shape, batch)), tolerance)
-
-    inputs = [InputInfo(s.role, s.label, tuple(s.rows.shape), str(s.rows.dtype)) for s in sources.values()]
-    return LossResult(
-        loss=spec.name, torch_name=spec.torch_name, reduction=resolved, backend=backend, value=value,
-        params=params, inputs=inputs, count=math.prod(done.loss_shape), selected=done.selected,
-        warnings=list(dict.fromkeys(warnings)), cross_check=check_result, grad=gradient, **found,
-    )
+    return check
 
 
-def _grad(grad: np.ndarray | None, shape: tuple[int, ...], batch: Batch) -> np.ndarray | None:
-    """A backend's gradient in the user's layout: the first array's shape, the loss's dtype."""
-    return None if grad is None else grad.reshape(shape).astype(batch.dtype)
+def _grad(task: Task, done: Computation) -> np.ndarray | None:
+    """The gradient in the user's layout: the first array's shape, the loss's dtype."""
+    if done.grad is None:
+        return None
+    first = task.sources[task.spec.files[0].name]
+    return done.grad.reshape(tuple(first.rows.shape)).astype(done.batch.dtype)
 
 
-def _compare(backend: Backend, ours: tuple[np.ndarray, np.ndarray | None],
-             theirs: tuple[np.ndarray, np.ndarray | None], tolerance: float) -> CrossCheck:
-    """Largest differences between two backends' values (and gradients, when computed)."""
+def _info(s: Source) -> InputInfo:
+    number = float(s.rows.whole()) if s.number else None
+    return InputInfo(s.role, s.label, tuple(s.rows.shape), str(s.rows.dtype), number)
+
+
+def _cross_check(task: Task, done: Computation, backend: Backend, outputs: Outputs) -> CrossCheck:
+    """The other backend over the same batch; the largest differences of values (and gradients)."""
+    other = Backend.torch if backend is Backend.numpy else Backend.numpy
+    theirs = compute_batch(task, done.batch, other)
+    ours = [done.value, _grad(task, done)]
+    found = [theirs.value.astype(done.batch.dtype), _grad(task, done._replace(grad=theirs.grad))]
     a = np.concatenate([np.ravel(x).astype(np.float64) for x in ours if x is not None])
-    b = np.concatenate([np.ravel(x).astype(np.float64) for x in theirs if x is not None])
+    b = np.concatenate([np.ravel(x).astype(np.float64) for x in found if x is not None])
     both_nan = np.isnan(a) & np.isnan(b)
     with np.errstate(invalid="ignore", divide="ignore"):
         diff = np.where(both_nan | (a == b), 0.0, np.abs(a - b))
         rel = np.where(diff == 0, 0.0, diff / np.abs(b))
-    ok = bool(np.all(diff <= tolerance * (1 + np.abs(b))))  # NaN against a number fails
-    max_abs = float(np.max(diff)) if diff.size else 0.0
-    max_rel = float(np.max(rel)) if rel.size else 0.0
-    return CrossCheck(backend, theirs[0], max_abs, max_rel, tolerance, ok)
+    ok = bool(np.all(diff <= outputs.tolerance * (1 + np.abs(b))))  # NaN against a number fails
+    return CrossCheck(other, found[0], float(np.max(diff)) if diff.size else 0.0,
+                      float(np.max(rel)) if rel.size else 0.0, outputs.tolerance, ok)

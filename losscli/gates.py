@@ -21,9 +21,7 @@ bounds) is checked before anything runs: any mistake raises :class:`GateError`. 
 check: a missing file, shapes that do not fit or values outside a loss's domain make that one check's
 status ``error``, and the other checks still run.
 
-Values compare as the loss commands print them (``0.72960657`` for a float32 result), and regression
-bounds are decimal arithmetic on those printed numbers, so ``0.75`` against a baseline of ``0.7`` is an
-increase of exactly ``0.05``.
+Each check's value is judged by :func:`losscli.judge.judge`, the judge of the loss commands' thresholds too.
 """
 
 from __future__ import annotations
@@ -38,7 +36,6 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from decimal import Decimal
 from typing import Any
 
 from .api import NanPolicy, compute
@@ -46,6 +43,7 @@ from .backends import Backend
 from .errors import LossCliError
 from .io import Loader, parse_spec
 from .io.files import read_text
+from .judge import BOUNDS, REGRESSION, judge
 from .losses import CATALOG, LossSpec
 from .reduction import Reduction
 
@@ -55,12 +53,10 @@ except ModuleNotFoundError:  # Python 3.10: the same parser, as a package
     import tomli as tomllib  # type: ignore[no-redef]
 
 SCHEMA_VERSION = 1  # of the JSON report (losscli/report.schema.json); bump on an incompatible change
-BOUNDS = ("max", "min", "max_increase", "max_increase_pct")
-REGRESSION = ("max_increase", "max_increase_pct")
 
 
 class GateError(LossCliError):
-    """The gate file, a baseline report or a --only/--skip name is invalid: no check runs."""
+    """The gate file, a baseline report or an ``only``/``skip`` name is invalid: no check runs."""
 
 
 class Status(str, enum.Enum):
@@ -281,9 +277,7 @@ def _check(where: str, index: int, table: Any, base: str) -> Check:
 
 def _keys(spec: LossSpec) -> tuple[list[str], list[str]]:
     """The keys a check of this loss takes, and of them the optional files (weight, mask, ...) in order."""
-    extras = [f.name for f in spec.optional_files]
-    extras += [role for role, taken in (("weight", spec.weight_help), ("pos_weight", spec.pos_weight)) if taken]
-    extras.append("mask")
+    extras = [f.name for f in spec.extras]
     keys = [*COMMON_KEYS, *(f.name for f in spec.files), *extras, *(o.name for o in spec.options)]
     if spec.family.broadcasts:
         keys.append("broadcast")
@@ -387,7 +381,7 @@ def _shown(value: Any) -> str:
 
 def load_baseline(path: str) -> Baseline:
     """Read a report of an earlier run; raises :class:`GateError` when it is not one."""
-    where = f"--baseline ({path})"
+    where = f"{{baseline}} ({path})"
     try:
         document = json.loads(read_text(path, "a losscli check report (JSON)"))
     except LossCliError as exc:
@@ -431,11 +425,11 @@ def load_baseline(path: str) -> Baseline:
 def select(checks: list[Check], only: list[str], skip: list[str]) -> dict[str, str]:
     """The checks that will not run, each with why; unknown names raise :class:`GateError`."""
     names = [c.name for c in checks]
-    for option, given in (("--only", only), ("--skip", skip)):
+    for argument, given in (("only", only), ("skip", skip)):
         for name in given:
             if name not in names:
-                raise GateError(f"{option}: expected one of the gate file's checks "
-                                f"({', '.join(map(repr, names))}), but got {name!r}")
+                raise GateError(f"expected one of the gate file's checks ({', '.join(map(repr, names))}), but "
+                                f"got {name!r}", argument=argument)
     left_out = {n: "not selected by --only" for n in names if only and n not in only}
     left_out.update((n, "skipped by --skip") for n in skip)
     return left_out
@@ -453,9 +447,11 @@ def run_checks(gate_file: str, checks: list[Check], *, baseline: Baseline | None
     return Run(gate_file, created, outcomes, baseline, time.perf_counter() - start)
 
 
-def run_gate_file(gate_file: str, *, baseline: str | None = None, only: Sequence[str] = (),
-                  skip: Sequence[str] = ()) -> Run:
-    """``losscli check``: load the gate file and the baseline, select, run."""
+def check(gate_file: str, *, baseline: str | None = None, only: Sequence[str] = (), skip: Sequence[str] = ()) -> Run:
+    """Run the checks of a gate file (``losscli check``): load it and the baseline report, select, run.
+
+    Raises :class:`GateError` when the gate file, the baseline or a name in ``only``/``skip`` is invalid; an
+    invalid input of one check makes that check's status ``error`` and the others still run."""
     checks = load_gates(gate_file)
     left_out = select(checks, list(only), list(skip))
     return run_checks(gate_file, checks, baseline=load_baseline(baseline) if baseline else None,
@@ -488,59 +484,20 @@ def _run_one(check: Check, loader: Loader, digests: _Digests, baseline: Baseline
 
 def _judge(outcome: Outcome, baseline: Baseline | None) -> None:
     """Set the status from the bounds, the baseline and NaN."""
-    bounds, value, printed = outcome.check.bounds, outcome.value, outcome.printed
-    assert value is not None
-    fails: list[tuple[str, str]] = []
-    if math.isnan(value):
-        fails.append(("nan", "the value is NaN, and NaN never passes a gate"))
-    if "max" in bounds and value > bounds["max"]:
-        fails.append(("max", f"{printed} is above max {number_text(bounds['max'])}"))
-    if "min" in bounds and value < bounds["min"]:
-        fails.append(("min", f"{printed} is below min {number_text(bounds['min'])}"))
+    bounds, printed = outcome.check.bounds, outcome.printed
+    assert printed is not None
+    base = None
     regression = [b for b in REGRESSION if b in bounds]
     if regression:
-        base, why = baseline.value_for(outcome.check) if baseline else (None, "no --baseline given")
+        base, why = baseline.value_for(outcome.check) if baseline else (None, "no baseline given")
         if base is None:
             outcome.no_baseline = why
             outcome.notes.append(f"no baseline ({why}): {' and '.join(regression)} not checked")
-        else:
-            outcome.baseline = base
-            if not math.isnan(value):
-                fails += _regression(outcome, base)
-    outcome.failed = [kind for kind, _ in fails]
-    outcome.reasons = [reason for _, reason in fails]
-    outcome.status = Status.failed if fails else Status.passed
-
-
-def _regression(outcome: Outcome, base: float) -> list[tuple[str, str]]:
-    """Compare with the baseline value in decimal arithmetic on the printed numbers."""
-    bounds, value = outcome.check.bounds, outcome.value
-    assert value is not None
-    if math.isinf(value):
-        outcome.delta = value - base
-        return [(b, f"{outcome.printed} is not finite (baseline {number_text(base)})") for b in REGRESSION if b in bounds]
-    delta = Decimal(repr(value)) - Decimal(repr(base))
-    outcome.delta = float(delta)
-    outcome.delta_pct = None if base == 0 else float(delta / abs(Decimal(repr(base))) * 100)
-    fails = []
-    above = f"{outcome.printed} is {_decimal(delta)} above the baseline {number_text(base)}"
-    if "max_increase" in bounds and delta > Decimal(repr(bounds["max_increase"])):
-        fails.append(("max_increase", f"{above}, more than max_increase {number_text(bounds['max_increase'])}"))
-    if "max_increase_pct" in bounds and delta * 100 > Decimal(repr(bounds["max_increase_pct"])) * abs(
-            Decimal(repr(base))):
-        pct = "" if outcome.delta_pct is None else f" (+{outcome.delta_pct:.4g}%)"
-        limit = number_text(bounds["max_increase_pct"])
-        fails.append(("max_increase_pct", f"{above}{pct}, more than max_increase_pct {limit}%"))
-    return fails
-
-
-def _decimal(value: Decimal) -> str:
-    return format(value.normalize(), "f")
-
-
-def number_text(value: float) -> str:
-    """A bound or a baseline as written in the gate file: 1 rather than 1.0 (TOML's 1 and 1.0 are one bound)."""
-    return str(int(value)) if value.is_integer() and abs(value) < 1e16 else repr(value)
+        outcome.baseline = base
+    verdict = judge(printed, bounds, base)
+    outcome.delta, outcome.delta_pct = verdict.delta, verdict.delta_pct
+    outcome.failed, outcome.reasons = verdict.failed, verdict.reasons
+    outcome.status = Status.passed if verdict.passed else Status.failed
 
 
 class _Digests(dict):

@@ -55,7 +55,7 @@ def resolve(
         reduction = Reduction(reduction)
     except ValueError:
         choices = ", ".join(r.value for r in Reduction)
-        raise OptionError(f"--reduction: expected one of {choices}, but got {reduction!r}") from None
+        raise OptionError(f"expected one of {choices}, but got {reduction!r}", argument="reduction") from None
     if size_average is None and reduce is None:
         return reduction, None
     size_average = True if size_average is None else size_average

@@ -1,15 +1,13 @@
 """Backends compute a prepared :class:`~losscli.losses.spec.Batch`: numpy (default, never imports
-torch) and torch (imported only when asked for)."""
+torch; :mod:`.numpy_backend` gives per-element values and gradients that the engine reduces) and torch
+(:mod:`.torch_backend`, imported only when asked for)."""
 
 from __future__ import annotations
 
 import enum
-from typing import Any, Callable, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
-
-from ..losses.spec import Batch, LossSpec
-from ..reduction import Reduction
 
 
 class Backend(str, enum.Enum):
@@ -20,17 +18,3 @@ class Backend(str, enum.Enum):
 class Computed(NamedTuple):
     value: np.ndarray  # 0-d for mean/sum; the loss's shape for none
     grad: np.ndarray | None  # d(loss)/d(first file), in the batch's layout; None unless asked for
-
-
-# spec, batch, option values, reduction, whether to differentiate -> Computed
-RunFn = Callable[[LossSpec, Batch, dict[str, Any], Reduction, bool], Computed]
-
-
-def runner(backend: Backend) -> RunFn:
-    if backend is Backend.torch:
-        from . import torch_backend
-
-        return torch_backend.run
-    from . import numpy_backend
-
-    return numpy_backend.run

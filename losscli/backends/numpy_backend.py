@@ -1,8 +1,8 @@
 """The numpy backend: per-element losses (float32 for float32 inputs, else float64), the shared reduction,
 closed-form gradients.
 
-The arithmetic lives here; :mod:`losscli.stream` runs it over a batch in chunks of rows (one chunk when the
-batch is small) and merges the chunks' sums: :func:`run` is that engine over one chunk.
+The arithmetic lives here; :mod:`losscli.engine` runs it over a batch in chunks of rows (one chunk when the
+batch is small) and merges the chunks' sums.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import numpy as np
 
 from ..losses.spec import Batch, LossSpec
 from ..reduction import Elements, Partial, Reduction, upstream
-from . import Computed
 
 
 def elements(spec: LossSpec, batch: Batch, params: dict[str, Any], *,
@@ -36,9 +35,3 @@ def gradient(spec: LossSpec, batch: Batch, params: dict[str, Any], arrays: dict[
     with np.errstate(all="ignore"):
         coef = upstream(found, batch.mask, reduction, totals, rows)
         return spec.grad(arrays, params, batch, coef) + 0.0  # + 0.0: no -0 where coef is 0
-
-
-def run(spec: LossSpec, batch: Batch, params: dict[str, Any], reduction: Reduction, grad: bool) -> Computed:
-    from ..stream import run_batch  # the engine imports this module
-
-    return run_batch(spec, batch, params, reduction, grad)

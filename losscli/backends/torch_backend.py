@@ -21,8 +21,8 @@ try:
     import torch.nn.functional as F
 except ImportError as exc:  # pragma: no cover - exercised where torch is missing
     raise BackendUnavailable(
-        "--backend torch: expected an importable torch, but got " f"'{exc}'; install it with "
-        "pip install 'losscli[torch]' (or pip install torch==2.13.0 for the CPU build)"
+        f"expected an importable torch, but got '{exc}'; install it with pip install 'losscli[torch]' "
+        "(or pip install torch==2.13.0 for the CPU build)", argument="backend"
     ) from None
 
 # torch's warnings that losscli raises itself in both backends, so that they appear once

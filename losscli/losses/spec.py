@@ -74,6 +74,7 @@ class FileArg:
     name: str  # compute()'s and torch's name for it: "input", "target", "var"
     help: str
     number_ok: bool = False  # the command line also takes a number here (gaussian-nll's var)
+    short: str | None = None  # a short flag for a named file ("-w")
 
 
 PREDICTIONS_AND_TARGETS = (FileArg("input", "predictions"), FileArg("target", "targets"))
@@ -102,6 +103,17 @@ class LossSpec:
     example: str = ""  # runnable on samples/
     check: CheckFn | None = None
     reduction_check: ReductionCheckFn | None = None  # kl-div: torch's warning for mean, batchmean's limits
+
+    @property
+    def extras(self) -> tuple[FileArg, ...]:
+        """The named files the loss takes besides its positional ones: optional files, weight, pos_weight, mask."""
+        found = list(self.optional_files)
+        if self.weight_help:
+            found.append(FileArg("weight", self.weight_help, short="-w"))
+        if self.pos_weight:
+            found.append(FileArg("pos_weight", "weight of positive examples (FILE), broadcast to the input"))
+        return (*found, FileArg("mask", "0/1 or boolean, the loss's shape: mean divides by what the selected "
+                                "elements contribute", short="-m"))
 
     def defaults(self) -> dict[str, Any]:
         return {o.name: o.default for o in self.options}

@@ -1,6 +1,7 @@
-"""Views of a loss beyond its one number: the loss per sample, the K largest losses, a histogram.
+"""Accumulators: views of a loss beyond its one number (the loss per sample, the K largest losses, a
+histogram), fed chunk by chunk by the engine.
 
-Each view is an accumulator. ``update(start, elements, select)`` takes one chunk of rows: ``start`` is the
+Each view is an :class:`Accumulator`. ``update(start, elements, select)`` takes one chunk of rows: ``start`` is the
 index of its first row along the loss's first axis, ``elements`` its per-element values and mean denominators
 (:class:`~losscli.reduction.Elements`), ``select`` the elements that count (``reduction.selection``; None:
 all). Chunks may come in any order; ``finish()`` gives the view. The in-memory path feeds one chunk, the
@@ -17,17 +18,26 @@ What counts is what the reduction counts: masked-out and ignored elements never 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
+
+from typing import Protocol
 
 import numpy as np
 
-from .backends import Backend, numpy_backend, runner
-from .errors import OptionError
-from .losses.spec import Batch, LossSpec
-from .reduction import Elements, Reduction, selection
+from ..errors import OptionError
+from ..reduction import Elements, Reduction
 
 FLOAT64 = np.dtype(np.float64)
 BINS = 12  # at most this many histogram bins (at least about half as many when the values spread)
+
+
+class Accumulator(Protocol):
+    """Something fed every chunk of a loss (the views below, or a caller's own)."""
+
+    def update(self, start: int, elements: Elements, select: np.ndarray | None) -> None:
+        """``start``: the chunk's first row along the loss's first axis; ``elements``: its per-element values
+        (arrays broadcastable to the chunk's loss shape; float32 for a float32 loss, which computes in float32,
+        else float64); ``select``: the elements that count (``reduction.selection(valid, mask)``; None: all)."""
 
 
 @dataclass(frozen=True)
@@ -54,49 +64,27 @@ class Hist:
 
 def accumulators(per_sample: bool, top: int | None, hist: bool, reduction: Reduction,
                  loss_shape: tuple[int, ...], dtype: np.dtype) -> dict:
-    """The views asked for, checked, as ``{"per_sample": PerSample, "top": TopK, "hist": Histogram}``
+    """The views asked for, checked, as ``{"per_sample": SampleLosses, "top": TopK, "hist": Histogram}``
     (only those asked for); ``loss_shape`` and ``dtype`` are the (first chunk's) loss's. ``per_sample`` also
     makes top and hist rank and count samples, not elements."""
     if per_sample and reduction is Reduction.none:
-        raise OptionError("--per-sample: expected a reduction to apply to each sample (mean, sum), but the "
-                          "reduction is none (its output is the per-element values already)")
+        raise OptionError("expected a reduction to apply to each sample (mean, sum), but the reduction is none "
+                          "(its output is the per-element values already)", argument="per_sample")
     if top is not None:
         if isinstance(top, bool) or not isinstance(top, (int, np.integer)) or top < 1:
-            raise OptionError(f"--top: expected a count of 1 or more, but got {top!r}")
+            raise OptionError(f"expected a count of 1 or more, but got {top!r}", argument="top")
         if not loss_shape:
-            raise OptionError("--top: expected a loss with samples to rank, but this loss is a single value "
-                              "(shape ())")
+            raise OptionError("expected a loss with samples to rank, but this loss is a single value (shape ())",
+                              argument="top")
     by = reduction if per_sample else None
     found: dict = {}
     if per_sample:
-        found["per_sample"] = PerSample(reduction, dtype)
+        found["per_sample"] = SampleLosses(reduction, dtype)
     if top is not None:
         found["top"] = TopK(int(top), by, dtype)
     if hist:
         found["hist"] = Histogram(by)
     return found
-
-
-def elements(spec: LossSpec, batch: Batch, params: dict, backend: Backend) -> Elements:
-    """The whole batch's per-element values, as one chunk for the views.
-
-    With the torch backend the values are torch's (``reduction='none'``); what ``mean`` divides by comes
-    from the inputs alone (weights, ignored targets, lengths), never from predictions, so it is the same
-    for both backends and is taken from the loss's numpy definition.
-    """
-    found = numpy_backend.elements(spec, batch, params)[1]
-    if backend is Backend.torch:
-        unmasked = replace(batch, mask=None, warnings=[])  # the views select; torch's warnings were reported
-        values = runner(backend)(spec, unmasked, params, Reduction.none, False).value
-        found = replace(found, values=values.astype(np.float64).reshape(np.shape(found.values)))
-    return found
-
-
-def feed(views, batch_elements: Elements, mask: np.ndarray | None) -> None:
-    """The whole batch as one chunk starting at row 0 (the torch backend's path)."""
-    select = selection(batch_elements.valid, mask)
-    for view in views:
-        view.update(0, batch_elements, select)
 
 
 # -- rows of a chunk -------------------------------------------------------------------------------------
@@ -151,7 +139,7 @@ def sample_values(chunk: _Rows, reduction: Reduction) -> tuple[np.ndarray, np.nd
 # -- the views -------------------------------------------------------------------------------------------
 
 
-class PerSample:
+class SampleLosses:
     """The loss of each sample (row along the loss's first axis), in the loss's dtype (summed in float64)."""
 
     def __init__(self, reduction: Reduction, dtype: np.dtype = FLOAT64):

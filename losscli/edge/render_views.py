@@ -1,4 +1,4 @@
-"""The views of :mod:`losscli.views` (per sample, top K, histogram) in each format.
+"""The views of :mod:`losscli.engine.accumulators` (per sample, top K, histogram) in each format.
 
 ``table`` and ``json`` show every view asked for. ``plain`` and ``csv`` print one table of numbers, so they
 print one view: the top K if asked for, else the histogram, else the per-sample values (asking for the top
@@ -13,20 +13,12 @@ import numpy as np
 from rich.table import Table
 from rich.text import Text
 
-from ..api import LossResult
-from ..errors import OptionError
-from ..views import Hist, Top
-from . import Format, _cell, _grid, _shape, array_csv, json_number, json_value
+from ..engine.accumulators import Hist, Top
+from ..result import LossResult
+from .cells import array_csv, cell, grid, json_number, json_value, shape_text
 
 BAR = 32  # characters of the longest histogram bar
 EIGHTHS = " ▏▎▍▌▋▊▉"
-
-
-def check_format(fmt: Format, top: int | None, hist: bool) -> None:
-    """plain and csv print one view: refuse two before any work is done."""
-    if fmt in (Format.plain, Format.csv) and top is not None and hist:
-        raise OptionError(f"--format {fmt.value}: expected one of --top and --hist (it prints one table of "
-                          "numbers), but got both; use --format table or json to see both")
 
 
 def _unit(result: LossResult, top_or_hist: Top | Hist) -> str:
@@ -110,8 +102,8 @@ def view_parts(result: LossResult) -> list[Any]:
     parts: list[Any] = []
     if result.per_sample is not None:
         ps = result.per_sample
-        title = f"loss per sample ({result.reduction.value} of each row), {_shape(ps.shape)} {ps.dtype}"
-        parts += [Text(), Text(title, style="bold"), _grid(ps), _sample_summary(ps)]
+        title = f"loss per sample ({result.reduction.value} of each row), {shape_text(ps.shape)} {ps.dtype}"
+        parts += [Text(), Text(title, style="bold"), grid(ps), _sample_summary(ps)]
     if result.top is not None:
         parts += [Text(), Text(f"top {result.top.value.size} {_unit(result, result.top)} by loss", style="bold"),
                   _top_table(result.top)]
@@ -141,7 +133,7 @@ def _top_table(top: Top) -> Table:
     table.add_column("loss", justify="right")
     for i in range(top.value.size):
         index = _index(top, i)
-        table.add_row(str(i + 1), str(index[0]) if top.by_sample else str(tuple(index)), _cell(top.value[i]))
+        table.add_row(str(i + 1), str(index[0]) if top.by_sample else str(tuple(index)), cell(top.value[i]))
     return table
 
 
@@ -159,6 +151,6 @@ def _hist_table(h: Hist) -> Table:
     most = int(h.counts.max()) if h.counts.size else 0
     point = h.edges.size == 2 and h.edges[0] == h.edges[1]
     for i, count in enumerate(h.counts):
-        low, high = _cell(h.edges[i]), _cell(h.edges[i + 1])
+        low, high = cell(h.edges[i]), cell(h.edges[i + 1])
         table.add_row(f"[{low}, {high}]" if point else f"[{low}, {high})", str(count), _bar(int(count), most))
     return table

@@ -14,9 +14,9 @@ from rich.table import Table
 from rich.text import Text
 
 from .. import __version__
-from ..errors import InputError
-from ..gates import REGRESSION, SCHEMA_VERSION, Outcome, Run, Status, number_text
-from . import json_number
+from ..gates import SCHEMA_VERSION, Outcome, Run, Status
+from ..judge import REGRESSION, number_text
+from .cells import json_number
 
 STATUS_WORD = {Status.passed: "pass", Status.failed: "FAIL", Status.error: "error", Status.skipped: "skipped"}
 STATUS_STYLE = {Status.passed: "green", Status.failed: "bold red", Status.error: "yellow", Status.skipped: "dim"}
@@ -125,15 +125,6 @@ def to_report(run: Run) -> dict[str, Any]:
 
 def to_json_text(run: Run) -> str:
     return json.dumps(to_report(run), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
-
-
-def write(path: str, text: str, option: str) -> None:
-    """Write a report file; an unwritable path is an InputError naming the option."""
-    try:
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(text)
-    except OSError as exc:
-        raise InputError(f"{option} ({path}): expected a writable path, but got '{exc.strerror or exc}'") from None
 
 
 def _check_json(outcome: Outcome) -> dict[str, Any]:

@@ -4,17 +4,21 @@ a string) and print nothing; the command prints once."""
 from __future__ import annotations
 
 import enum
-import itertools
 import json
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
+from rich import box
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from ..api import LossResult
-from ..errors import InputError
+from ..errors import OptionError, flag
+from ..losses import LossSpec
+from ..reduction import legacy_table
+from ..result import LossResult
+from .cells import array_csv, cell, grid, json_number, json_value, shape_text
+from .render_views import view_csv, view_json, view_parts, view_plain
 
 
 class Format(str, enum.Enum):
@@ -24,19 +28,11 @@ class Format(str, enum.Enum):
     csv = "csv"
 
 
-def json_number(value: np.floating) -> float | str:
-    """A JSON number, or "NaN" / "Infinity" / "-Infinity" (JSON has no non-finite numbers)."""
-    if np.isnan(value):
-        return "NaN"
-    if np.isinf(value):
-        return "Infinity" if value > 0 else "-Infinity"
-    return float(str(value))  # float32 0.6666667 stays 0.6666667, not 0.6666666865348816
-
-
-def json_value(value: np.ndarray) -> Any:
-    if value.ndim == 0:
-        return json_number(value[()])
-    return [json_value(v) for v in value]
+def check_format(fmt: Format, top: int | None, hist: bool) -> None:
+    """plain and csv print one view: refuse two before any work is done."""
+    if fmt in (Format.plain, Format.csv) and top is not None and hist:
+        raise OptionError(f"--format {fmt.value}: expected one of --top and --hist (it prints one table of "
+                          "numbers), but got both; use --format table or json to see both")
 
 
 def to_json(result: LossResult) -> dict[str, Any]:
@@ -87,80 +83,7 @@ def to_csv(result: LossResult) -> str:
     return view if view is not None else array_csv(result.value)
 
 
-def array_csv(value: np.ndarray) -> str:
-    return "\n".join([csv_header(value.ndim), *csv_rows(value)])
-
-
-def csv_header(ndim: int) -> str:
-    return ",".join([f"i{d}" for d in range(ndim)] + ["value"])
-
-
-def csv_rows(value: np.ndarray, start: int = 0):
-    """One CSV line per element; ``start``: the first index along axis 0 (``value`` is rows of a larger array)."""
-    for index in itertools.product(*(range(n) for n in value.shape)):
-        yield ",".join([str(index[0] + start), *map(str, index[1:]), str(value[index])] if index else
-                       [str(value[index])])
-
-
-def save(array: np.ndarray, path: str, option: str) -> None:
-    """Write an array (a value, a per-element loss, a gradient) to ``.npy`` or ``.csv``."""
-    lower = path.lower()
-    try:
-        if lower.endswith(".npy"):
-            np.save(path, array)
-        elif lower.endswith(".csv"):
-            with open(path, "w", encoding="utf-8") as f:
-                f.write(array_csv(array) + "\n")
-        else:
-            raise InputError(f"{option} ({path}): expected a .npy or .csv file name, but got another extension")
-    except OSError as exc:
-        raise InputError(f"{option} ({path}): expected a writable path, but got '{exc.strerror}'") from None
-
-
 # -- table ---------------------------------------------------------------------------------------------
-
-HEAD = 6  # rows (and columns) shown at each end of a large per-element output
-
-
-def _cell(value: np.floating) -> str:
-    return f"{float(value):.6g}"
-
-
-def _cut(n: int, keep: int = HEAD) -> list[int | None]:
-    """Indices to show along an axis of length n: all, or head, a gap (None), tail."""
-    if n <= 2 * keep + 1:
-        return list(range(n))
-    return [*range(keep), None, *range(n - keep, n)]
-
-
-def _grid(value: np.ndarray, label: str = "loss") -> Table:
-    grid = Table(box=None, pad_edge=False, header_style="bold dim")
-    if value.ndim == 1:
-        grid.add_column("index", justify="right", style="dim")
-        grid.add_column(label, justify="right")
-        for i in _cut(len(value)):
-            grid.add_row(*(("…", "…") if i is None else (str(i), _cell(value[i]))))
-    elif value.ndim == 2:
-        cols = _cut(value.shape[1])
-        grid.add_column("", justify="right", style="dim")
-        for j in cols:
-            grid.add_column("…" if j is None else str(j), justify="right")
-        for i in _cut(value.shape[0]):
-            if i is None:
-                grid.add_row("…", *("…" for _ in cols))
-            else:
-                grid.add_row(str(i), *("…" if j is None else _cell(value[i, j]) for j in cols))
-    else:
-        grid.add_column("index", justify="right", style="dim")
-        grid.add_column(label, justify="right")
-        flat = value.reshape(-1)
-        for k in _cut(flat.size):
-            if k is None:
-                grid.add_row("…", "…")
-            else:
-                grid.add_row(str(tuple(int(i) for i in np.unravel_index(k, value.shape))), _cell(flat[k]))
-    return grid
-
 
 def _summary(array: np.ndarray, note: str = "") -> Text:
     v = array.astype(np.float64)
@@ -169,10 +92,6 @@ def _summary(array: np.ndarray, note: str = "") -> Text:
         with np.errstate(all="ignore"):
             parts += [f"mean {np.mean(v):.6g}", f"min {np.min(v):.6g}", f"max {np.max(v):.6g}"]
     return Text(" · ".join(parts + ([note] if note else [])), style="dim")
-
-
-def _shape(shape: tuple[int, ...]) -> str:
-    return "(" + ", ".join(map(str, shape)) + ("," if len(shape) == 1 else "") + ")"
 
 
 def to_table(result: LossResult) -> Group:
@@ -185,7 +104,7 @@ def to_table(result: LossResult) -> Group:
     table.add_row("backend", result.backend.value)
     for info in result.inputs:
         source = f"{info.source}  " if info.source else ""
-        table.add_row(info.role, Text(f"{source}{_shape(info.shape)} {info.dtype}"))
+        table.add_row(info.role, Text(f"{source}{shape_text(info.shape)} {info.dtype}"))
     shown = {k: (v.value if isinstance(v, enum.Enum) else v) for k, v in result.params.items()}
     if shown:
         table.add_row("options", Text(", ".join(f"{k}={v}" for k, v in shown.items())))
@@ -194,7 +113,7 @@ def to_table(result: LossResult) -> Group:
     if result.is_scalar:
         table.add_row("value", Text(str(result.value[()]), style="bold cyan"))
     else:
-        table.add_row("value", f"{_shape(result.value.shape)} {result.value.dtype}, below")
+        table.add_row("value", f"{shape_text(result.value.shape)} {result.value.dtype}, below")
     check = result.cross_check
     if check is not None:
         verdict = "[green]ok[/green]" if check.ok else "[red]FAILED[/red]"
@@ -205,11 +124,11 @@ def to_table(result: LossResult) -> Group:
     if not result.is_scalar:
         masked = result.count - result.selected
         note = f"{masked} masked out or ignored (shown as 0)" if masked else ""
-        parts += [Text(), _grid(result.value), _summary(result.value, note)]
+        parts += [Text(), grid(result.value), _summary(result.value, note)]
     if result.grad is not None:
-        title = f"d(loss)/d({result.inputs[0].role}), {_shape(result.grad.shape)} {result.grad.dtype}"
+        title = f"d(loss)/d({result.inputs[0].role}), {shape_text(result.grad.shape)} {result.grad.dtype}"
         parts += [Text(), Text(title, style="bold")]
-        parts += [Text(str(result.grad[()]))] if result.grad.ndim == 0 else [_grid(result.grad, "grad"), _summary(result.grad)]
+        parts += [Text(str(result.grad[()]))] if result.grad.ndim == 0 else [grid(result.grad, "grad"), _summary(result.grad)]
     return Group(*parts, *view_parts(result))
 
 
@@ -224,7 +143,32 @@ def render(result: LossResult, fmt: Format) -> Any:
     return to_plain(result)
 
 
-# below the helpers above, which the views' renderers use
-from .views import check_format, view_csv, view_json, view_parts, view_plain
+def legacy_flags_table() -> Table:
+    """``losscli reductions``: the nine (size_average, reduce) combinations and what they resolve to."""
+    table = Table(title="legacy flags → reduction", title_style="bold")
+    table.add_column("--size-average")
+    table.add_column("--reduce")
+    table.add_column("reduction", style="bold cyan")
+    shown = {None: "[dim]unset[/dim]", True: "True", False: "False"}
+    for size_average, reduce, resolved in legacy_table():
+        unset = size_average is None and reduce is None
+        table.add_row(shown[size_average], shown[reduce],
+                      "--reduction applies (default mean)" if unset else resolved.value)
+    return table
 
-__all__ = ["Format", "check_format", "render", "save", "to_csv", "to_json", "to_plain", "to_table"]
+
+def losses_table(specs: Iterable[LossSpec]) -> Table:
+    """``losscli list``: each loss's command, torch function, files, options and reductions, in 80 columns."""
+    table = Table(title="losses", title_style="bold", box=box.SIMPLE_HEAD, show_lines=True, show_edge=False,
+                  padding=(0, 1, 0, 0),
+                  caption="every loss also takes --mask, --reduction and the options of 'losscli LOSS --help'")
+    table.add_column("command\n[dim]torch.nn.functional[/dim]", no_wrap=True)  # fits 80 columns
+    table.add_column("files", max_width=14)  # widths that fit 80 columns with no option cut
+    table.add_column("options")
+    table.add_column("reduction", max_width=9)
+    for spec in specs:
+        files = " ".join(f.name.upper() for f in spec.files)
+        flags = [flag(f.name) for f in spec.extras if f.name != "mask"]
+        table.add_row(f"[bold]{spec.name}[/bold]\n[dim]{spec.torch_name}[/dim]", files,
+                      " ".join(flags + [o.flag for o in spec.options]), " ".join(r.value for r in spec.reductions))
+    return table

@@ -1,0 +1,191 @@
+"""The command line (the edge): ``losscli LOSS ...`` for each loss of the catalog (built when first looked up, from
+:mod:`losscli.edge.commands`), ``losscli check``, ``losscli list`` and ``losscli reductions``. Thin: it parses,
+calls the core, hands what it prints to the render layer and what it writes to the one writer."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterator, MutableMapping
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.markup import escape
+from typer.core import TyperCommand, TyperGroup
+
+from .. import __version__
+from ..errors import LossCliError
+from ..losses import CATALOG, LossSpec
+from .commands import help_text, loss_command
+from .console import exit_on_error, say, stderr, stdout, usage_errors
+from .render import legacy_flags_table, losses_table
+from .writer import check_targets, write_text
+
+
+class LossCliGroup(TyperGroup):
+    """Usage errors as one line on stderr (exit 2), instead of a usage block and a panel. The loss commands
+    are built when first looked up (see :class:`LossCommands`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.commands = LossCommands(self.commands)
+
+    def make_context(self, *args: Any, **kwargs: Any) -> typer.Context:
+        with usage_errors():
+            return super().make_context(*args, **kwargs)
+
+    def invoke(self, ctx: typer.Context) -> Any:
+        with usage_errors():
+            return super().invoke(ctx)
+
+
+app = typer.Typer(
+    cls=LossCliGroup,
+    name="losscli",
+    help="Loss values from saved predictions, exactly as torch.nn.functional computes them.\n\n"
+    "Example: [bold]losscli cross-entropy logits.npy labels.csv --format json[/bold]",
+    rich_markup_mode="rich",
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    no_args_is_help=True,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        stdout.print(f"losscli {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True,
+                                                    help="Print the version and exit.")] = None,
+) -> None:
+    """Loss values from saved predictions, exactly as torch.nn.functional computes them."""
+
+
+@app.command()
+def reductions() -> None:
+    """How the legacy [bold]--size-average[/bold] / [bold]--reduce[/bold] flags resolve (torch's
+    legacy_get_string): either flag overrides --reduction; an unset one counts as True.
+
+    Example: [bold]losscli reductions[/bold]
+    """
+    stdout.print(legacy_flags_table())
+
+
+@app.command("list")
+def list_losses() -> None:
+    """Every loss: its command, the torch function it matches, its files, options and reductions.
+
+    Example: [bold]losscli list[/bold]
+    """
+    stdout.print(losses_table(CATALOG.values()))
+
+
+# -- quality gates --------------------------------------------------------------------------------------
+
+
+class CheckFormat(str, enum.Enum):
+    table = "table"
+    json = "json"
+
+
+@app.command()
+def check(
+    gates: Annotated[str, typer.Argument(metavar="GATES", show_default=False, help=escape(
+        "the gate file (TOML): [[check]] tables with a loss, files and bounds"))],
+    baseline: Annotated[Optional[str], typer.Option(
+        "--baseline", metavar="REPORT.json", help="the report of an earlier run, for max_increase(_pct)")] = None,
+    write_baseline: Annotated[Optional[str], typer.Option(
+        "--write-baseline", metavar="PATH", help="write this run's report to PATH as the next baseline, only "
+        "when every check passes")] = None,
+    report: Annotated[Optional[str], typer.Option(
+        "--report", metavar="FILE.json", help="write the JSON report (schema: losscli/report.schema.json)")] = None,
+    junit: Annotated[Optional[str], typer.Option(
+        "--junit", metavar="FILE.xml", help="write JUnit XML, a testcase per check")] = None,
+    markdown: Annotated[Optional[str], typer.Option(
+        "--markdown", metavar="FILE.md", help="write a Markdown summary (for $GITHUB_STEP_SUMMARY)")] = None,
+    only: Annotated[Optional[list[str]], typer.Option(
+        "--only", metavar="NAME", help="run only this check (repeatable)")] = None,
+    skip: Annotated[Optional[list[str]], typer.Option(
+        "--skip", metavar="NAME", help="leave this check out (repeatable)")] = None,
+    format: Annotated[CheckFormat, typer.Option(
+        "--format", "-f", help="table and a verdict line for people; json: the report, for scripts")] = CheckFormat.table,
+    debug: Annotated[bool, typer.Option("--debug", help="show tracebacks")] = False,
+) -> None:
+    """Run the quality gates of a gate file: every check, each against its bounds (and a baseline).
+    Exit status 0 when all pass, 1 when any failed a bound or gave NaN, 2 when the gate file or an input
+    is invalid (2 wins over 1).
+
+    Example: [bold]losscli check samples/gates.toml --junit junit.xml --markdown summary.md[/bold]
+    """
+    from ..gates import check as run_gates
+    from . import reports
+
+    with exit_on_error(debug):
+        if write_baseline and (only or skip):
+            raise LossCliError("--write-baseline: a baseline records every check, so it cannot be combined "
+                               "with --only or --skip")
+        targets = {"--report": report, "--junit": junit, "--markdown": markdown, "--write-baseline": write_baseline}
+        check_targets(targets, [gates, baseline or ""])
+        run_ = run_gates(gates, baseline=baseline, only=only or [], skip=skip or [])
+        document = reports.to_json_text(run_)
+        texts = {"--report": document, "--junit": reports.to_junit(run_), "--markdown": reports.to_markdown(run_),
+                 "--write-baseline": document if run_.all_passed else None}
+        for option, path in targets.items():
+            if path and texts[option] is not None:
+                write_text(path, texts[option], option)
+    if format is CheckFormat.json:
+        print(document, end="")
+    else:
+        stdout.print(reports.to_check_table(run_))
+    for level, line in reports.messages(run_, write_baseline):
+        say(level, line, reports.LEVEL_STYLE[level])
+    (stdout if format is CheckFormat.table else stderr).print(
+        reports.verdict(run_), style=("bold green", "bold red", "bold yellow")[run_.exit_code])
+    raise typer.Exit(run_.exit_code)
+
+
+def _loss_command(spec: LossSpec) -> TyperCommand:
+    """The command Typer builds for one loss."""
+    one = typer.Typer(rich_markup_mode=app.rich_markup_mode, add_completion=False, pretty_exceptions_enable=False)
+    one.command(spec.name, help=help_text(spec), short_help=spec.summary)(loss_command(spec))
+    return typer.main.get_command(one)
+
+
+class LossCommands(MutableMapping[str, Any]):
+    """The group's commands, with one per loss of the catalog after the others. A loss command is built
+    when first looked up, so that ``losscli mse`` builds the options of one loss, not of the whole
+    catalog (which took about 40 ms of every start); ``--help`` and suggestions still see every name."""
+
+    def __init__(self, commands: MutableMapping[str, Any]) -> None:
+        self._built = dict(commands)
+        self._names = [*commands, *(name for name in CATALOG if name not in commands)]
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in self._built:
+            if name not in self._names:
+                raise KeyError(name)
+            self._built[name] = _loss_command(CATALOG[name])  # the names not built yet are losses
+        return self._built[name]
+
+    def __setitem__(self, name: str, command: Any) -> None:
+        if name not in self._names:
+            self._names.append(name)
+        self._built[name] = command
+
+    def __delitem__(self, name: str) -> None:
+        self._names.remove(name)
+        self._built.pop(name, None)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+
+def entry() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,229 @@
+"""One command per loss, generated from its definition (:class:`~losscli.losses.spec.LossSpec`): the files,
+the extra files (``spec.extras``), the loss's options and the common flags. A command loads the files, calls
+:func:`losscli.compute`, writes what was asked through the one writer, renders, and judges thresholds."""
+
+from __future__ import annotations
+
+import enum
+import inspect
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.markup import escape
+
+from ..api import NanPolicy, Outputs, Streaming, compute
+from ..backends import Backend
+from ..errors import LossCliError, flag
+from ..io import Loaded, Loader, Shards
+from ..judge import judge
+from ..losses import LossSpec
+from ..losses.spec import FileArg
+from ..reduction import Reduction, resolve
+from ..result import LossResult
+from .console import EXIT_THRESHOLD, exit_on_error, say, stderr, stdout
+from .progress import ProgressBar, wants_progress
+from .render import Format, check_format, render
+from .writer import ArrayFile, check_array_path, check_targets, save_array
+
+FILES = "Inputs"
+LOSS = "Loss options"
+REDUCE = "Reduction"
+OUTPUT = "Output"
+GATE = "Quality gate"
+VIEWS = "Per-sample views"
+FORMS = "FILE.npy, FILE.npz[:key], FILE.csv[:col[,col]] or - (CSV on stdin)"
+
+
+def loss_command(spec: LossSpec) -> Any:
+    """The function Typer turns into the command of ``spec``: its signature is the command's options."""
+    def command(**kwargs: Any) -> None:
+        run(spec, **kwargs)
+
+    params = [*_file_params(spec), *_option_params(spec), *_common_params(spec)]
+    command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    command.__annotations__ = {p.name: p.annotation for p in params}
+    command.__name__ = spec.name.replace("-", "_")
+    return command
+
+
+def help_text(spec: LossSpec) -> str:
+    return (
+        f"{escape(spec.summary)} Computes [bold]torch.nn.functional.{spec.torch_name}[/bold].\n\n"
+        f"[bold]Per element:[/bold] {escape(spec.formula)}\n\n"
+        f"[bold]Shapes:[/bold] {escape(spec.family.shapes)}\n\n"
+        f"[bold]mean divides by:[/bold] {escape(spec.mean_rule)}\n\n"
+        f"Example: [bold]{escape(spec.example)}[/bold]"
+    )
+
+
+def _param(name: str, annotation: Any, default: Any = inspect.Parameter.empty) -> inspect.Parameter:
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+
+
+def _opt(name: str, *flags: str, panel: str, help: str, default: Any = None, kind: Any = Optional[str],
+         **kw: Any) -> inspect.Parameter:
+    """A parameter of the command: an option under ``panel`` in --help."""
+    return _param(name, Annotated[kind, typer.Option(*flags, rich_help_panel=panel, help=help, **kw)], default)
+
+
+def _file_params(spec: LossSpec) -> list[inspect.Parameter]:
+    """The loss's files: positional in torch's order, then its extra files as options."""
+    params = [
+        _param(f.name, Annotated[str, typer.Argument(
+            help=(f"{escape(f.help)}: {FORMS}" if i == 0 else f"{escape(f.help)}, same forms")
+            + (", or a number" if f.number_ok else ""), show_default=False)])
+        for i, f in enumerate(spec.files)
+    ]
+    for f in spec.extras:
+        flags = (flag(f.name), f.short) if f.short else (flag(f.name),)
+        params.append(_opt(f.name, *flags, panel=FILES, help=escape(f.help), metavar="FILE"))
+    return params
+
+
+def _option_params(spec: LossSpec) -> list[inspect.Parameter]:
+    params = []
+    for option in spec.options:
+        flags = f"{option.flag}/--no-{option.flag[2:]}" if option.type is bool else option.flag
+        params.append(_opt(option.name, flags, panel=LOSS, help=escape(option.help), default=option.default,
+                           kind=option.type))
+    if spec.family.broadcasts:
+        params.append(_opt("broadcast", "--broadcast", panel=LOSS, default=False, kind=bool,
+                           help="broadcast target against input as torch does (with torch's warning, where it gives one)"))
+    return params
+
+
+def _reduction_choices(spec: LossSpec) -> type[enum.Enum]:
+    """The --reduction choices this loss takes (batchmean for kl-div only)."""
+    return enum.Enum(f"{spec.name}-reduction", {r.value: r.value for r in spec.reductions}, type=str)
+
+
+def _common_params(spec: LossSpec) -> list[inspect.Parameter]:
+    """Reduction, backend, gate, output and view flags, in the order --help shows them."""
+    return [
+        _opt("reduction", "--reduction", "-r", panel=REDUCE, help="none: per element, or how to reduce",
+             default=Reduction.mean.value, kind=_reduction_choices(spec)),
+        _opt("size_average", "--size-average/--no-size-average", panel=REDUCE, show_default=False, kind=Optional[bool],
+             help="legacy torch flag; overrides --reduction (see 'losscli reductions')"),
+        _opt("reduce", "--reduce/--no-reduce", panel=REDUCE, show_default=False, kind=Optional[bool],
+             help="legacy torch flag; overrides --reduction"),
+        _opt("backend", "--backend", "-b", panel=LOSS, default=Backend.numpy, kind=Backend,
+             help="numpy (no torch needed) or torch (torch.nn.functional)"),
+        _opt("cross_check", "--cross-check", panel=GATE, default=False, kind=bool,
+             help="also run the other backend; exit 1 if they differ"),
+        _opt("tolerance", "--tolerance", panel=GATE, default=1e-5, kind=float,
+             help="cross-check passes when |a - b| <= tolerance·(1 + |b|)"),
+        _opt("fail_above", "--fail-above", panel=GATE, metavar="X", kind=Optional[float],
+             help="exit 1 when the value is above X (NaN fails)"),
+        _opt("fail_below", "--fail-below", panel=GATE, metavar="X", kind=Optional[float],
+             help="exit 1 when the value is below X (NaN fails)"),
+        _opt("nan_policy", "--nan-policy", panel=LOSS, default=NanPolicy.propagate, kind=NanPolicy,
+             help="NaN/Inf in inputs: propagate (with a warning) or raise (exit 2)"),
+        _opt("format", "--format", "-f", panel=OUTPUT, default=Format.table, kind=Format,
+             help="table for people; json, plain or csv for scripts"),
+        _opt("output", "--output", "-o", panel=OUTPUT, metavar="FILE",
+             help="also write the value to FILE.npy or FILE.csv"),
+        _opt("grad", "--grad", panel=OUTPUT, metavar="FILE",
+             help=f"write d(loss)/d({spec.files[0].name}) to FILE.npy or FILE.csv, and show it (for none: of the sum)"),
+        _opt("per_sample", "--per-sample", panel=VIEWS, default=False, kind=bool,
+             help="the loss of each sample (row of the first axis) as torch gives it for that row alone; "
+                  "--output then writes these, and --top/--hist rank and count samples"),
+        _opt("top", "--top", panel=VIEWS, metavar="K", kind=Optional[int],
+             help="the K largest losses (elements, or samples with --per-sample) with their indices, NaN first"),
+        _opt("hist", "--hist", panel=VIEWS, default=False, kind=bool,
+             help="a histogram of the losses (elements, or samples with --per-sample); NaN and inf counted apart"),
+        _opt("quiet", "--quiet", "-q", panel=OUTPUT, default=False, kind=bool,
+             help="no progress bar (it shows on a terminal for work over a second, except with --format json or plain)"),
+        _opt("debug", "--debug", panel=OUTPUT, default=False, kind=bool, help="show tracebacks"),
+    ]
+
+
+def run(spec: LossSpec, *, reduction: str, size_average: bool | None, reduce: bool | None, backend: Backend,
+        cross_check: bool, tolerance: float, fail_above: float | None, fail_below: float | None,
+        nan_policy: NanPolicy, format: Format, output: str | None, grad: str | None, debug: bool,
+        broadcast: bool = False, per_sample: bool = False, top: int | None = None, hist: bool = False,
+        quiet: bool = False, **given: Any) -> None:
+    """One loss command: load, compute, write, render, judge. ``given`` holds the files and the loss's options."""
+    with exit_on_error(debug):
+        if (fail_above is not None or fail_below is not None) and \
+                resolve(reduction, size_average, reduce)[0] is Reduction.none:
+            raise LossCliError("--fail-above/--fail-below: expected a reduced value (mean or sum), but the "
+                               "reduction is none")
+        check_format(format, top, hist)
+        loader = Loader()
+        arrays = [_load_file(loader, given.pop(f.name), f) for f in spec.files]
+        named = {f.name: loader.load(path, role=f.name) for f in spec.extras if (path := given.pop(f.name)) is not None}
+        _check_outputs(output, grad, [*arrays, *named.values()])
+        sink = ArrayFile(output) if output is not None and not per_sample else None
+        bar = ProgressBar(stderr, spec.name) if wants_progress(
+            terminal=stderr.is_terminal, quiet=quiet, fmt=format.value) else None
+        try:
+            result = compute(
+                spec, *arrays, **named, **given, reduction=reduction, size_average=size_average, reduce=reduce,
+                backend=backend, nan_policy=nan_policy, broadcast=broadcast,
+                outputs=Outputs(grad is not None, per_sample, top, hist, cross_check, tolerance),
+                streaming=Streaming(progress=bar, sink=sink))
+        finally:
+            if bar is not None:
+                bar.close()
+        if output is not None and (per_sample or result.reduction is not Reduction.none):
+            save_array(result.per_sample if per_sample else result.value, output, "--output")
+        if grad is not None:
+            save_array(result.grad, grad, "--grad")
+    _show(result, format)
+    failures = _failures(result, fail_above, fail_below)
+    for reason in failures:
+        say("FAIL", reason)
+    if failures:
+        raise typer.Exit(EXIT_THRESHOLD)
+
+
+def _load_file(loader: Loader, value: str, file: FileArg) -> Any:
+    """A file argument: loaded, or a plain number where the loss takes one."""
+    if file.number_ok:
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    return loader.load(value, role=file.name)
+
+
+def _check_outputs(output: str | None, grad: str | None, inputs: list[Any]) -> None:
+    """Before any work: output names that the writer takes, none of them an input or the other output."""
+    for path, option in ((output, "--output"), (grad, "--grad")):
+        if path is not None:
+            check_array_path(path, option)
+    check_targets({"--output": output, "--grad": grad}, _paths(inputs))
+
+
+def _paths(inputs: list[Any]) -> list[str]:
+    """The files behind loaded inputs (every shard of a sharded one)."""
+    found = []
+    for item in inputs:
+        if isinstance(item, Loaded):
+            found += [name for name, _ in item.rows.counts] if isinstance(item.rows, Shards) else [item.path]
+    return found
+
+
+def _show(result: LossResult, format: Format) -> None:
+    for warning in result.warnings:
+        say("warning", warning, "yellow")
+    rendered = render(result, format)
+    if format is Format.table:
+        stdout.print(rendered)
+    else:
+        print(rendered)
+
+
+def _failures(result: LossResult, fail_above: float | None, fail_below: float | None) -> list[str]:
+    """Reasons the result fails its cross-check or its thresholds (empty: it passes)."""
+    reasons = []
+    check = result.cross_check
+    if check is not None and not check.ok:
+        reasons.append(f"cross-check: {result.backend.value} and {check.backend.value} differ by up to "
+                       f"{check.max_abs_diff:.3g} (relative {check.max_rel_diff:.3g}), beyond --tolerance "
+                       f"{check.tolerance:g}")
+    bounds = {k: v for k, v in (("max", fail_above), ("min", fail_below)) if v is not None}
+    if bounds:
+        verdict = judge(str(result.value[()]), bounds, names={"max": "--fail-above", "min": "--fail-below"})
+        reasons += [f"{result.loss} ({result.reduction.value}): {reason}" for reason in verdict.reasons]
+    return reasons

@@ -1,0 +1,175 @@
+"""The one writer: every file losscli writes (``--output``, ``--grad``, reports, baselines) goes through here.
+
+A file is written whole or not at all: into a temporary file in the target's directory, flushed to disk and
+renamed over the target only when everything succeeded, so an error, an interrupt or a full disk leaves the
+old file (if any) untouched and no debris; of two runs writing one path, the last complete one wins, whole.
+A target is never one of the run's inputs, nor another target of the same run (:func:`check_targets`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping
+from typing import IO
+
+import numpy as np
+
+from ..errors import InputError
+from .cells import array_csv, csv_header, csv_rows
+
+ARRAY_SUFFIXES = (".npy", ".csv")
+
+
+def check_targets(targets: Mapping[str, str | None], inputs: Iterable[str]) -> None:
+    """Before any work: every target (option -> path) names a file that is not an input and not another
+    target (compared as resolved paths, and as files where they exist: symlinks, ``./``, hard links)."""
+    seen: list[tuple[str, str]] = [("input", path) for path in inputs if path and path != "-"]
+    for option, path in targets.items():
+        if not path:
+            continue
+        for other, earlier in seen:
+            if _same(path, earlier):
+                what = "one of the inputs" if other == "input" else f"the file of {other}"
+                raise InputError(f"{option} ({path}): expected a file to write, but got {what} ({earlier}); "
+                                 "losscli never writes over its inputs")
+        seen.append((option, path))
+
+
+def _same(a: str, b: str) -> bool:
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (yet): not the same file
+        return False
+
+
+def check_array_path(path: str, option: str) -> None:
+    if not path.lower().endswith(ARRAY_SUFFIXES):
+        raise InputError(f"{option} ({path}): expected a .npy or .csv file name, but got another extension")
+
+
+@contextlib.contextmanager
+def _unwritable(path: str, option: str) -> Iterator[None]:
+    try:
+        yield
+    except OSError as exc:
+        raise InputError(f"{option} ({path}): expected a writable path, but got "
+                         f"'{exc.strerror or exc}'") from None
+
+
+class _Staged:
+    """A temporary file beside ``path`` that becomes ``path`` on :meth:`commit`, or vanishes on :meth:`discard`."""
+
+    def __init__(self, path: str, suffix: str = ".tmp") -> None:
+        folder, name = os.path.split(os.path.abspath(path))
+        self.path = path
+        fd, self.temp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=suffix)
+        os.fchmod(fd, _mode(path))
+        self.file: IO[bytes] = os.fdopen(fd, "w+b")
+
+    def commit(self) -> None:
+        self.file.flush()
+        os.fsync(self.file.fileno())
+        self.file.close()
+        os.replace(self.temp, self.path)
+
+    def discard(self) -> None:
+        self.file.close()
+        with contextlib.suppress(OSError):
+            os.unlink(self.temp)
+
+
+def _mode(path: str) -> int:
+    """The target's permissions if it exists, else what a new file gets under the umask."""
+    try:
+        return os.stat(path).st_mode & 0o777
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
+@contextlib.contextmanager
+def staged(path: str, option: str) -> Iterator[IO[bytes]]:
+    """A binary file to write ``path`` through: in place only when the block ends without an error."""
+    with _unwritable(path, option):
+        stage = _Staged(path)
+    try:
+        with _unwritable(path, option):
+            yield stage.file
+            stage.commit()
+    except BaseException:
+        stage.discard()
+        raise
+
+
+def write_text(path: str, text: str, option: str) -> None:
+    """A text file (a report, a baseline), whole or not at all."""
+    with staged(path, option) as f:
+        f.write(text.encode("utf-8"))
+
+
+def save_array(array: np.ndarray, path: str, option: str) -> None:
+    """An array (a value, per-sample values, a gradient) as ``.npy`` or ``.csv`` (index columns, then value)."""
+    check_array_path(path, option)
+    with staged(path, option) as f:
+        if path.lower().endswith(".npy"):
+            np.save(f, array)
+        else:
+            f.write((array_csv(array) + "\n").encode("utf-8"))
+
+
+class ArrayFile:
+    """A :class:`~losscli.engine.sinks.Sink` that streams a ``none`` loss into ``.npy`` (rows written with
+    ``pwrite``, so no page stays mapped) or ``.csv`` (rows in order, the values also kept in a temporary
+    ``.npy`` beside it that the result maps), renamed into place when the engine closes it."""
+
+    def __init__(self, path: str, option: str = "--output") -> None:
+        check_array_path(path, option)
+        self.path, self.option = path, option
+        self.csv = path.lower().endswith(".csv")
+        self.stages: list[_Staged] = []
+
+    def open(self, shape: tuple[int, ...], dtype: np.dtype) -> None:
+        with _unwritable(self.path, self.option):
+            self.values = _Staged(self.path, ".npy")
+            self.stages.append(self.values)
+            if self.csv:
+                self.text = _Staged(self.path)
+                self.stages.append(self.text)
+                self.text.file.write((csv_header(len(shape)) + "\n").encode("utf-8"))
+            header = np.lib.format.open_memmap(self.values.temp, mode="w+", dtype=dtype, shape=shape)
+            self.dtype, self.offset, self.row_bytes = dtype, header.offset, math.prod(shape[1:]) * dtype.itemsize
+            del header
+
+    def write(self, start: int, values: np.ndarray) -> None:
+        data = memoryview(np.ascontiguousarray(values, self.dtype).reshape(-1).view(np.uint8))
+        position = self.offset + start * self.row_bytes
+        with _unwritable(self.path, self.option):
+            while data.nbytes:
+                written = os.pwrite(self.values.file.fileno(), data, position)
+                data, position = data[written:], position + written
+            if self.csv:
+                self.text.file.write("".join(line + "\n" for line in csv_rows(values, start)).encode("utf-8"))
+
+    def close(self) -> np.ndarray:
+        try:
+            with _unwritable(self.path, self.option):
+                if not self.csv:
+                    self.values.commit()
+                    return np.load(self.path, mmap_mode="r")
+                self.text.commit()
+                mapped = np.load(self.values.temp, mmap_mode="r")
+                self.values.discard()  # the mapping keeps the data until the result is gone
+                return mapped
+        except BaseException:
+            self.abandon()
+            raise
+
+    def abandon(self) -> None:
+        for stage in self.stages:
+            stage.discard()

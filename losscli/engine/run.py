@@ -1,0 +1,306 @@
+"""The compute engine: a loss over its rows in chunks, merging the reduction's sums, in bounded memory.
+
+Each chunk (:mod:`losscli.engine.sources`) goes through the family's ``prepare`` (every check, with positions
+named in the whole array: ``Arg.offset``) and the numpy backend's formula, and its
+:class:`~losscli.reduction.Partial` sums (float64) merge in row order, so the result is the same float64
+accumulation whatever the chunk size. ``none`` goes chunk by chunk into a :class:`~losscli.engine.sinks.Sink`
+(in memory unless the caller hands in another), and every chunk's per-element values feed the
+:class:`~losscli.engine.accumulators.Accumulator` s. The engine writes no file and draws nothing: sinks,
+accumulators and the ``progress`` callback are the caller's.
+
+The in-memory path is the same code with one chunk: the whole arrays, start 0. It is taken for small inputs
+(:data:`~losscli.engine.sources.STREAM_ELEMENTS`), for the torch backend, for gradients and cross-checks (they
+need the whole batch), and for losses that do not stream: ctc (its samples are axis 1 of log_probs, and
+concatenated targets have no row per sample) and any loss whose shape is 0-d.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections import deque
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, Iterable, Iterator, NamedTuple, Sequence
+
+import numpy as np
+
+from ..backends import Backend, Computed, numpy_backend
+from ..errors import ShapeError
+from ..losses.families import NonFinite
+from ..losses.spec import Batch, LossSpec
+from ..reduction import Elements, Partial, Reduction, partial, selection, unreduced
+from .accumulators import Accumulator
+from .sinks import InMemory, Sink
+from .sources import Plan, Source
+
+# worker threads over chunks (numpy releases the GIL), for compute-bound losses only: those that get through
+# fewer bytes of input a second than THREAD_BELOW (memory-bound ones lose to contention; see docs/performance.md)
+THREADS = 2
+THREAD_BELOW = 1.5e9
+# the torch backend holds every input in memory: above this many bytes of inputs, it says so
+TORCH_WARN_BYTES = 1 << 30
+
+Progress = Callable[[int, int], None]  # (rows done, rows in all)
+Check = Callable[[Batch], list[str]]  # the first batch -> warnings (a loss's word on its reduction)
+
+
+@dataclass(frozen=True)
+class Task:
+    """One loss over its sources: what the engine computes."""
+
+    spec: LossSpec
+    sources: dict[str, Source]
+    params: dict[str, Any]
+    reduction: Reduction
+    broadcast: bool = False
+    nan_policy: str = "propagate"
+    grad: bool = False
+
+    def prepare(self, args: dict[str, Any]) -> Batch:
+        return self.spec.family.prepare(self.spec, args, self.params, broadcast=self.broadcast,
+                                        nan_policy=self.nan_policy)
+
+
+@dataclass
+class Feeds:
+    """Where the engine's results go besides the value: per-element values of ``none`` (``sink``), every
+    chunk's elements (``accumulators``), progress, and the loss's check of the first batch."""
+
+    sink: Sink | None = None
+    accumulators: Sequence[Accumulator] = ()
+    progress: Progress | None = None
+    check: Check | None = None
+
+
+class Computation(NamedTuple):
+    """What the engine hands back to :func:`losscli.compute`."""
+
+    value: np.ndarray  # the loss's dtype; for none: what the sink's close() gave
+    grad: np.ndarray | None
+    batch: Batch  # the first chunk's (the whole batch in memory)
+    loss_shape: tuple[int, ...]  # the whole loss's
+    selected: int  # elements that count
+    warnings: list[str]
+
+
+class _Chunk(NamedTuple):
+    start: int
+    batch: Batch
+    arrays: dict[str, np.ndarray] | None  # as computed (float64 with a gradient), kept for the gradient
+    elements: Elements  # for the gradient and the accumulators
+    select: np.ndarray | None
+    totals: Partial | None  # mean, sum, batchmean
+    values: np.ndarray | None  # none: the chunk's loss, in the loss's dtype
+    selected: int
+
+
+def run(task: Task, plan: Plan | None, backend: Backend = Backend.numpy, feeds: Feeds | None = None) -> Computation:
+    """Compute ``task`` over the chunks of ``plan`` (None: one chunk of the whole arrays) with ``backend``."""
+    feeds = feeds or Feeds()
+    split = plan.split if plan is not None else frozenset()
+    shared = {name: s.arg() for name, s in task.sources.items() if name not in split}
+
+    def prepare(start: int, stop: int) -> Batch:
+        return task.prepare({name: source.chunk(start, stop) if name in split else shared[name]
+                             for name, source in task.sources.items()})
+
+    if backend is not Backend.numpy:
+        return _whole_other(task, prepare(0, 0), backend, feeds)
+
+    def shape_error() -> None:  # a chunk's shapes did not fit: the whole arrays' check names the whole shapes
+        task.prepare({name: s.arg() for name, s in task.sources.items()})
+
+    return _Merge(task, plan, feeds).run(prepare, shape_error)
+
+
+def compute_batch(task: Task, batch: Batch, backend: Backend) -> Computed:
+    """``backend`` over one prepared batch: the value (and the gradient when the task asks for it)."""
+    if backend is Backend.torch:
+        from ..backends import torch_backend
+
+        return torch_backend.run(task.spec, batch, task.params, task.reduction, task.grad)
+    done = _Merge(task, None, Feeds()).run(lambda start, stop: batch, None)
+    return Computed(done.value, done.grad)
+
+
+@dataclass
+class _Merge:
+    """The numpy backend over a plan's chunks, merging their sums, values and accumulators in row order."""
+
+    task: Task
+    plan: Plan | None
+    feeds: Feeds
+    totals: Partial = Partial()
+    selected: int = 0
+    warnings: _Warnings = field(default_factory=lambda: _Warnings())
+    sink: Sink | None = None
+
+    def run(self, prepare: Callable[[int, int], Batch], shape_error: Callable[[], None] | None) -> Computation:
+        spans = self.plan.chunks() if self.plan is not None else [(0, 0)]
+        first, checked = None, []
+        try:
+            for chunk in _in_order(lambda start, stop: self.work(prepare(start, stop), start), spans, shape_error):
+                if first is None:
+                    first = chunk
+                    checked = self.feeds.check(chunk.batch) if self.feeds.check is not None else []
+                self.add(chunk)
+        except BaseException:
+            if self.sink is not None:
+                self.sink.abandon()
+            raise
+        return self.finish(first, checked)
+
+    def work(self, batch: Batch, start: int) -> _Chunk:
+        task = self.task
+        arrays, found = numpy_backend.elements(task.spec, batch, task.params, exact=task.grad)
+        select = selection(found.valid, batch.mask)
+        count = math.prod(batch.loss_shape) if select is None else int(np.count_nonzero(select))
+        with np.errstate(all="ignore"):
+            totals = values = None
+            if task.reduction is Reduction.none:
+                values = unreduced(found, batch.mask).reshape(batch.loss_shape).astype(batch.dtype)
+            else:
+                totals = partial(found, batch.mask)
+        return _Chunk(start, batch, arrays if task.grad else None, found, select, totals, values, count)
+
+    def add(self, chunk: _Chunk) -> None:
+        if chunk.values is not None:
+            if self.sink is None:
+                self.sink = self.feeds.sink or InMemory()
+                self.sink.open(_whole_loss_shape(chunk.batch, self.plan), chunk.batch.dtype)
+            self.sink.write(chunk.start, chunk.values)
+        self.warnings.add(chunk.batch.warnings)
+        self.selected += chunk.selected
+        if chunk.totals is not None:
+            self.totals = self.totals.merge(chunk.totals)
+        for accumulator in self.feeds.accumulators:
+            accumulator.update(chunk.start, chunk.elements, chunk.select)
+        if self.feeds.progress is not None and self.plan is not None:
+            self.feeds.progress(min(chunk.start + self.plan.chunk_rows, self.plan.rows), self.plan.rows)
+
+    def finish(self, first: _Chunk, checked: list[str]) -> Computation:
+        task, rows = self.task, first.batch.rows
+        if task.reduction is Reduction.none:
+            value = self.sink.close()
+        else:
+            value = np.asarray(self.totals.finish(task.reduction, rows)).astype(first.batch.dtype)
+        gradient = None
+        if task.grad:  # one chunk: a gradient needs the whole batch
+            totals = None if task.reduction is Reduction.none else self.totals
+            gradient = numpy_backend.gradient(task.spec, first.batch, task.params, first.arrays, first.elements,
+                                              task.reduction, totals, rows)
+        return Computation(value, gradient, first.batch, _whole_loss_shape(first.batch, self.plan), self.selected,
+                           self.warnings.merged() + checked)
+
+
+def _whole_other(task: Task, batch: Batch, backend: Backend, feeds: Feeds) -> Computation:
+    """Another backend (torch) over the whole batch, as one chunk for the accumulators (fed that backend's
+    values: :func:`_elements_of`)."""
+    prepared = [str(w) for w in dict.fromkeys(batch.warnings)]
+    checked = feeds.check(batch) if feeds.check is not None else []
+    size = sum(s.rows.dtype.itemsize * math.prod(s.rows.shape) for s in task.sources.values())
+    if size > TORCH_WARN_BYTES:
+        prepared.append(f"the {backend.value} backend holds every input in memory ({size / 2**20:.0f} MiB here); "
+                        "the numpy backend streams them in bounded memory")
+    before = len(batch.warnings)
+    computed = compute_batch(task, batch, backend)
+    if feeds.accumulators:
+        found = _elements_of(task, batch, backend)
+        select = selection(found.valid, batch.mask)
+        for accumulator in feeds.accumulators:
+            accumulator.update(0, found, select)
+    value = computed.value.astype(batch.dtype)
+    if task.reduction is Reduction.none:
+        sink = feeds.sink or InMemory()
+        sink.open(value.shape, value.dtype)
+        sink.write(0, value)
+        value = sink.close()
+    select = selection(task.spec.family.valid(batch, task.params), batch.mask)
+    count = math.prod(batch.loss_shape) if select is None else int(np.count_nonzero(select))
+    return Computation(value, computed.grad, batch, batch.loss_shape, count,
+                       prepared + checked + batch.warnings[before:])
+
+
+def _elements_of(task: Task, batch: Batch, backend: Backend) -> Elements:
+    """The whole batch's per-element values as ``backend`` computes them (``reduction='none'``). What ``mean``
+    divides by comes from the inputs alone (weights, ignored targets, lengths), never from predictions, so it
+    is the same for both backends and is taken from the loss's numpy definition."""
+    found = numpy_backend.elements(task.spec, batch, task.params)[1]
+    unmasked = replace(batch, mask=None, warnings=[])  # the views select; the backend's warnings were reported
+    values = compute_batch(replace(task, reduction=Reduction.none, grad=False), unmasked, backend).value
+    return replace(found, values=values.astype(np.float64).reshape(np.shape(found.values)))
+
+
+def _whole_loss_shape(batch: Batch, plan: Plan | None) -> tuple[int, ...]:
+    return tuple(batch.loss_shape) if plan is None else (plan.rows,) + tuple(batch.loss_shape[1:])
+
+
+def _in_order(work: Callable[[int, int], _Chunk], spans: list[tuple[int, int]],
+              shape_error: Callable[[], None] | None) -> Iterator[_Chunk]:
+    """``work`` over every span, results in span order.
+
+    The first chunks run here; when the second shows the work compute-bound (fewer than
+    :data:`THREAD_BELOW` bytes of its arrays a second: exp and log, not a subtraction), the rest run on
+    :data:`THREADS` threads, a few chunks ahead. A chunk whose shapes do not fit raises the whole arrays'
+    error (``shape_error``), so that messages name whole shapes."""
+    try:
+        threads = 1
+        for i, (start, stop) in enumerate(spans):
+            if threads > 1:
+                yield from _pooled(work, spans[i:], threads)
+                return
+            began = time.perf_counter()
+            chunk = work(start, stop)
+            if i == 1 and len(spans) > 4:  # the first chunk pays for warming up
+                seconds = time.perf_counter() - began
+                rate = sum(a.nbytes for a in chunk.batch.arrays.values()) / max(seconds, 1e-9)
+                threads = min(THREADS, os.cpu_count() or 1) if rate < THREAD_BELOW else 1
+            yield chunk
+    except ShapeError:
+        if len(spans) > 1 and shape_error is not None:
+            shape_error()
+        raise
+
+
+def _pooled(work: Callable[[int, int], _Chunk], spans: list[tuple[int, int]], threads: int) -> Iterator[_Chunk]:
+    from concurrent.futures import ThreadPoolExecutor  # 10+ ms to import: only for a long stream
+
+    with ThreadPoolExecutor(threads, thread_name_prefix="losscli") as pool:
+        pending: deque = deque()
+        upcoming = iter(spans)
+        try:
+            for span in upcoming:
+                pending.append(pool.submit(work, *span))
+                if len(pending) >= 2 * threads:
+                    break
+            while pending:
+                result = pending.popleft().result()
+                span = next(upcoming, None)
+                if span is not None:
+                    pending.append(pool.submit(work, *span))
+                yield result
+        finally:
+            for future in pending:
+                future.cancel()
+
+
+class _Warnings:
+    """Warnings of every chunk, once each; a file's non-finite counts summed into one warning."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, str] = {}
+
+    def add(self, warnings: Iterable[str]) -> None:
+        for warning in warnings:
+            key = f"non-finite {warning.label}" if isinstance(warning, NonFinite) else warning
+            earlier = self.seen.get(key)
+            if isinstance(warning, NonFinite) and isinstance(earlier, NonFinite):
+                self.seen[key] = earlier.merge(warning)
+            elif earlier is None:
+                self.seen[key] = warning
+
+    def merged(self) -> list[str]:
+        return [str(w) for w in self.seen.values()]
+
+

@@ -1,0 +1,69 @@
+"""What :func:`losscli.compute` returns: the value, with everything needed to report and reproduce it."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .backends import Backend
+from .engine.accumulators import Hist, Top
+from .reduction import Reduction
+
+
+@dataclass(frozen=True)
+class InputInfo:
+    role: str
+    source: str | None  # the file as the user wrote it; None for an array or a number
+    shape: tuple[int, ...]
+    dtype: str
+    number: float | None = None  # a number given for a file argument (gaussian-nll's var)
+
+
+@dataclass(frozen=True)
+class CrossCheck:
+    """The other backend's answer and how far it is from the first."""
+
+    backend: Backend
+    value: np.ndarray
+    max_abs_diff: float
+    max_rel_diff: float
+    tolerance: float
+    ok: bool
+
+
+@dataclass
+class LossResult:
+    loss: str
+    torch_name: str
+    reduction: Reduction  # resolved (legacy flags applied)
+    backend: Backend
+    value: np.ndarray  # 0-d for mean/sum; the loss's shape for none
+    params: dict[str, Any]
+    inputs: list[InputInfo]
+    count: int  # elements of the loss
+    selected: int  # elements that count: not masked out, not ignored
+    warnings: list[str] = field(default_factory=list)
+    cross_check: CrossCheck | None = None
+    grad: np.ndarray | None = None  # d(loss)/d(first file), that file's shape; with Outputs(grad=True)
+    per_sample: np.ndarray | None = None  # (N,) the loss of each sample; with Outputs(per_sample=True)
+    top: Top | None = None  # the largest losses; with Outputs(top=K)
+    hist: Hist | None = None  # a histogram of the losses; with Outputs(hist=True)
+
+    @property
+    def is_scalar(self) -> bool:
+        return self.value.ndim == 0
+
+    def item(self) -> float:
+        return float(self.value)
+
+    @property
+    def versions(self) -> dict[str, str]:
+        from . import __version__
+
+        found = {"losscli": __version__, "numpy": np.__version__}
+        if Backend.torch in (self.backend, self.cross_check and self.cross_check.backend):
+            found["torch"] = sys.modules["torch"].__version__  # imported by the torch backend
+        return found
