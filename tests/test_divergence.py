@@ -18,8 +18,7 @@ import re
 import subprocess
 import sys
 import warnings
-from dataclasses import dataclass, field, replace
-from pathlib import Path
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -34,22 +33,31 @@ from typer.testing import CliRunner
 import losscli
 from losscli.cli import app
 from losscli.errors import OptionError, ShapeError, ValueDomainError
-from tests.test_losses import (
+from tests.oracle import (
+    BACKENDS,
+    DIVERGENCE,
     FLOATS,
+    ROOT,
     TOLERANCE,
+    Case,
     arrays,
+    assert_matches,
+    autograd,
     broadcasting_pairs,
+    central_differences,
+    check,
     element_shapes,
+    loss_sum,
     masks,
+    oracle,
+    reductions,
     tensor,
-    resolved_of,
-    zero_unselected,
+    unused_inputs,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
-LOSSES = ("kl-div", "poisson-nll", "gaussian-nll")
-BACKENDS = ("numpy", "torch")
+LOSSES = DIVERGENCE
 LEGACY = ("kl-div", "poisson-nll")  # the torch functions that take size_average / reduce
+F64 = TOLERANCE[np.dtype(np.float64)]
 
 # torch 2.13's kl_div warning for reduction='mean', captured from torch itself
 with warnings.catch_warnings(record=True) as _caught:
@@ -58,116 +66,7 @@ with warnings.catch_warnings(record=True) as _caught:
 KL_MEAN_WARNING = str(_caught[0].message)
 
 
-# ----------------------------------------------------------------------------------------- cases
-
-
-@dataclass
-class Case:
-    loss: str
-    input: np.ndarray
-    target: np.ndarray
-    var: np.ndarray | float | None = None  # gaussian-nll only
-    mask: np.ndarray | None = None
-    reduction: str = "mean"
-    size_average: bool | None = None
-    reduce: bool | None = None
-    broadcast: bool = False
-    params: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def resolved(self) -> str:
-        return resolved_of(self.reduction, self.size_average, self.reduce)
-
-    @property
-    def arrays(self) -> tuple[Any, ...]:
-        return (self.input, self.target) if self.var is None else (self.input, self.target, self.var)
-
-    def compute(self, backend: str, **extra: Any) -> losscli.LossResult:
-        return losscli.compute(
-            self.loss, *self.arrays, mask=self.mask, reduction=self.reduction, size_average=self.size_average,
-            reduce=self.reduce, broadcast=self.broadcast, backend=backend, **self.params, **extra,
-        )
-
-
-# --------------------------------------------------------------------------------------- oracle
-
-
-def torch_var(var: np.ndarray | float, x: torch.Tensor) -> torch.Tensor | float:
-    """var as gaussian_nll_loss broadcasts it against the input: unsqueezed when one dimension short."""
-    if isinstance(var, float):
-        return var
-    v = tensor(var)
-    return v.unsqueeze(-1) if v.shape != x.shape and v.shape == x.shape[:-1] else v
-
-
-def oracle(c: Case, x: torch.Tensor | None = None) -> torch.Tensor:
-    """torch.nn.functional's answer; ``x`` replaces the input tensor (a leaf for autograd)."""
-    x = tensor(c.input) if x is None else x
-    y = tensor(c.target)
-    var = None if c.var is None else torch_var(c.var, x)
-    mask = None if c.mask is None else tensor(c.mask.astype(bool))
-    if mask is not None and c.resolved != "none":
-        shape = torch.broadcast_shapes(x.shape, y.shape)
-        x, y = x.expand(shape)[mask], y.expand(shape)[mask]
-        if isinstance(var, torch.Tensor):
-            var = var.expand(shape)[mask]
-    legacy = dict(size_average=c.size_average, reduce=c.reduce, reduction=c.reduction)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # kl_div's mean warning and the legacy one: tested apart
-        if c.loss == "kl-div":
-            out = F.kl_div(x, y, log_target=c.params.get("log_target", False), **legacy)
-        elif c.loss == "poisson-nll":
-            out = F.poisson_nll_loss(x, y, log_input=c.params.get("log_input", True),
-                                     full=c.params.get("full", False), eps=c.params.get("eps", 1e-8), **legacy)
-        else:
-            out = F.gaussian_nll_loss(x, y, var, full=c.params.get("full", False), eps=c.params.get("eps", 1e-6),
-                                      reduction=c.resolved)
-    if mask is not None and c.resolved == "none":
-        out = zero_unselected(out, mask)
-    return out
-
-
-def assert_matches(got: np.ndarray, want: torch.Tensor, dtype: np.dtype, what: str) -> None:
-    expected = want.detach().numpy()
-    assert got.dtype == expected.dtype, f"{what}: dtype {got.dtype}, torch gives {expected.dtype}"
-    assert got.shape == expected.shape, f"{what}: shape {got.shape}, torch gives {expected.shape}"
-    rtol, atol = TOLERANCE[np.dtype(dtype)]
-    np.testing.assert_allclose(got, expected, rtol=rtol, atol=atol, equal_nan=True, err_msg=what)
-
-
-def selected(c: Case) -> int:
-    shape = np.broadcast_shapes(c.input.shape, c.target.shape)
-    return int(np.prod(shape)) if c.mask is None else int(np.count_nonzero(c.mask))
-
-
-def check(c: Case) -> None:
-    """Both backends equal the oracle: value, dtype, shape, the resolved reduction and the count."""
-    want = oracle(c)
-    for backend in BACKENDS:
-        result = c.compute(backend)
-        assert result.reduction.value == c.resolved, backend
-        assert result.selected == selected(c), backend
-        assert_matches(result.value, want, c.input.dtype, f"backend={backend}")
-
-
-def autograd(c: Case) -> tuple[np.ndarray, np.ndarray]:
-    """torch's loss and d(sum of it)/d(input) on float64 copies."""
-    up = lambda a: a if a is None or isinstance(a, float) or a.dtype.kind != "f" else a.astype(np.float64)  # noqa: E731
-    c = replace(c, input=up(c.input), target=up(c.target), var=up(c.var))
-    leaf = torch.from_numpy(c.input.copy()).requires_grad_(True)
-    out = oracle(c, leaf)
-    out.backward(torch.ones_like(out))
-    grad = leaf.grad if leaf.grad is not None else torch.zeros_like(leaf)
-    return out.detach().numpy(), grad.numpy()
-
-
-def dead(c: Case) -> np.ndarray:
-    """Input elements that no selected loss element depends on."""
-    shape = np.broadcast_shapes(c.input.shape, c.target.shape)
-    keep = np.ones(shape, bool) if c.mask is None else c.mask.astype(bool)
-    keep = keep.any(axis=tuple(range(keep.ndim - c.input.ndim)))
-    spread = tuple(i for i, n in enumerate(c.input.shape) if n == 1 and keep.shape[i] != 1)
-    return ~keep.any(axis=spread, keepdims=True) if spread else ~keep
+# ------------------------------------------------------------------------------------ gradients
 
 
 def check_grad(c: Case) -> None:
@@ -176,7 +75,7 @@ def check_grad(c: Case) -> None:
     pinned in tests/test_grad.py)."""
     _, want = autograd(c)
     rtol, atol = TOLERANCE[np.dtype(c.input.dtype)]
-    unused = dead(c)
+    unused = unused_inputs(c)
     # none with a mask: torch.where's backward gives a masked-out element 0·dl/dx, NaN where dl/dx is not
     # finite (a NaN input); the torch backend does the same, numpy gives the 0 that slicing gives
     artifact = unused & np.isnan(want) if c.resolved == "none" else np.zeros(unused.shape, bool)
@@ -192,17 +91,6 @@ def check_grad(c: Case) -> None:
 
 
 # ------------------------------------------------------------------------------------ strategies
-
-
-@st.composite
-def reductions(draw, loss: str) -> dict[str, Any]:
-    choices = ["none", "mean", "sum"] + (["batchmean"] if loss == "kl-div" else [])
-    reduction = draw(st.sampled_from(choices))
-    flag = st.sampled_from([None, None, True, False])
-    size_average, reduce = draw(flag), draw(flag)
-    if reduction == "batchmean":  # losscli refuses batchmean with the legacy flags (tested apart)
-        size_average = reduce = None
-    return dict(reduction=reduction, size_average=size_average, reduce=reduce)
 
 
 @st.composite
@@ -322,15 +210,7 @@ def test_gradients_equal_central_differences(loss, data):
         f0 = float(oracle(c).sum())
     assume(np.isfinite(f0) and c.input.size > 0)  # mean over nothing is NaN: nothing to difference
     points = data.draw(st.lists(st.integers(0, c.input.size - 1), min_size=1, max_size=3, unique=True))
-    differences = []
-    for i in points:
-        up, down = c.input.copy(), c.input.copy()
-        h = 1e-6 * max(1.0, abs(float(c.input.flat[i])))
-        up.flat[i] += h
-        down.flat[i] -= h
-        with torch.no_grad():
-            rise = float(oracle(replace(c, input=up)).sum()) - float(oracle(replace(c, input=down)).sum())
-        differences.append(rise / (up.flat[i] - down.flat[i]))
+    differences = central_differences(lambda x: loss_sum(c, x), c.input, points)
     for backend in BACKENDS:
         grad = c.compute(backend, grad=True).grad.reshape(-1)[points]
         np.testing.assert_allclose(grad, differences, rtol=1e-5, atol=1e-7 * (1 + abs(f0)),
@@ -360,7 +240,7 @@ def test_kl_div_follows_torch_where_target_is_zero_and_input_infinite():
     assert np.isnan(want.numpy()[0]) and want.numpy()[1] == 0
     for backend in BACKENDS:
         assert_matches(losscli.compute("kl-div", x, t, reduction="none", backend=backend).value, want,
-                       np.dtype(np.float64), backend)
+                       F64, backend)
 
 
 @pytest.mark.parametrize("reduction", ["batchmean", "sum", "mean"])
@@ -472,7 +352,7 @@ def test_kl_div_legacy_flags_give_torchs_warnings(backend, flags):
     torch_says = [str(w.message) for w in caught]
     result = losscli.compute("kl-div", x, t, size_average=size_average, reduce=reduce, backend=backend)
     assert result.warnings == torch_says and len(torch_says) == 1
-    assert_matches(result.value, want, np.dtype(np.float64), backend)
+    assert_matches(result.value, want, F64, backend)
 
 
 # -------------------------------------------------------------------------------------- errors

@@ -1,11 +1,11 @@
 """Gradients: ``compute(..., grad=True).grad`` = d(loss)/d(first array), for both backends.
 
-The reference is torch autograd: tests/test_losses.py's torch.nn.functional oracle, run on float64 copies
+The reference is torch autograd: the torch.nn.functional oracle of tests/oracle.py, run on float64 copies
 of the case with the input as a leaf that requires grad, then ``out.backward(torch.ones_like(out))`` (for
 ``none``: the gradient of the sum, as torch's ``backward(ones_like(loss))``). Masks are what they are in
 that oracle: slicing, ``ignore_index`` for class indices, row selection for class probabilities, and
 ``torch.where(mask, out, 0)`` for ``none``. Central finite differences of the same oracle (no autograd)
-check the gradients where the loss is smooth. Cases are test_losses's hypothesis strategies: shapes (0-d,
+check the gradients where the loss is smooth. Cases are tests/oracle.py's hypothesis strategies: shapes (0-d,
 empty, unbatched ``(C,)``, ``(N, C, d1, d2)``), broadcast inputs, weights, pos_weight, masks,
 ignore_index, label smoothing, probability targets, every reduction and the legacy flags.
 """
@@ -16,7 +16,6 @@ import csv
 import json
 from dataclasses import replace
 from pathlib import Path
-from unittest import mock
 
 import numpy as np
 import pytest
@@ -27,98 +26,39 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 import losscli
-import tests.test_losses as reference
 from losscli.cli import app
-from tests.test_losses import (
+from tests.oracle import (
     ALL_LOSSES,
+    BACKENDS,
     BINARY,
     CLASSES,
     FLOATS,
     REGRESSION,
     TOLERANCE,
     Case,
-    arrays,
+    autograd,
     binary_cases,
-    broadcast_shapes_to,
-    broadcasting_pairs,
+    central_differences,
     class_cases,
-    masks,
+    loss_sum,
     probability_cases,
-    reductions,
+    regression_broadcast_cases,
     regression_cases,
+    unused_inputs,
 )
-
-BACKENDS = ("numpy", "torch")
 
 
 # ----------------------------------------------------------------------------------------- helpers
 
 
-def compute_grad(c: Case, backend: str) -> losscli.LossResult:
-    """``Case.compute`` with ``grad=True``: the same arguments."""
-    return losscli.compute(
-        c.loss, c.input, c.target, weight=c.weight, pos_weight=c.pos_weight, mask=c.mask,
-        reduction=c.reduction, size_average=c.size_average, reduce=c.reduce, broadcast=c.broadcast,
-        backend=backend, grad=True, **c.params,
-    )
-
-
-def as_float64(c: Case) -> Case:
-    """The case with its float arrays in float64 (class indices stay integers)."""
-
-    def up(a: np.ndarray | None) -> np.ndarray | None:
-        return a if a is None or a.dtype.kind != "f" else a.astype(np.float64)
-
-    return replace(c, input=up(c.input), target=up(c.target), weight=up(c.weight), pos_weight=up(c.pos_weight))
-
-
-def autograd_oracle(c: Case) -> tuple[np.ndarray, np.ndarray]:
-    """torch's loss and d(sum of it)/d(input), in float64: test_losses's oracle with the input a leaf."""
-    c = as_float64(c)
-    leaf = torch.from_numpy(c.input.copy()).requires_grad_(True)
-    plain, used = reference.tensor, []
-
-    def tensor(array: np.ndarray) -> torch.Tensor:
-        if array is c.input:
-            used.append(True)
-            return leaf
-        return plain(array)
-
-    with mock.patch.object(reference, "tensor", tensor):
-        out = reference.oracle(c)
-    assert used, "test_losses's oracle no longer builds its input tensor with test_losses.tensor()"
-    out.backward(torch.ones_like(out))
-    grad = leaf.grad if leaf.grad is not None else torch.zeros_like(leaf)
-    return out.detach().numpy(), grad.numpy()
-
-
-def untouched(c: Case) -> np.ndarray:
-    """Input elements that no counted loss element depends on (masked out or ignore_index), input-shaped."""
-    if c.loss in CLASSES:
-        loss_shape = c.input.shape[:1] + c.input.shape[2:] if c.input.ndim > 1 else ()
-        keep = np.ones(loss_shape, bool)
-        if c.target.shape != c.input.shape:  # class indices
-            keep &= c.target != c.params.get("ignore_index", -100)
-        if c.mask is not None:
-            keep &= c.mask.astype(bool)
-        keep = keep if c.input.ndim == 1 else np.expand_dims(keep, 1)  # every class of a dead row
-        return ~np.broadcast_to(keep, c.input.shape)
-    loss_shape = np.broadcast_shapes(c.input.shape, c.target.shape)
-    keep = np.ones(loss_shape, bool) if c.mask is None else c.mask.astype(bool)
-    # an input element broadcast over several loss elements is dead only if all of them are
-    keep = keep.any(axis=tuple(range(keep.ndim - c.input.ndim)))
-    spread = tuple(i for i, n in enumerate(c.input.shape) if n == 1 and keep.shape[i] != 1)
-    return ~keep.any(axis=spread, keepdims=True) if spread else ~keep
-
-
 def check_grad(c: Case) -> None:
     """Both backends' gradients: the input's shape, the result's dtype, torch autograd's values, and a plain
     0 (never -0.0) wherever nothing that counts depends on the input."""
-    _, want = autograd_oracle(c)
+    _, want = autograd(c)
     rtol, atol = TOLERANCE[np.dtype(c.input.dtype)]
-    dead = untouched(c)
+    dead = unused_inputs(c)
     for backend in BACKENDS:
-        result = compute_grad(c, backend)
+        result = c.compute(backend, grad=True)
         grad = result.grad
         assert grad is not None, backend
         assert grad.shape == c.input.shape, (backend, grad.shape, c.input.shape)
@@ -127,25 +67,6 @@ def check_grad(c: Case) -> None:
                                    err_msg=f"backend={backend}: d({c.loss})/d(input) differs from autograd")
         assert np.all(grad[dead] == 0), (backend, grad[dead])
         assert not np.any(np.signbit(grad[dead])), (backend, "-0.0 where nothing counts", grad[dead])
-
-
-@st.composite
-def broadcast_cases(draw, loss: str) -> Case:
-    """Regression with --broadcast: input and target of different shapes, either one the smaller."""
-    in_shape, t_shape = draw(broadcasting_pairs())
-    dtype = draw(st.sampled_from(FLOATS))
-    x, y = draw(arrays(dtype, in_shape, -10, 10)), draw(arrays(dtype, t_shape, -10, 10))
-    loss_shape = np.broadcast_shapes(in_shape, t_shape)
-    weight = None
-    if draw(st.booleans()):
-        weight = draw(arrays(dtype, draw(broadcast_shapes_to(loss_shape)), 0.0, 3.0))
-    params = {}
-    if loss == "smooth-l1":
-        params["beta"] = draw(st.sampled_from([0.0, 0.5, 1.0, 2.5]))
-    if loss == "huber":
-        params["delta"] = draw(st.sampled_from([0.5, 1.0, 3.0]))
-    return Case(loss, x, y, weight=weight, mask=draw(masks(loss_shape)), broadcast=True, params=params,
-                **draw(reductions()))
 
 
 # -------------------------------------------------------------------- 1, 2, 4, 5: against autograd
@@ -160,7 +81,7 @@ def test_regression_gradients_match_autograd(loss, data):
 @pytest.mark.parametrize("loss", REGRESSION)
 @given(data=st.data())
 def test_broadcast_regression_gradients_match_autograd(loss, data):
-    check_grad(data.draw(broadcast_cases(loss)))
+    check_grad(data.draw(regression_broadcast_cases(loss)))
 
 
 @pytest.mark.parametrize("loss", CLASSES)
@@ -223,7 +144,7 @@ def test_gradient_has_the_inputs_shape_and_the_results_dtype(loss, in_shape, tar
     case = Case(loss, x, y, reduction=reduction, broadcast=options.get("broadcast", False), params=params)
     check_grad(case)  # the input's shape and dtype, for both backends, and autograd's values
     if reduction == "none" and options.get("broadcast"):  # the loss is larger than the gradient
-        assert compute_grad(case, "numpy").value.shape == np.broadcast_shapes(x.shape, y.shape)
+        assert case.compute("numpy", grad=True).value.shape == np.broadcast_shapes(x.shape, y.shape)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -254,7 +175,7 @@ def test_masked_and_ignored_elements_get_a_plain_zero(backend, reduction):
     mask = np.array([[True, False, True], [False, True, True]])
     for loss in ("mse", "l1", "smooth-l1", "huber", "bce", "bce-with-logits"):
         case = Case(loss, x, y, mask=mask, reduction=reduction)
-        grad = compute_grad(case, backend).grad
+        grad = case.compute(backend, grad=True).grad
         assert np.all(grad[~mask] == 0) and not np.any(np.signbit(grad[~mask])), (loss, grad)
         assert np.all(grad[mask] < 0), (loss, grad)  # the live ones do move
     logits = np.array([[2.0, -1.0, 0.5], [0.3, 0.2, -0.4], [1.0, 1.0, 1.0]])
@@ -264,7 +185,7 @@ def test_masked_and_ignored_elements_get_a_plain_zero(backend, reduction):
         case = Case(loss, logits if loss == "cross-entropy" else -np.abs(logits), labels,
                     weight=np.array([1.0, 2.0, 0.5]), mask=np.array([True, True, False]), reduction=reduction,
                     params={"ignore_index": 2, **options})
-        grad = compute_grad(case, backend).grad
+        grad = case.compute(backend, grad=True).grad
         assert np.all(grad[1:] == 0) and not np.any(np.signbit(grad[1:])), (loss, grad)
         assert np.any(grad[0] != 0), (loss, grad)
 
@@ -301,12 +222,6 @@ def smooth_cases(draw, loss: str) -> Case:
     return c
 
 
-def loss_sum(c: Case, x: np.ndarray) -> float:
-    """The scalar that the gradient differentiates, from torch.nn.functional without autograd."""
-    with torch.no_grad():
-        return float(reference.oracle(replace(c, input=x)).sum())
-
-
 @pytest.mark.parametrize("loss", ALL_LOSSES)
 @given(data=st.data())
 def test_gradients_equal_central_differences(loss, data):
@@ -316,15 +231,9 @@ def test_gradients_equal_central_differences(loss, data):
     if c.input.size == 0:
         return
     points = data.draw(st.lists(st.integers(0, c.input.size - 1), min_size=1, max_size=3, unique=True))
-    differences = []
-    for i in points:
-        up, down = c.input.copy(), c.input.copy()
-        h = EPS * max(1.0, abs(float(c.input.flat[i])))
-        up.flat[i] += h
-        down.flat[i] -= h
-        differences.append((loss_sum(c, up) - loss_sum(c, down)) / (up.flat[i] - down.flat[i]))
+    differences = central_differences(lambda x: loss_sum(c, x), c.input, points, EPS)
     for backend in BACKENDS:
-        grad = compute_grad(c, backend).grad.reshape(-1)[points]
+        grad = c.compute(backend, grad=True).grad.reshape(-1)[points]
         np.testing.assert_allclose(grad, differences, rtol=1e-5, atol=1e-7 * (1 + abs(f0)),
                                    err_msg=f"backend={backend}: gradient against central differences")
 

@@ -2,7 +2,7 @@
 
 hypothesis draws shapes (0-d where legal, 1-D, (N, C, d1, d2) class inputs), dtypes, reductions, the
 legacy ``size_average``/``reduce`` flags, weights, pos_weight, ignore_index, label smoothing, probability
-targets and masks. The oracles below call ``torch.nn.functional`` directly and never losscli:
+targets and masks. The oracle (tests/oracle.py) calls ``torch.nn.functional`` directly and never losscli:
 
 * a mask is slicing: element-wise losses see ``input[mask]``, ``target[mask]``, ``weight[mask]`` (weights
   expanded to the loss's shape first); ``none`` is torch's unmasked output with masked-out entries set to 0;
@@ -16,322 +16,36 @@ from __future__ import annotations
 import subprocess
 import sys
 import warnings
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
-import torch
 import torch.nn.functional as F
 from hypothesis import given
 from hypothesis import strategies as st
-from hypothesis.extra import numpy as hnp
 from torch.nn._reduction import legacy_get_string
 
 import losscli
 from losscli.errors import LossCliError, OptionError, ShapeError, ValueDomainError
-
-ROOT = Path(__file__).resolve().parents[1]
-
-REGRESSION = ("mse", "l1", "smooth-l1", "huber")
-CLASSES = ("nll", "cross-entropy")
-BINARY = ("bce", "bce-with-logits")
-ALL_LOSSES = REGRESSION + CLASSES + BINARY
-
-FLOATS = (np.float32, np.float64)
-# (rtol, atol): numpy computes in float64 and rounds once; torch computes in the input's dtype.
-TOLERANCE = {
-    np.dtype(np.float16): (1e-2, 1e-2),
-    np.dtype(np.float32): (1e-5, 1e-5),
-    np.dtype(np.float64): (1e-10, 1e-10),
-}
-
-
-# ----------------------------------------------------------------------------------------- cases
-
-
-def resolved_of(reduction: str, size_average: bool | None, reduce: bool | None) -> str:
-    """The reduction torch uses: the legacy flags, when given, win (torch's own resolution)."""
-    if size_average is None and reduce is None:
-        return reduction
-    return legacy_get_string(size_average, reduce, emit_warning=False)
-
-
-@dataclass
-class Case:
-    loss: str
-    input: np.ndarray
-    target: np.ndarray
-    weight: np.ndarray | None = None
-    pos_weight: np.ndarray | None = None
-    mask: np.ndarray | None = None
-    reduction: str = "mean"
-    size_average: bool | None = None
-    reduce: bool | None = None
-    broadcast: bool = False
-    params: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def resolved(self) -> str:
-        return resolved_of(self.reduction, self.size_average, self.reduce)
-
-    @property
-    def legacy(self) -> dict[str, Any]:
-        """Reduction keywords exactly as a torch user passes them."""
-        return dict(size_average=self.size_average, reduce=self.reduce, reduction=self.reduction)
-
-    def compute(self, backend: str) -> losscli.LossResult:
-        return losscli.compute(
-            self.loss, self.input, self.target, weight=self.weight, pos_weight=self.pos_weight,
-            mask=self.mask, reduction=self.reduction, size_average=self.size_average, reduce=self.reduce,
-            broadcast=self.broadcast, backend=backend, **self.params,
-        )
-
-
-def tensor(array: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.array(array))  # a copy, same dtype and shape (0-d included)
-
-
-def zero_unselected(out: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    return torch.where(mask, out, torch.zeros((), dtype=out.dtype))
-
-
-# --------------------------------------------------------------------------------------- oracles
-
-
-def regression_oracle(c: Case) -> torch.Tensor:
-    x, y = tensor(c.input), tensor(c.target)
-    shape = torch.broadcast_shapes(x.shape, y.shape)
-    w = None if c.weight is None else tensor(c.weight).expand(shape)  # torch wants an input-sized weight
-    if w is not None:
-        x, y = x.expand(shape), y.expand(shape)  # and so an input of the loss's shape
-    mask = None if c.mask is None else tensor(c.mask.astype(bool))
-    if mask is not None and c.resolved != "none":
-        x, y = x.expand(shape)[mask], y.expand(shape)[mask]
-        w = None if w is None else w[mask]
-    if c.loss == "mse":
-        out = F.mse_loss(x, y, weight=w, **c.legacy)
-    elif c.loss == "l1":
-        out = F.l1_loss(x, y, weight=w, **c.legacy)
-    elif c.loss == "huber":  # huber_loss takes no legacy flags: resolve them first
-        out = F.huber_loss(x, y, reduction=c.resolved, delta=c.params.get("delta", 1.0), weight=w)
-    elif w is None:
-        out = F.smooth_l1_loss(x, y, beta=c.params.get("beta", 1.0), **c.legacy)
-    else:  # torch's smooth_l1_loss has no weight: Σ w·l / Σ w over its per-element values
-        weighted = F.smooth_l1_loss(x, y, reduction="none", beta=c.params.get("beta", 1.0)) * w
-        out = {"none": weighted, "sum": weighted.sum(), "mean": weighted.sum() / w.sum()}[c.resolved]
-    if mask is not None and c.resolved == "none":
-        out = zero_unselected(out, mask)
-    return out
-
-
-def class_oracle(c: Case) -> torch.Tensor:
-    x, t = tensor(c.input), tensor(c.target)
-    probabilities = c.loss == "cross-entropy" and c.target.shape == c.input.shape  # torch's rule
-    if not probabilities:
-        t = t.long()
-    ignore_index = c.params.get("ignore_index", -100)
-    kw = dict(weight=None if c.weight is None else tensor(c.weight), ignore_index=ignore_index, **c.legacy)
-    if c.loss == "cross-entropy":
-        kw["label_smoothing"] = c.params.get("label_smoothing", 0.0)
-    mask = None if c.mask is None else tensor(c.mask.astype(bool))
-    if mask is not None and c.resolved != "none":
-        if not probabilities:  # masked out == ignore_index
-            t = torch.where(mask, t, ignore_index)
-        else:  # select rows, class axis last
-            if x.ndim == 1:
-                x, t, mask = x[None], t[None], mask[None]
-            x, t = x.movedim(1, -1)[mask], t.movedim(1, -1)[mask]
-    out = (F.cross_entropy if c.loss == "cross-entropy" else F.nll_loss)(x, t, **kw)
-    if mask is not None and c.resolved == "none":
-        out = zero_unselected(out, mask)
-    return out
-
-
-def binary_oracle(c: Case) -> torch.Tensor:
-    x, y = tensor(c.input), tensor(c.target)
-    w = None if c.weight is None else tensor(c.weight)
-    pw = None if c.pos_weight is None else tensor(c.pos_weight)
-    mask = None if c.mask is None else tensor(c.mask.astype(bool))
-    if mask is not None and c.resolved != "none":
-        x, y = x[mask], y[mask]
-        w = None if w is None else w.expand(c.input.shape)[mask]
-        pw = None if pw is None else pw.expand(c.input.shape)[mask]
-    if c.loss == "bce":
-        out = F.binary_cross_entropy(x, y, weight=w, **c.legacy)
-    else:
-        out = F.binary_cross_entropy_with_logits(x, y, weight=w, pos_weight=pw, **c.legacy)
-    if mask is not None and c.resolved == "none":
-        out = zero_unselected(out, mask)
-    return out
-
-
-def oracle(c: Case) -> torch.Tensor:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # torch's deprecation and broadcast warnings; tested apart
-        if c.loss in REGRESSION:
-            return regression_oracle(c)
-        if c.loss in CLASSES:
-            return class_oracle(c)
-        return binary_oracle(c)
-
-
-def assert_matches(got: np.ndarray, want: torch.Tensor, dtype: np.dtype) -> None:
-    expected = want.detach().numpy()
-    assert got.dtype == expected.dtype, f"dtype {got.dtype}, torch gives {expected.dtype}"
-    assert got.shape == expected.shape, f"shape {got.shape}, torch gives {expected.shape}"
-    rtol, atol = TOLERANCE[np.dtype(dtype)]
-    np.testing.assert_allclose(got, expected, rtol=rtol, atol=atol, equal_nan=True)
-
-
-def counted(c: Case) -> int:
-    """Elements that count: selected by the mask and, for class indices, not ignore_index."""
-    if c.loss in CLASSES:
-        classes_axis = 0 if c.input.ndim == 1 else 1
-        keep = np.ones(np.delete(c.input.shape, classes_axis), bool)
-        if c.target.shape != c.input.shape:
-            keep &= c.target != c.params.get("ignore_index", -100)
-    else:
-        keep = np.ones(np.broadcast_shapes(c.input.shape, c.target.shape), bool)
-    return int(np.count_nonzero(keep if c.mask is None else keep & c.mask.astype(bool)))
-
-
-def check(c: Case) -> None:
-    """Both backends equal the torch oracle: value, shape, dtype, the reduction and the count they report."""
-    want = oracle(c)
-    for backend in ("numpy", "torch"):
-        result = c.compute(backend)
-        assert result.reduction.value == c.resolved, backend
-        assert result.selected == counted(c), backend
-        try:
-            assert_matches(result.value, want, c.input.dtype)
-        except AssertionError as exc:
-            raise AssertionError(f"backend={backend}: {exc}") from None
-
-
-# ------------------------------------------------------------------------------------ strategies
-
-
-def numbers(dtype, lo: float, hi: float) -> st.SearchStrategy[float]:
-    width = np.dtype(dtype).itemsize * 8
-    return st.floats(lo, hi, width=width, allow_nan=False, allow_subnormal=False)
-
-
-def arrays(dtype, shape, lo: float, hi: float) -> st.SearchStrategy[np.ndarray]:
-    return hnp.arrays(dtype, shape, elements=numbers(dtype, lo, hi))
-
-
-@st.composite
-def broadcast_shapes_to(draw, shape: tuple[int, ...]) -> tuple[int, ...]:
-    """A shape that broadcasts to ``shape``: some leading axes dropped, some axes of size 1."""
-    drop = draw(st.integers(0, len(shape)))
-    return tuple(1 if draw(st.booleans()) else n for n in shape[drop:])
-
-
-@st.composite
-def masks(draw, shape: tuple[int, ...]) -> np.ndarray | None:
-    """None, or a mask of ``shape``: booleans or 0/1 integers."""
-    if draw(st.booleans()):
-        return None
-    mask = draw(hnp.arrays(np.bool_, shape))
-    return mask.astype(np.int8) if draw(st.booleans()) else mask
-
-
-@st.composite
-def reductions(draw) -> dict[str, Any]:
-    flag = st.sampled_from([None, None, True, False])  # mostly unset
-    return dict(reduction=draw(st.sampled_from(["none", "mean", "sum"])), size_average=draw(flag),
-                reduce=draw(flag))
-
-
-@st.composite
-def element_shapes(draw, max_side: int = 4) -> tuple[int, ...]:
-    min_side = draw(st.sampled_from([1, 1, 1, 0]))  # empty arrays now and then
-    return draw(hnp.array_shapes(min_dims=0, max_dims=4, min_side=min_side, max_side=max_side))
-
-
-@st.composite
-def regression_cases(draw, loss: str, dtypes=FLOATS, bound: float = 10.0, max_side: int = 4) -> Case:
-    dtype = draw(st.sampled_from(dtypes))
-    shape = draw(element_shapes(max_side))
-    x, y = draw(arrays(dtype, shape, -bound, bound)), draw(arrays(dtype, shape, -bound, bound))
-    weight = None
-    if draw(st.booleans()):
-        weight = draw(arrays(dtype, draw(broadcast_shapes_to(shape)), 0.0, 3.0))
-    params = {}
-    if loss == "smooth-l1":
-        params["beta"] = draw(st.sampled_from([0.0, 0.5, 1.0, 2.5]))
-    if loss == "huber":
-        params["delta"] = draw(st.sampled_from([0.5, 1.0, 3.0]))
-    return Case(loss, x, y, weight=weight, mask=draw(masks(shape)), params=params, **draw(reductions()))
-
-
-@st.composite
-def class_inputs(draw, loss: str, dtype) -> np.ndarray:
-    classes = draw(st.integers(1, 4))
-    if draw(st.integers(0, 4)) == 0:
-        shape = (classes,)  # unbatched
-    else:
-        n = draw(st.sampled_from([1, 2, 3, 0]))
-        shape = (n, classes, *draw(st.lists(st.integers(1, 3), max_size=2)))
-    lo, hi = (-10.0, 0.0) if loss == "nll" else (-8.0, 8.0)  # nll reads log-probabilities
-    return draw(arrays(dtype, shape, lo, hi))
-
-
-def class_layout(x: np.ndarray) -> tuple[int, tuple[int, ...]]:
-    """Number of classes and the loss's (= index target's) shape."""
-    if x.ndim == 1:
-        return x.shape[0], ()
-    return x.shape[1], x.shape[:1] + x.shape[2:]
-
-
-@st.composite
-def class_cases(draw, loss: str, dtypes=FLOATS) -> Case:
-    """Class-index targets, with ignore_index (sometimes a real class) and class weights."""
-    dtype = draw(st.sampled_from(dtypes))
-    x = draw(class_inputs(loss, dtype))
-    classes, loss_shape = class_layout(x)
-    ignore_index = draw(st.sampled_from([-100, -1]) | st.integers(0, classes - 1))
-    labels = st.integers(0, classes - 1) | st.just(ignore_index)
-    t = draw(hnp.arrays(draw(st.sampled_from([np.int64, np.int32])), loss_shape, elements=labels))
-    weight = draw(st.none() | arrays(dtype, (classes,), 0.0, 3.0))
-    params: dict[str, Any] = {}
-    if ignore_index != -100 or draw(st.booleans()):
-        params["ignore_index"] = ignore_index
-    if loss == "cross-entropy":
-        params["label_smoothing"] = draw(st.sampled_from([0.0, 0.0, 0.1, 0.3, 1.0]))
-    return Case(loss, x, t, weight=weight, mask=draw(masks(loss_shape)), params=params, **draw(reductions()))
-
-
-@st.composite
-def probability_cases(draw, dtypes=FLOATS) -> Case:
-    """cross-entropy against class probabilities of the input's shape (torch's rule picks them)."""
-    dtype = draw(st.sampled_from(dtypes))
-    x = draw(class_inputs("cross-entropy", dtype))
-    classes, loss_shape = class_layout(x)
-    y = draw(arrays(dtype, x.shape, 0.0, 1.0))
-    if draw(st.booleans()) and y.size:  # proper distributions, or any non-negative scores (torch allows)
-        y = (tensor(y).double() + 1e-3).softmax(dim=0 if y.ndim == 1 else 1).numpy().astype(dtype)
-    weight = draw(st.none() | arrays(dtype, (classes,), 0.0, 3.0))
-    params = {"label_smoothing": draw(st.sampled_from([0.0, 0.1, 0.5, 1.0]))}
-    return Case("cross-entropy", x, y, weight=weight, mask=draw(masks(loss_shape)), params=params,
-                **draw(reductions()))
-
-
-@st.composite
-def binary_cases(draw, loss: str, dtypes=FLOATS, bound: float = 10.0, max_side: int = 4) -> Case:
-    dtype = draw(st.sampled_from(dtypes))
-    shape = draw(element_shapes(max_side))
-    x = draw(arrays(dtype, shape, 0.0, 1.0) if loss == "bce" else arrays(dtype, shape, -bound, bound))
-    y = draw(arrays(dtype, shape, 0.0, 1.0))
-    weight = pos_weight = None
-    if draw(st.booleans()):
-        weight = draw(arrays(dtype, draw(broadcast_shapes_to(shape)), 0.0, 3.0))
-    if loss == "bce-with-logits" and draw(st.booleans()):
-        pos_weight = draw(arrays(dtype, draw(broadcast_shapes_to(shape)), 0.0, 5.0))
-    return Case(loss, x, y, weight=weight, pos_weight=pos_weight, mask=draw(masks(shape)),
-                **draw(reductions()))
+from tests.oracle import (
+    ALL_LOSSES,
+    BINARY,
+    CLASSES,
+    FLOATS,
+    REGRESSION,
+    ROOT,
+    Case,
+    arrays,
+    binary_cases,
+    broadcast_shapes_to,
+    broadcasting_pairs,
+    check,
+    class_cases,
+    masks,
+    oracle,
+    probability_cases,
+    regression_cases,
+    tensor,
+)
 
 
 # ------------------------------------------------------------------------------- property tests
@@ -370,12 +84,6 @@ def test_float16_matches_torch_loosely(loss, data):
     else:
         case = data.draw(class_cases(loss, (np.float16,)))
     check(case)
-
-
-@st.composite
-def broadcasting_pairs(draw) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    shape = draw(hnp.array_shapes(min_dims=1, max_dims=3, min_side=1, max_side=4))
-    return draw(broadcast_shapes_to(shape)), draw(broadcast_shapes_to(shape))
 
 
 @pytest.mark.parametrize("loss", REGRESSION)

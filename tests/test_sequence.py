@@ -1,6 +1,6 @@
 """ctc and linear-cross-entropy, both backends, against torch.nn.functional (the ground truth).
 
-The oracles below call ``torch.nn.functional`` directly and never losscli:
+The oracles (tests/oracle.py) call ``torch.nn.functional`` directly and never losscli:
 
 * ctc: a mask selects samples (slicing: their column of log_probs, their targets, their lengths); ``none`` is
   torch's unmasked output with masked-out samples set to 0. torch refuses empty log_probs, so a mask that
@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import math
 import tracemalloc
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 from unittest import mock
 
@@ -39,18 +39,27 @@ from losscli.cli import app
 from losscli.errors import OptionError, ShapeError, ValueDomainError
 from losscli.losses import sequence
 from losscli.reduction import Elements, Partial, Reduction, partial
-from tests.test_losses import ROOT, arrays, masks, reductions, resolved_of
+from tests.oracle import (
+    BACKENDS,
+    FLOATS,
+    ROOT,
+    CtcCase,
+    LinearCase,
+    arrays,
+    central_differences,
+    ctc_oracle,
+    leaf_grad,
+    linear_oracle,
+    masks,
+    reductions,
+    softmax_of,
+    tensor,
+)
 
-FLOATS = (np.float32, np.float64)
-BACKENDS = ("numpy", "torch")
 # (rtol, atol): numpy computes in float64 and rounds once; torch computes in the input's dtype (ctc: a
 # recursion over the frames, so float32 gets a little more room)
 CTC_TOLERANCE = {np.dtype(np.float32): (1e-4, 1e-4), np.dtype(np.float64): (1e-10, 1e-10)}
 LINEAR_TOLERANCE = {np.dtype(np.float32): (1e-5, 1e-5), np.dtype(np.float64): (1e-10, 1e-10)}
-
-
-def tensor(array: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.array(array))  # a copy, same dtype and shape
 
 
 def assert_close(got: np.ndarray, want: np.ndarray, tolerance: tuple[float, float], what: str) -> None:
@@ -66,64 +75,9 @@ def log_softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
 # ================================================================================================ ctc
 
 
-@dataclass
-class CtcCase:
-    log_probs: np.ndarray
-    targets: np.ndarray
-    input_lengths: np.ndarray
-    target_lengths: np.ndarray
-    mask: np.ndarray | None = None
-    reduction: str = "mean"
-    size_average: bool | None = None
-    reduce: bool | None = None
-    params: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def resolved(self) -> str:
-        return resolved_of(self.reduction, self.size_average, self.reduce)
-
-    @property
-    def samples(self) -> int:
-        return self.log_probs.shape[1] if self.log_probs.ndim == 3 else 1
-
-    def compute(self, backend: str, **kw: Any) -> losscli.LossResult:
-        return losscli.compute("ctc", self.log_probs, self.targets, self.input_lengths, self.target_lengths,
-                               mask=self.mask, reduction=self.reduction, size_average=self.size_average,
-                               reduce=self.reduce, backend=backend, **self.params, **kw)
-
-
-def ctc_oracle(c: CtcCase, log_probs: torch.Tensor | None = None) -> torch.Tensor:
-    lp = tensor(c.log_probs) if log_probs is None else log_probs
-    tg, il, tl = tensor(c.targets).long(), tensor(c.input_lengths).long(), tensor(c.target_lengths).long()
-    kw = dict(blank=c.params.get("blank", 0), zero_infinity=c.params.get("zero_infinity", False))
-    reduction = c.resolved
-    mask = None if c.mask is None else c.mask.astype(bool).reshape(-1)
-    if mask is None or reduction == "none":
-        out = F.ctc_loss(lp, tg, il, tl, reduction=reduction, **kw)
-        if mask is not None:
-            out = torch.where(torch.from_numpy(mask.reshape(c.mask.shape)), out, torch.zeros((), dtype=out.dtype))
-        return out
-    if c.log_probs.ndim == 2:  # unbatched: the one sample is selected or not (targets as given fit N = 1)
-        lp, il, tl = lp[:, None], il.reshape(1), tl.reshape(1)
-    keep = torch.from_numpy(mask)
-    if not keep.any():  # torch refuses empty log_probs: the sum of nothing, and its mean (NaN)
-        nothing = lp.sum() * 0.0
-        return nothing if reduction == "sum" else nothing + float("nan")
-    if tg.dim() == 2:
-        tg = tg[keep]
-    else:
-        pieces = torch.split(tg, tl.tolist())
-        tg = torch.cat([p for p, k in zip(pieces, mask) if k])
-    return F.ctc_loss(lp[:, keep], tg, il[keep], tl[keep], reduction=reduction, **kw)
-
-
 def ctc_autograd(c: CtcCase) -> tuple[np.ndarray, np.ndarray]:
     """torch's loss and d(sum of it)/d(log_probs), float64."""
-    leaf = torch.tensor(c.log_probs, dtype=torch.float64, requires_grad=True)
-    out = ctc_oracle(c, leaf)
-    out.backward(torch.ones_like(out))
-    grad = leaf.grad if leaf.grad is not None else torch.zeros_like(leaf)
-    return out.detach().numpy(), grad.numpy()
+    return leaf_grad(lambda lp: ctc_oracle(c, lp), c.log_probs)
 
 
 def ctc_dead(c: CtcCase, nll: np.ndarray) -> np.ndarray:
@@ -486,71 +440,11 @@ def test_ctc_unbatched_concatenated_targets_say_how_to_pad():
 # =============================================================================== linear-cross-entropy
 
 
-@dataclass
-class LinearCase:
-    input: np.ndarray
-    linear_weight: np.ndarray
-    target: np.ndarray
-    linear_bias: np.ndarray | None = None
-    weight: np.ndarray | None = None
-    mask: np.ndarray | None = None
-    reduction: str = "mean"
-    size_average: bool | None = None
-    reduce: bool | None = None
-    params: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def resolved(self) -> str:
-        return resolved_of(self.reduction, self.size_average, self.reduce)
-
-    @property
-    def logits_shape(self) -> tuple[int, ...]:
-        return self.input.shape[:-1] + self.linear_weight.shape[:-1]
-
-    @property
-    def probabilities(self) -> bool:
-        return self.target.shape == self.logits_shape  # torch's rule
-
-    def compute(self, backend: str, **kw: Any) -> losscli.LossResult:
-        return losscli.compute("linear-cross-entropy", self.input, self.linear_weight, self.target,
-                               linear_bias=self.linear_bias, weight=self.weight, mask=self.mask,
-                               reduction=self.reduction, size_average=self.size_average, reduce=self.reduce,
-                               backend=backend, **self.params, **kw)
-
-
-def linear_oracle(c: LinearCase, x: torch.Tensor | None = None) -> torch.Tensor:
-    x = tensor(c.input) if x is None else x
-    w, t = tensor(c.linear_weight), tensor(c.target)
-    prob = c.probabilities
-    ignore_index = c.params.get("ignore_index", -100)
-    kw = dict(linear_bias=None if c.linear_bias is None else tensor(c.linear_bias),
-              weight=None if c.weight is None else tensor(c.weight),
-              label_smoothing=c.params.get("label_smoothing", 0.0), ignore_index=None if prob else ignore_index)
-    t = t if prob else t.long()
-    reduction = c.resolved
-    mask = None if c.mask is None else tensor(c.mask.astype(bool))
-    if mask is None or reduction == "none":
-        out = F.linear_cross_entropy(x, w, t, reduction=reduction, **kw)
-        return out if mask is None else torch.where(mask, out, torch.zeros((), dtype=out.dtype))
-    if not prob:  # masked out == ignore_index
-        return F.linear_cross_entropy(x, w, torch.where(mask, t, ignore_index), reduction=reduction, **kw)
-    if w.dim() == 2:  # probabilities: select rows of input and target
-        if x.dim() == 1:
-            x, t, mask = x[None], t[None], mask[None]
-        return F.linear_cross_entropy(x[mask], w, t[mask], reduction=reduction, **kw)
-    picked = F.linear_cross_entropy(x, w, t, reduction="none", **kw)[mask]  # K-dim: elements of none
-    return picked.sum() if reduction == "sum" else picked.mean()
-
-
 def linear_autograd(c: LinearCase) -> tuple[np.ndarray, np.ndarray]:
     c = replace(c, **{k: getattr(c, k).astype(np.float64) for k in ("input", "linear_weight", "linear_bias",
                                                                      "weight", "target")
                       if getattr(c, k) is not None and getattr(c, k).dtype.kind == "f"})
-    leaf = torch.tensor(c.input, requires_grad=True)
-    out = linear_oracle(c, leaf)
-    out.backward(torch.ones_like(out))
-    grad = leaf.grad if leaf.grad is not None else torch.zeros_like(leaf)
-    return out.detach().numpy(), grad.numpy()
+    return leaf_grad(lambda x: linear_oracle(c, x), c.input)
 
 
 def linear_dead_rows(c: LinearCase) -> np.ndarray:
@@ -585,7 +479,7 @@ def linear_cases(draw, dtypes=FLOATS) -> LinearCase:
         y = draw(arrays(dtype, logits_shape, 0.0, 1.0))
         if draw(st.booleans()) and y.size:
             axis = 0 if layout == "unbatched" else 1
-            y = (tensor(y).double() + 1e-3).softmax(dim=axis).numpy().astype(dtype)
+            y = softmax_of(y, axis, dtype)
     else:
         ignore_index = draw(st.sampled_from([-100, -1]) | st.integers(0, classes - 1))
         labels = st.integers(0, classes - 1) | st.just(ignore_index)
@@ -643,13 +537,7 @@ def test_linear_cross_entropy_gradient_equals_central_differences(case, data):
     f0 = linear_loss_sum(case, case.input)
     assume(np.isfinite(f0) and case.input.size)
     points = data.draw(st.lists(st.integers(0, case.input.size - 1), min_size=1, max_size=3, unique=True))
-    differences = []
-    for i in points:
-        up, down = case.input.copy(), case.input.copy()
-        h = 1e-6 * max(1.0, abs(float(case.input.flat[i])))
-        up.flat[i] += h
-        down.flat[i] -= h
-        differences.append((linear_loss_sum(case, up) - linear_loss_sum(case, down)) / (up.flat[i] - down.flat[i]))
+    differences = central_differences(lambda x: linear_loss_sum(case, x), case.input, points)
     with chunked(2, 5):
         grad = case.compute("numpy", grad=True).grad.reshape(-1)[points]
     np.testing.assert_allclose(grad, differences, rtol=1e-5, atol=1e-7 * (1 + abs(f0)))
