@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from typer.testing import CliRunner
 
-from losscli.cli import app
+from losscli.edge.cli import app
 from losscli.losses import CATALOG
 from losscli.reduction import Reduction
 
@@ -455,7 +455,7 @@ def test_debug_shows_the_traceback():
 
 def test_backend_torch_without_torch_says_how_to_install():
     code = ("import sys; sys.modules['torch'] = None\n"
-            "from losscli.cli import app\n"
+            "from losscli.edge.cli import app\n"
             f"app(['mse', r'{REG / 'pred.npy'}', r'{REG / 'target.npy'}', '--backend', 'torch'])")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 2

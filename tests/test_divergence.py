@@ -31,7 +31,7 @@ from hypothesis.extra import numpy as hnp
 from typer.testing import CliRunner
 
 import losscli
-from losscli.cli import app
+from losscli.edge.cli import app
 from losscli.errors import OptionError, ShapeError, ValueDomainError
 from tests.oracle import (
     BACKENDS,
@@ -80,7 +80,7 @@ def check_grad(c: Case) -> None:
     # finite (a NaN input); the torch backend does the same, numpy gives the 0 that slicing gives
     artifact = unused & np.isnan(want) if c.resolved == "none" else np.zeros(unused.shape, bool)
     for backend in BACKENDS:
-        result = c.compute(backend, grad=True)
+        result = c.compute(backend, outputs=losscli.Outputs(grad=True))
         assert result.grad.shape == c.input.shape and result.grad.dtype == result.value.dtype, backend
         expected = np.where(artifact, 0.0, want) if backend == "numpy" else want
         np.testing.assert_allclose(result.grad, expected, rtol=rtol, atol=atol, equal_nan=True,
@@ -212,7 +212,7 @@ def test_gradients_equal_central_differences(loss, data):
     points = data.draw(st.lists(st.integers(0, c.input.size - 1), min_size=1, max_size=3, unique=True))
     differences = central_differences(lambda x: loss_sum(c, x), c.input, points)
     for backend in BACKENDS:
-        grad = c.compute(backend, grad=True).grad.reshape(-1)[points]
+        grad = c.compute(backend, outputs=losscli.Outputs(grad=True)).grad.reshape(-1)[points]
         np.testing.assert_allclose(grad, differences, rtol=1e-5, atol=1e-7 * (1 + abs(f0)),
                                    err_msg=f"backend={backend}: gradient against central differences")
 
@@ -331,7 +331,7 @@ def test_nan_propagates_and_all_masked_out(loss):
 def test_kl_div_mean_warning_is_torchs_and_appears_once(backend):
     assert KL_MEAN_WARNING.startswith("reduction: 'mean' divides the total loss")
     x, t = np.log(np.full((2, 3), 1 / 3)), np.full((2, 3), 1 / 3)
-    result = losscli.compute("kl-div", x, t, backend=backend, cross_check=True)
+    result = losscli.compute("kl-div", x, t, backend=backend, outputs=losscli.Outputs(cross_check=True))
     assert result.warnings.count(KL_MEAN_WARNING) == 1 and len(result.warnings) == 1, result.warnings
     for reduction in ("none", "sum", "batchmean"):
         assert losscli.compute("kl-div", x, t, reduction=reduction, backend=backend).warnings == []
@@ -381,7 +381,7 @@ def test_batchmean_with_legacy_flags_is_refused():
 @pytest.mark.parametrize("loss", ["poisson-nll", "gaussian-nll"])
 def test_batchmean_is_kl_div_only(loss):
     arrays = (np.zeros(3), np.zeros(3)) + ((1.0,) if loss == "gaussian-nll" else ())
-    with pytest.raises(OptionError, match=rf"^--reduction: {loss} takes none, mean, sum, but got batchmean"):
+    with pytest.raises(OptionError, match=rf"^reduction: {loss} takes none, mean, sum, but got batchmean"):
         losscli.compute(loss, *arrays, reduction="batchmean")
 
 
@@ -397,7 +397,7 @@ def test_shape_errors(loss):
         losscli.compute(loss, np.zeros(3), np.zeros(2), *((np.ones(3),) if gaussian else ()), broadcast=True)
     with pytest.raises(ShapeError, match=r"^mask: expected the loss's shape \(3, 1\), but got \(3,\)"):
         losscli.compute(loss, np.zeros((3, 1)), np.zeros((3, 1)), *extra, mask=np.ones(3))
-    with pytest.raises(OptionError, match=rf"^--weight: {loss} takes no weight"):
+    with pytest.raises(OptionError, match=rf"^weight: {loss} takes no weight"):
         losscli.compute(loss, np.zeros((3, 1)), np.zeros((3, 1)), *extra, weight=np.ones((3, 1)))
 
 
@@ -440,7 +440,7 @@ def test_gaussian_negative_variance():
 
 def test_numpy_path_never_imports_torch():
     code = ("import losscli, numpy as np; x = np.log(np.full((2, 3), 1 / 3)); "
-            "r = losscli.compute('kl-div', x, np.exp(x), grad=True); "
+            "r = losscli.compute('kl-div', x, np.exp(x), outputs=losscli.Outputs(grad=True)); "
             "losscli.compute('poisson-nll', x, np.ones((2, 3)), full=True); "
             "losscli.compute('gaussian-nll', x, x, 0.5, reduction='sum'); "
             "import sys; assert 'torch' not in sys.modules; assert len(r.warnings) == 1")

@@ -24,7 +24,7 @@ from typer.testing import CliRunner
 
 from losscli.api import NanPolicy
 from losscli.backends import Backend
-from losscli.cli import app
+from losscli.edge.cli import app
 from losscli.losses import CATALOG
 from losscli.reduction import Reduction
 
@@ -240,7 +240,7 @@ def test_first_run_without_a_baseline_passes_and_says_so(data):
     result, report = report_of("check", gate_file(data, check_toml("reg", max_increase=0.01)))
     assert result.exit_code == 0
     assert report["checks"][0]["baseline"] is None
-    assert report["checks"][0]["notes"] == ["no baseline (no --baseline given): max_increase not checked"]
+    assert report["checks"][0]["notes"] == ["no baseline (no baseline given): max_increase not checked"]
     assert report["summary"]["without_baseline"] == 1
     table = invoke("check", gate_file(data, check_toml("reg", max_increase=0.01)))
     assert "1 not compared (no baseline)" in table.stdout and "note: reg: no baseline" in table.stderr
@@ -527,7 +527,7 @@ def test_regression_bounds_are_exact_on_printed_numbers(value, base, allowed, pc
 
 def test_the_numpy_path_never_imports_torch():
     code = ("import sys; sys.modules['torch'] = None\n"  # importing torch now raises
-            "from losscli.cli import app\n"
+            "from losscli.edge.cli import app\n"
             f"app(['check', r'{SAMPLES / 'gates.toml'}', '-f', 'json'])")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=False)
     assert proc.returncode == 0, proc.stderr

@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 import losscli
-from losscli.cli import app
+from losscli.edge.cli import app
 from tests.oracle import (
     ALL_LOSSES,
     BACKENDS,
@@ -58,7 +58,7 @@ def check_grad(c: Case) -> None:
     rtol, atol = TOLERANCE[np.dtype(c.input.dtype)]
     dead = unused_inputs(c)
     for backend in BACKENDS:
-        result = c.compute(backend, grad=True)
+        result = c.compute(backend, outputs=losscli.Outputs(grad=True))
         grad = result.grad
         assert grad is not None, backend
         assert grad.shape == c.input.shape, (backend, grad.shape, c.input.shape)
@@ -144,7 +144,7 @@ def test_gradient_has_the_inputs_shape_and_the_results_dtype(loss, in_shape, tar
     case = Case(loss, x, y, reduction=reduction, broadcast=options.get("broadcast", False), params=params)
     check_grad(case)  # the input's shape and dtype, for both backends, and autograd's values
     if reduction == "none" and options.get("broadcast"):  # the loss is larger than the gradient
-        assert case.compute("numpy", grad=True).value.shape == np.broadcast_shapes(x.shape, y.shape)
+        assert case.compute("numpy", outputs=losscli.Outputs(grad=True)).value.shape == np.broadcast_shapes(x.shape, y.shape)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -152,14 +152,14 @@ def test_gradient_takes_the_results_dtype_not_the_inputs(backend):
     """float32 predictions against float64 targets compute in float64 (torch's promotion); integers in
     float32 (torch's default dtype). The gradient follows the result."""
     x32, y64 = np.array([0.5, -1.0, 2.0], np.float32), np.array([0.0, 1.0, 1.5])
-    result = losscli.compute("mse", x32, y64, reduction="sum", grad=True, backend=backend)
+    result = losscli.compute("mse", x32, y64, reduction="sum", backend=backend, outputs=losscli.Outputs(grad=True))
     assert result.value.dtype == result.grad.dtype == np.float64 and result.grad.shape == (3,)
     leaf = torch.tensor(x32.astype(np.float64), requires_grad=True)
     F.mse_loss(leaf, torch.from_numpy(y64), reduction="sum").backward()
     np.testing.assert_allclose(result.grad, leaf.grad.numpy(), rtol=1e-7)
 
     xi, yi = np.array([[1, 2], [3, 4]]), np.array([[0, 2], [5, 4]])
-    result = losscli.compute("l1", xi, yi, grad=True, backend=backend)
+    result = losscli.compute("l1", xi, yi, backend=backend, outputs=losscli.Outputs(grad=True))
     assert result.value.dtype == result.grad.dtype == np.float32 and result.grad.shape == (2, 2)
     leaf = torch.tensor(xi, dtype=torch.float32, requires_grad=True)
     F.l1_loss(leaf, torch.tensor(yi, dtype=torch.float32)).backward()
@@ -175,7 +175,7 @@ def test_masked_and_ignored_elements_get_a_plain_zero(backend, reduction):
     mask = np.array([[True, False, True], [False, True, True]])
     for loss in ("mse", "l1", "smooth-l1", "huber", "bce", "bce-with-logits"):
         case = Case(loss, x, y, mask=mask, reduction=reduction)
-        grad = case.compute(backend, grad=True).grad
+        grad = case.compute(backend, outputs=losscli.Outputs(grad=True)).grad
         assert np.all(grad[~mask] == 0) and not np.any(np.signbit(grad[~mask])), (loss, grad)
         assert np.all(grad[mask] < 0), (loss, grad)  # the live ones do move
     logits = np.array([[2.0, -1.0, 0.5], [0.3, 0.2, -0.4], [1.0, 1.0, 1.0]])
@@ -185,7 +185,7 @@ def test_masked_and_ignored_elements_get_a_plain_zero(backend, reduction):
         case = Case(loss, logits if loss == "cross-entropy" else -np.abs(logits), labels,
                     weight=np.array([1.0, 2.0, 0.5]), mask=np.array([True, True, False]), reduction=reduction,
                     params={"ignore_index": 2, **options})
-        grad = case.compute(backend, grad=True).grad
+        grad = case.compute(backend, outputs=losscli.Outputs(grad=True)).grad
         assert np.all(grad[1:] == 0) and not np.any(np.signbit(grad[1:])), (loss, grad)
         assert np.any(grad[0] != 0), (loss, grad)
 
@@ -233,7 +233,7 @@ def test_gradients_equal_central_differences(loss, data):
     points = data.draw(st.lists(st.integers(0, c.input.size - 1), min_size=1, max_size=3, unique=True))
     differences = central_differences(lambda x: loss_sum(c, x), c.input, points, EPS)
     for backend in BACKENDS:
-        grad = c.compute(backend, grad=True).grad.reshape(-1)[points]
+        grad = c.compute(backend, outputs=losscli.Outputs(grad=True)).grad.reshape(-1)[points]
         np.testing.assert_allclose(grad, differences, rtol=1e-5, atol=1e-7 * (1 + abs(f0)),
                                    err_msg=f"backend={backend}: gradient against central differences")
 
@@ -250,21 +250,21 @@ def test_nothing_selected_under_mean_gives_zero_gradient_where_nothing_counts(ba
     F.mse_loss(leaf[torch.zeros(3, dtype=torch.bool)], torch.zeros(0, dtype=torch.float64)).backward()
     want = leaf.grad.numpy()
     assert np.array_equal(want, np.zeros(3))
-    got = losscli.compute("mse", x, np.zeros(3), mask=np.zeros(3, bool), grad=True, backend=backend).grad
+    got = losscli.compute("mse", x, np.zeros(3), mask=np.zeros(3, bool), backend=backend, outputs=losscli.Outputs(grad=True)).grad
     np.testing.assert_array_equal(got, want)
 
     logp, labels, w = np.log(np.full((2, 3), 1 / 3)), np.array([0, 1]), np.array([0.0, 1.0, 1.0])
     leaf = torch.tensor(logp, requires_grad=True)
     F.nll_loss(leaf, torch.tensor([0, -100]), weight=torch.from_numpy(w)).backward()  # row 1 masked out
-    got = losscli.compute("nll", logp, labels, weight=w, mask=np.array([True, False]), grad=True,
-                          backend=backend).grad
+    got = losscli.compute("nll", logp, labels, weight=w, mask=np.array([True, False]),
+                          backend=backend, outputs=losscli.Outputs(grad=True)).grad
     np.testing.assert_array_equal(got[1], leaf.grad.numpy()[1])  # row 0: 0 · (1/0), NaN in both
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_masked_elements_under_none_get_plus_zero_not_minus_zero(backend):
     x, y, mask = np.array([0.2, 0.7, 0.1]), np.ones(3), np.array([True, False, True])
-    grad = losscli.compute("mse", x, y, mask=mask, reduction="none", grad=True, backend=backend).grad
+    grad = losscli.compute("mse", x, y, mask=mask, reduction="none", backend=backend, outputs=losscli.Outputs(grad=True)).grad
     np.testing.assert_array_equal(grad, [-1.6, 0.0, -1.8])
     assert not np.signbit(grad[1]), grad
 

@@ -196,7 +196,7 @@ def test_shape_mismatch_is_an_error_not_silent_broadcasting():
 @pytest.mark.parametrize("loss", BINARY + CLASSES)
 def test_broadcast_is_refused_where_torch_never_broadcasts(loss):
     target = np.full((2, 3), 0.5) if loss in BINARY else np.array([0, 1])
-    with pytest.raises(OptionError, match=r"^--broadcast"):
+    with pytest.raises(OptionError, match=r"^broadcast"):
         losscli.compute(loss, np.full((2, 3), 0.5), target, broadcast=True)
 
 
@@ -318,17 +318,17 @@ def test_errors_are_losscli_errors():
 @pytest.mark.parametrize(
     "loss, options, named",
     [
-        ("mse", dict(reduction="batchmean"), "--reduction"),
-        ("mse", dict(reduction="average", size_average=False), "--reduction"),
-        ("mse", dict(backend="jax"), "--backend"),
-        ("mse", dict(nan_policy="omit"), "--nan-policy"),
-        ("cross-entropy", dict(target_kind="probs"), "--target-kind"),
-        ("cross-entropy", dict(label_smoothing=1.5), "--label-smoothing"),
-        ("smooth-l1", dict(beta="wide"), "--beta"),
-        ("smooth-l1", dict(beta=-1.0), "--beta"),
-        ("huber", dict(delta=0.0), "--delta"),
+        ("mse", dict(reduction="batchmean"), "reduction"),
+        ("mse", dict(reduction="average", size_average=False), "reduction"),
+        ("mse", dict(backend="jax"), "backend"),
+        ("mse", dict(nan_policy="omit"), "nan_policy"),
+        ("cross-entropy", dict(target_kind="probs"), "target_kind"),
+        ("cross-entropy", dict(label_smoothing=1.5), "label_smoothing"),
+        ("smooth-l1", dict(beta="wide"), "beta"),
+        ("smooth-l1", dict(beta=-1.0), "beta"),
+        ("huber", dict(delta=0.0), "delta"),
         ("nll", dict(label_smoothing=0.1), "label_smoothing"),
-        ("mse", dict(pos_weight=np.ones(2)), "--pos-weight"),
+        ("mse", dict(pos_weight=np.ones(2)), "pos_weight"),
     ],
 )
 def test_bad_options_are_option_errors_naming_the_option(loss, options, named):

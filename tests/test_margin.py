@@ -35,7 +35,7 @@ from torch.nn._reduction import legacy_get_string
 from typer.testing import CliRunner
 
 import losscli
-from losscli.cli import app
+from losscli.edge.cli import app
 from losscli.errors import OptionError, ShapeError, ValueDomainError
 from tests.oracle import (
     CLASS_SCORES,
@@ -81,7 +81,7 @@ def check_grad(c: Case) -> None:
     for backend in ("numpy", "torch"):
         if backend == "numpy" and c.resolved == "mean" and counted(c) == 0:
             continue  # known bug in reduction.upstream(): NaN where torch gives 0 (pinned in test_grad.py)
-        grad = c.compute(backend, grad=True).grad
+        grad = c.compute(backend, outputs=losscli.Outputs(grad=True)).grad
         assert grad.shape == c.files[0].shape, backend
         np.testing.assert_allclose(grad, want, rtol=1e-9, atol=1e-12, equal_nan=True, err_msg=f"backend={backend}")
 
@@ -272,7 +272,7 @@ def test_gradients_match_finite_differences(loss, seed, reduction, masked):
         one_sided[i] = abs((f_up - f0) - (f0 - f_down)) / h  # a kink within h makes these differ
     assume(np.all(one_sided < 1e-3))
     for backend in ("numpy", "torch"):
-        np.testing.assert_allclose(c.compute(backend, grad=True).grad, central, rtol=1e-5, atol=1e-6,
+        np.testing.assert_allclose(c.compute(backend, outputs=losscli.Outputs(grad=True)).grad, central, rtol=1e-5, atol=1e-6,
                                    err_msg=f"backend={backend}")
 
 
@@ -394,8 +394,8 @@ def test_multi_margin_targets_are_class_indices(target, shown):
     ("triplet-margin", {"margin": 0.0}, r"^--margin: expected a value of more than 0 \(torch refuses others\), "
                                         r"but got 0.0"),
     ("triplet-margin-with-distance", {"margin": -1.0}, r"^--margin: expected a value of more than 0"),
-    ("triplet-margin", {"p": 0.0}, r"^--p: expected a finite norm degree of more than 0, but got 0.0"),
-    ("triplet-margin-with-distance", {"distance": "manhattan"}, r"^--distance: expected one of pairwise, cosine"),
+    ("triplet-margin", {"p": 0.0}, r"^p: expected a finite norm degree of more than 0, but got 0.0"),
+    ("triplet-margin-with-distance", {"distance": "manhattan"}, r"^distance: expected one of pairwise, cosine"),
 ])
 def test_bad_options(loss, options, message):
     files = (np.zeros((2, 3)), np.array([0, 1])) if loss == "multi-margin" else (np.zeros((2, 3)),) * 3

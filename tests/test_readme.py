@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from losscli.cli import app
+from losscli.edge.cli import app
 from losscli.losses import CATALOG
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -58,7 +58,7 @@ def test_resolve_matches_what_torch_functional_computes(size_average, reduce, re
 
 @pytest.mark.parametrize("size_average, reduce", [(None, None), (False, True)])
 def test_unknown_reduction_is_an_option_error(size_average, reduce):
-    with pytest.raises(OptionError, match=r"^--reduction: expected one of none, mean, sum, batchmean, but got 'average'"):
+    with pytest.raises(OptionError, match=r"^reduction: expected one of none, mean, sum, batchmean, but got 'average'"):
         resolve("average", size_average, reduce)
 
 

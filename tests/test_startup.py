@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from losscli.cli import app
+from losscli.edge.cli import app
 from losscli.losses import CATALOG
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,7 +35,7 @@ def test_a_loss_on_npy_files_imports_nothing_heavy(tmp_path, fmt):
     np.save(tmp_path / "a.npy", np.array([1.0, 2.0], dtype=np.float32))
     np.save(tmp_path / "b.npy", np.array([1.0, 4.0], dtype=np.float32))
     modules = imported("mse", "a.npy", "b.npy", "--format", fmt, cwd=tmp_path)
-    assert {"losscli.cli", "numpy"} <= modules  # the listing works
+    assert {"losscli.edge.cli", "numpy"} <= modules  # the listing works
     heavy = sorted(m for m in modules if m.split(".")[0] in HEAVY or m in HEAVY)
     assert heavy == []
 

@@ -22,8 +22,11 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 import losscli
-from losscli import stream
-from losscli.cli import app
+from losscli.edge import progress as progress_bar
+from losscli.engine import run as engine_run
+from losscli.engine import sources as engine_sources
+from losscli.edge.cli import app
+from losscli.edge.writer import ArrayFile
 from losscli.errors import ShapeError, ValueDomainError
 from losscli.io import Loader
 from losscli.reduction import Elements
@@ -122,11 +125,10 @@ def test_chunked_equals_in_memory_and_torch(case):
         torch_value = losscli.compute(case.loss, *case.arrays, reduction=reduction, backend="torch", **case.kw)
         close(whole.value, torch_value.value, rtol=1e-9)
         seen: list[int] = []
-        losscli.compute(case.loss, *case.arrays, reduction=reduction, chunk_rows=1,
-                        progress=lambda done, rows: seen.append(done), **case.kw)
+        losscli.compute(case.loss, *case.arrays, reduction=reduction, **case.kw, streaming=losscli.Streaming(chunk_rows=1, progress=lambda done, rows: seen.append(done)))
         assert seen == list(range(1, N + 1))  # it streamed, one row a chunk
         for rows in CHUNKS + (N - 1, N, N + 5):
-            chunked = losscli.compute(case.loss, *case.arrays, reduction=reduction, chunk_rows=rows, **case.kw)
+            chunked = losscli.compute(case.loss, *case.arrays, reduction=reduction, **case.kw, streaming=losscli.Streaming(chunk_rows=rows))
             close(chunked.value, whole.value)
             assert chunked.value.dtype == whole.value.dtype and chunked.value.shape == whole.value.shape
             assert (chunked.count, chunked.selected, chunked.warnings) == (whole.count, whole.selected,
@@ -139,7 +141,7 @@ def test_legacy_flags_stream(flags):
     x, y = normal(N, 3), normal(N, 3)
     expected = F.mse_loss(torch.from_numpy(x), torch.from_numpy(y), size_average=size_average,
                           reduce=reduce).numpy()
-    result = losscli.compute("mse", x, y, size_average=size_average, reduce=reduce, chunk_rows=4)
+    result = losscli.compute("mse", x, y, size_average=size_average, reduce=reduce, streaming=losscli.Streaming(chunk_rows=4))
     close(result.value, expected)
     assert result.warnings[0].startswith("size_average and reduce args will be deprecated")
 
@@ -150,7 +152,7 @@ def test_cross_entropy_chunks_equal_torch_directly():
     w = (rng.random(7) + 0.1).astype(np.float32)
     expected = F.cross_entropy(torch.from_numpy(x), torch.from_numpy(t), weight=torch.from_numpy(w))
     for rows in CHUNKS:
-        np.testing.assert_allclose(losscli.compute("cross-entropy", x, t, weight=w, chunk_rows=rows).value,
+        np.testing.assert_allclose(losscli.compute("cross-entropy", x, t, weight=w, streaming=losscli.Streaming(chunk_rows=rows)).value,
                                    expected.numpy(), rtol=1e-6)
 
 
@@ -158,25 +160,25 @@ def test_nothing_selected_anywhere_is_nan_with_the_same_warning():
     x, y = normal(N, 2), normal(N, 2)
     nothing = np.zeros((N, 2), bool)
     whole = losscli.compute("mse", x, y, mask=nothing)
-    chunked = losscli.compute("mse", x, y, mask=nothing, chunk_rows=3)
+    chunked = losscli.compute("mse", x, y, mask=nothing, streaming=losscli.Streaming(chunk_rows=3))
     assert np.isnan(whole.value) and np.isnan(chunked.value)
     assert chunked.warnings == whole.warnings and "mean over 0 selected elements" in chunked.warnings[-1]
 
 
 def test_empty_input_streams_as_one_empty_chunk():
     x = np.zeros((0, 3))
-    result = losscli.compute("mse", x, x, chunk_rows=2)
+    result = losscli.compute("mse", x, x, streaming=losscli.Streaming(chunk_rows=2))
     assert np.isnan(result.value) and result.count == 0
-    assert losscli.compute("mse", x, x, reduction="none", chunk_rows=2).value.shape == (0, 3)
+    assert losscli.compute("mse", x, x, reduction="none", streaming=losscli.Streaming(chunk_rows=2)).value.shape == (0, 3)
 
 
 # -- which losses stream ------------------------------------------------------------------------------
 
 
 def _plan(loss, *arrays, **kw):
-    sources = {f.name: stream.source(f.name, a) for f, a in zip(losscli.api.lookup(loss).files, arrays)}
-    sources.update((k, stream.source(k, v)) for k, v in kw.items())
-    return stream.plan(losscli.api.lookup(loss), sources, False, whole=False, chunk_rows=2)
+    sources = {f.name: engine_sources.source(f.name, a) for f, a in zip(losscli.api.lookup(loss).files, arrays)}
+    sources.update((k, engine_sources.source(k, v)) for k, v in kw.items())
+    return engine_sources.plan(losscli.api.lookup(loss), sources, False, whole=False, chunk_rows=2)
 
 
 def test_plan_splits_rows_and_shares_the_rest():
@@ -195,30 +197,30 @@ def test_plan_splits_rows_and_shares_the_rest():
 ])
 def test_losses_that_do_not_stream_compute_in_memory(loss, arrays):
     assert _plan(loss, *arrays) is None
-    close(losscli.compute(loss, *arrays, chunk_rows=1).value, losscli.compute(loss, *arrays).value)
+    close(losscli.compute(loss, *arrays, streaming=losscli.Streaming(chunk_rows=1)).value, losscli.compute(loss, *arrays).value)
 
 
 def test_threshold_decides_without_chunk_rows(monkeypatch):
     x = normal(64, 4)
-    sources = {"input": stream.source("input", x), "target": stream.source("target", x)}
+    sources = {"input": engine_sources.source("input", x), "target": engine_sources.source("target", x)}
     spec = losscli.api.lookup("mse")
-    monkeypatch.setattr(stream, "STREAM_ELEMENTS", 256)
-    assert stream.plan(spec, sources, False, whole=False) is None  # 256 elements: one chunk
-    monkeypatch.setattr(stream, "STREAM_ELEMENTS", 255)
-    monkeypatch.setattr(stream, "CHUNK_ELEMENTS", 40)
-    assert stream.plan(spec, sources, False, whole=False).chunk_rows == 10
-    assert stream.plan(spec, sources, False, whole=True) is None  # grad, cross-check, torch
+    monkeypatch.setattr(engine_sources, "STREAM_ELEMENTS", 256)
+    assert engine_sources.plan(spec, sources, False, whole=False) is None  # 256 elements: one chunk
+    monkeypatch.setattr(engine_sources, "STREAM_ELEMENTS", 255)
+    monkeypatch.setattr(engine_sources, "CHUNK_ELEMENTS", 40)
+    assert engine_sources.plan(spec, sources, False, whole=False).chunk_rows == 10
+    assert engine_sources.plan(spec, sources, False, whole=True) is None  # grad, cross-check, torch
 
 
 def test_threads_give_the_same_sums(monkeypatch):
     x, y = normal(200, 3), normal(200, 3)
-    monkeypatch.setattr(stream, "THREAD_BELOW", 0)  # never compute-bound: one thread
-    one = losscli.compute("mse", x, y, chunk_rows=7)
-    monkeypatch.setattr(stream, "THREAD_BELOW", float("inf"))  # always: threads after the second chunk
-    monkeypatch.setattr(stream, "THREADS", 2)
-    two = losscli.compute("mse", x, y, chunk_rows=7)
+    monkeypatch.setattr(engine_run, "THREAD_BELOW", 0)  # never compute-bound: one thread
+    one = losscli.compute("mse", x, y, streaming=losscli.Streaming(chunk_rows=7))
+    monkeypatch.setattr(engine_run, "THREAD_BELOW", float("inf"))  # always: threads after the second chunk
+    monkeypatch.setattr(engine_run, "THREADS", 2)
+    two = losscli.compute("mse", x, y, streaming=losscli.Streaming(chunk_rows=7))
     assert two.value == one.value  # merged in row order: the same float64 sums
-    np.testing.assert_array_equal(losscli.compute("mse", x, y, chunk_rows=7, reduction="none").value, (x - y) ** 2)
+    np.testing.assert_array_equal(losscli.compute("mse", x, y, reduction="none", streaming=losscli.Streaming(chunk_rows=7)).value, (x - y) ** 2)
 
 
 # -- messages: the whole array's positions and shapes, warnings merged ------------------------------
@@ -228,7 +230,7 @@ def test_threads_give_the_same_sums(monkeypatch):
 def test_non_finite_warning_counts_every_chunk(rows):
     x, y = normal(N, 3), normal(N, 3)
     x[9, 2], x[10, 0], x[20, 1] = np.nan, np.inf, -np.inf
-    result = losscli.compute("mse", x, y, chunk_rows=rows)
+    result = losscli.compute("mse", x, y, streaming=losscli.Streaming(chunk_rows=rows))
     assert result.warnings == ["input holds 3 non-finite value(s) (first: nan at index (9, 2)); the result "
                                "propagates them"]
 
@@ -251,15 +253,15 @@ def test_non_finite_warning_counts_every_chunk(rows):
 def test_value_errors_name_the_whole_arrays_position(loss, arrays, kw, message):
     for rows in (None,) + CHUNKS:
         with pytest.raises(ValueDomainError, match=message):
-            losscli.compute(loss, *arrays, chunk_rows=rows, **kw)
+            losscli.compute(loss, *arrays, **kw, streaming=losscli.Streaming(chunk_rows=rows))
 
 
 def test_shape_errors_and_warnings_name_whole_shapes():
     x = normal(N, 3)
     for rows in (None, 4):
         with pytest.raises(ShapeError, match=r"^mask: expected the loss's shape \(23, 3\), but got \(23, 2\)$"):
-            losscli.compute("mse", x, x, mask=np.ones((N, 2)), chunk_rows=rows)
-        result = losscli.compute("mse", x, normal(1, 3), broadcast=True, chunk_rows=rows)
+            losscli.compute("mse", x, x, mask=np.ones((N, 2)), streaming=losscli.Streaming(chunk_rows=rows))
+        result = losscli.compute("mse", x, normal(1, 3), broadcast=True, streaming=losscli.Streaming(chunk_rows=rows))
         assert result.warnings == ["Using a target size (torch.Size([1, 3])) that is different to the input size "
                                    "(torch.Size([23, 3])). This will likely lead to incorrect results due to "
                                    "broadcasting. Please ensure they have the same size."]
@@ -268,7 +270,7 @@ def test_shape_errors_and_warnings_name_whole_shapes():
 def test_kl_div_batchmean_divides_by_all_rows():
     x, t = np.log(probs(N, 4)), probs(N, 4)
     expected = F.kl_div(torch.from_numpy(x), torch.from_numpy(t), reduction="batchmean").numpy()
-    close(losscli.compute("kl-div", x, t, reduction="batchmean", chunk_rows=3).value, expected)
+    close(losscli.compute("kl-div", x, t, reduction="batchmean", streaming=losscli.Streaming(chunk_rows=3)).value, expected)
 
 
 # -- accumulators and progress ---------------------------------------------------------------------------
@@ -288,7 +290,7 @@ def test_accumulators_see_every_chunk_in_row_order(rows):
     x, t = normal(N, 4), labels(4, N)
     t[5] = -100
     record = Record()
-    losscli.compute("cross-entropy", x, t, accumulators=[record], chunk_rows=rows)
+    losscli.compute("cross-entropy", x, t, streaming=losscli.Streaming(accumulators=[record], chunk_rows=rows))
     starts = [start for start, _, _ in record.calls]
     assert starts == list(range(0, N, rows or N))
     values = np.concatenate([v for _, v, _ in record.calls])
@@ -300,14 +302,14 @@ def test_accumulators_see_every_chunk_in_row_order(rows):
 
 def test_accumulators_with_the_torch_backend_get_one_chunk():
     record = Record()
-    losscli.compute("mse", normal(N, 2), normal(N, 2), backend="torch", accumulators=[record])
+    losscli.compute("mse", normal(N, 2), normal(N, 2), backend="torch", streaming=losscli.Streaming(accumulators=[record]))
     assert [start for start, _, _ in record.calls] == [0]
 
 
 def test_progress_is_called_after_each_chunk():
     seen = []
-    losscli.compute("mse", normal(10, 2), normal(10, 2), chunk_rows=4, progress=lambda done, total: seen.append(
-        (done, total)))
+    losscli.compute("mse", normal(10, 2), normal(10, 2), streaming=losscli.Streaming(chunk_rows=4, progress=lambda done, total: seen.append(
+        (done, total))))
     assert seen == [(4, 10), (8, 10), (10, 10)]
 
 
@@ -316,23 +318,23 @@ def test_progress_is_called_after_each_chunk():
     (True, True, "table", False), (True, False, "json", False), (True, False, "plain", False),
 ])
 def test_progress_bar_decision(terminal, quiet, fmt, shown):
-    assert stream.wants_progress(terminal=terminal, quiet=quiet, fmt=fmt) is shown
+    assert progress_bar.wants_progress(terminal=terminal, quiet=quiet, fmt=fmt) is shown
 
 
 def test_progress_bar_renders_on_a_terminal_and_waits_its_delay():
     out = io.StringIO()
-    bar = stream.ProgressBar(Console(file=out, force_terminal=True, width=80), "mse", delay=0)
+    bar = progress_bar.ProgressBar(Console(file=out, force_terminal=True, width=80), "mse", delay=0)
     bar(5, 10)
     bar(10, 10)
     bar.close()
     assert "mse" in out.getvalue() and "10/10" in out.getvalue()
-    late = stream.ProgressBar(Console(file=io.StringIO(), force_terminal=True), "mse", delay=3600)
+    late = progress_bar.ProgressBar(Console(file=io.StringIO(), force_terminal=True), "mse", delay=3600)
     late(5, 10)
     assert late.bar is None
 
 
 def test_no_progress_bar_in_a_pipe_or_with_quiet(tmp_path, monkeypatch):
-    monkeypatch.setattr(stream, "PROGRESS_DELAY", 0)
+    monkeypatch.setattr(progress_bar, "PROGRESS_DELAY", 0)
     np.save(tmp_path / "a.npy", normal(50, 2))
     for extra in ((), ("--quiet",)):
         result = runner.invoke(app, ["mse", str(tmp_path / "a.npy"), str(tmp_path / "a.npy"), *extra])
@@ -349,8 +351,10 @@ def test_none_streams_into_output(tmp_path, suffix):
     mask = rng.random(N) < 0.7
     expected = F.cross_entropy(torch.from_numpy(x), torch.from_numpy(t), reduction="none").numpy() * mask
     whole, streamed = tmp_path / f"whole.{suffix}", tmp_path / f"streamed.{suffix}"
-    losscli.compute("cross-entropy", x, t, mask=mask, reduction="none", output=str(whole))
-    result = losscli.compute("cross-entropy", x, t, mask=mask, reduction="none", output=str(streamed), chunk_rows=3)
+    losscli.compute("cross-entropy", x, t, mask=mask, reduction="none",
+                    streaming=losscli.Streaming(sink=ArrayFile(str(whole))))
+    result = losscli.compute("cross-entropy", x, t, mask=mask, reduction="none",
+                             streaming=losscli.Streaming(chunk_rows=3, sink=ArrayFile(str(streamed))))
     assert streamed.read_bytes() == whole.read_bytes()
     close(result.value, expected)
     if suffix == "npy":
@@ -364,7 +368,8 @@ def test_none_streams_into_output(tmp_path, suffix):
 
 def test_none_of_a_2d_loss_streams_into_csv(tmp_path):
     x, y = normal(5, 3), normal(5, 3)
-    losscli.compute("l1", x, y, reduction="none", output=str(tmp_path / "a.csv"), chunk_rows=2)
+    losscli.compute("l1", x, y, reduction="none",
+                    streaming=losscli.Streaming(chunk_rows=2, sink=ArrayFile(str(tmp_path / "a.csv"))))
     lines = (tmp_path / "a.csv").read_text().splitlines()
     assert lines[0] == "i0,i1,value" and lines[1].startswith("0,0,") and lines[-1].startswith("4,2,")
     close(np.array([float(line.split(",")[2]) for line in lines[1:]]), np.abs(x - y).reshape(-1))
@@ -372,14 +377,18 @@ def test_none_of_a_2d_loss_streams_into_csv(tmp_path):
 
 def test_reduced_values_are_saved_too(tmp_path):
     x, y = normal(N, 2), normal(N, 2)
-    losscli.compute("mse", x, y, output=str(tmp_path / "v.npy"), chunk_rows=5)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", y)
+    result = CliRunner().invoke(app, ["mse", str(tmp_path / "x.npy"), str(tmp_path / "y.npy"), "-o",
+                                      str(tmp_path / "v.npy")])
+    assert result.exit_code == 0, result.stderr
     close(np.load(tmp_path / "v.npy"), np.mean((x - y) ** 2))
 
 
 def test_bad_output_name_is_refused_before_writing(tmp_path):
     with pytest.raises(losscli.errors.InputError, match=r"--output \(.*v.txt\): expected a .npy or .csv file name"):
-        losscli.compute("mse", normal(4, 2), normal(4, 2), reduction="none", output=str(tmp_path / "v.txt"),
-                        chunk_rows=1)
+        losscli.compute("mse", normal(4, 2), normal(4, 2), reduction="none",
+                        streaming=losscli.Streaming(chunk_rows=1, sink=ArrayFile(str(tmp_path / "v.txt"))))
 
 
 # -- shards --------------------------------------------------------------------------------------------
@@ -402,7 +411,7 @@ def test_glob_and_directory_shards_read_as_one_array(tmp_path):
     assert preds.rows.shape == (30, 5) and targets.rows.shape == (30,)
     expected = F.cross_entropy(torch.from_numpy(x), torch.from_numpy(t)).numpy()
     for rows in (None,) + CHUNKS:
-        np.testing.assert_allclose(losscli.compute("cross-entropy", preds, targets, chunk_rows=rows).value,
+        np.testing.assert_allclose(losscli.compute("cross-entropy", preds, targets, streaming=losscli.Streaming(chunk_rows=rows)).value,
                                    expected, rtol=1e-6)
     torch_result = losscli.compute("cross-entropy", preds, targets, backend="torch")  # concatenated in memory
     np.testing.assert_allclose(torch_result.value, expected, rtol=1e-6)
@@ -456,7 +465,7 @@ def test_float32_mean_is_exact_to_float64_accumulation():
     naive = np.cumsum(x * x, dtype=np.float32)[-1] / n  # float32 accumulation, element by element
     assert abs(naive - exact) / exact > 1e-5  # the construction is one where float32 sums are visibly off
     for rows in (None, 4096, 100_000):
-        value = losscli.compute("mse", x, y, chunk_rows=rows).value
+        value = losscli.compute("mse", x, y, streaming=losscli.Streaming(chunk_rows=rows)).value
         assert value.dtype == np.float32 and abs(float(value) - exact) / exact <= 1e-7
 
 
@@ -466,8 +475,8 @@ def test_streaming_memory_stays_a_few_chunks(tmp_path, monkeypatch):
     np.save(tmp_path / "b.npy", normal(n))
     loader = Loader()
     a, b = loader.load(str(tmp_path / "a.npy"), role="input"), loader.load(str(tmp_path / "b.npy"), role="target")
-    monkeypatch.setattr(stream, "STREAM_ELEMENTS", 10_000)
-    monkeypatch.setattr(stream, "CHUNK_ELEMENTS", 5_000)
+    monkeypatch.setattr(engine_sources, "STREAM_ELEMENTS", 10_000)
+    monkeypatch.setattr(engine_sources, "CHUNK_ELEMENTS", 5_000)
     losscli.compute("mse", a, b)  # imports done (the thread pool's among them): the peak is the stream's
     tracemalloc.start()
     try:
@@ -480,10 +489,10 @@ def test_streaming_memory_stays_a_few_chunks(tmp_path, monkeypatch):
 
 
 def test_torch_backend_says_it_holds_huge_inputs_in_memory(monkeypatch):
-    monkeypatch.setattr(stream, "TORCH_WARN_BYTES", 100)
+    monkeypatch.setattr(engine_run, "TORCH_WARN_BYTES", 100)
     x = normal(10, 2)
     result = losscli.compute("mse", x, x, backend="torch")
-    assert result.warnings == ["--backend torch holds every input in memory (0 MiB here); the numpy backend "
+    assert result.warnings == ["the torch backend holds every input in memory (0 MiB here); the numpy backend "
                                "streams them in bounded memory"]
 
 
@@ -543,12 +552,12 @@ def test_csv_streams_equal_the_whole_read_and_torch(tmp_path, monkeypatch, loss,
         assert [(a.rows.shape, a.rows.dtype) for a in args] == [(a.array.shape, a.array.dtype) for a in whole_args]
         for rows in CHUNKS:
             for reduction in ("none", "mean", "sum"):
-                streamed = losscli.compute(loss, *args, reduction=reduction, chunk_rows=rows, **kwargs)
-                whole = losscli.compute(loss, *whole_args, reduction=reduction, chunk_rows=rows, **whole_kw)
+                streamed = losscli.compute(loss, *args, reduction=reduction, **kwargs, streaming=losscli.Streaming(chunk_rows=rows))
+                whole = losscli.compute(loss, *whole_args, reduction=reduction, **whole_kw, streaming=losscli.Streaming(chunk_rows=rows))
                 np.testing.assert_array_equal(streamed.value, whole.value)
                 assert streamed.warnings == whole.warnings
                 assert [(i.shape, i.dtype) for i in streamed.inputs] == [(i.shape, i.dtype) for i in whole.inputs]
-            np.testing.assert_allclose(losscli.compute(loss, *args, chunk_rows=rows, **kwargs).value,
+            np.testing.assert_allclose(losscli.compute(loss, *args, **kwargs, streaming=losscli.Streaming(chunk_rows=rows)).value,
                                        reference(cols).numpy(), rtol=1e-12)
 
 
@@ -565,8 +574,8 @@ def test_csv_errors_in_late_rows_are_the_whole_reads(tmp_path, monkeypatch, body
     whole = runner.invoke(app, args)
     assert whole.exit_code == 2 and f"line {line}" in whole.stderr
     _pieces(monkeypatch, 24)
-    monkeypatch.setattr(stream, "STREAM_ELEMENTS", 4)
-    monkeypatch.setattr(stream, "CHUNK_ELEMENTS", 5)
+    monkeypatch.setattr(engine_sources, "STREAM_ELEMENTS", 4)
+    monkeypatch.setattr(engine_sources, "CHUNK_ELEMENTS", 5)
     streamed = runner.invoke(app, args)
     assert (streamed.exit_code, streamed.stderr) == (2, whole.stderr)
 
@@ -596,11 +605,11 @@ def test_csv_threads_read_in_order(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
     cols = _results_csv(tmp_path / "r.csv", n=200)
     _pieces(monkeypatch, 64)
-    monkeypatch.setattr(stream, "THREAD_BELOW", float("inf"))  # threads from the third chunk on
+    monkeypatch.setattr(engine_run, "THREAD_BELOW", float("inf"))  # threads from the third chunk on
     loader = Loader()
     x, t = loader.load("r.csv:l0,l1,l2", role="input"), loader.load("r.csv:label", role="target")
     logits = torch.tensor(np.stack([cols["l0"], cols["l1"], cols["l2"]], 1))
-    np.testing.assert_allclose(losscli.compute("cross-entropy", x, t, chunk_rows=3).value,
+    np.testing.assert_allclose(losscli.compute("cross-entropy", x, t, streaming=losscli.Streaming(chunk_rows=3)).value,
                                F.cross_entropy(logits, torch.tensor(cols["label"])).numpy(), rtol=1e-12)
 
 
@@ -611,8 +620,8 @@ def test_csv_stream_does_not_hold_the_file(tmp_path, monkeypatch):
                                     encoding="utf-8")
     monkeypatch.setattr(losscli.io.table, "_pyarrow_csv", lambda: None)  # pyarrow's memory is not traced
     _pieces(monkeypatch, 1 << 13)
-    monkeypatch.setattr(stream, "STREAM_ELEMENTS", 10_000)
-    monkeypatch.setattr(stream, "CHUNK_ELEMENTS", 2_000)
+    monkeypatch.setattr(engine_sources, "STREAM_ELEMENTS", 10_000)
+    monkeypatch.setattr(engine_sources, "CHUNK_ELEMENTS", 2_000)
     spec = str(tmp_path / "r.csv")
     losscli.compute("mse", *(Loader().load(f"{spec}:{c}", role=c) for c in "ab"))  # imports done
     tracemalloc.start()

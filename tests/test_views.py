@@ -24,8 +24,8 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 import losscli
-from losscli import views
-from losscli.cli import app
+from losscli.engine import accumulators as views
+from losscli.edge.cli import app
 from losscli.errors import OptionError
 from losscli.reduction import Elements, Reduction, selection
 
@@ -183,7 +183,7 @@ CASES = [_mse_weighted_masked, _l1_weighted, _huber_weighted, _cross_entropy_cla
 def test_per_sample_is_torch_on_the_row_alone(case, backend):
     loss, arrays, kw, reductions, row = case()
     for reduction in reductions:
-        result = losscli.compute(loss, *arrays, reduction=reduction, backend=backend, per_sample=True, **kw)
+        result = losscli.compute(loss, *arrays, reduction=reduction, backend=backend, **kw, outputs=losscli.Outputs(per_sample=True))
         expected = np.array([row(i, reduction).item() for i in range(result.per_sample.size)])
         assert result.per_sample.shape == (expected.size,)
         np.testing.assert_allclose(result.per_sample, expected, rtol=1e-10, atol=1e-12, equal_nan=True,
@@ -194,25 +194,25 @@ def test_per_sample_is_torch_on_the_row_alone(case, backend):
 def test_a_row_with_nothing_selected_is_nan_for_mean_and_zero_for_sum():
     x, y = np.array([[1.0, 2.0], [3.0, 5.0]]), np.zeros((2, 2))
     m = np.array([[1, 1], [0, 0]])
-    mean = losscli.compute("mse", x, y, mask=m, per_sample=True).per_sample
+    mean = losscli.compute("mse", x, y, mask=m, outputs=losscli.Outputs(per_sample=True)).per_sample
     assert mean[0] == (1 + 4) / 2 and np.isnan(mean[1])
-    total = losscli.compute("mse", x, y, mask=m, reduction="sum", per_sample=True).per_sample
+    total = losscli.compute("mse", x, y, mask=m, reduction="sum", outputs=losscli.Outputs(per_sample=True)).per_sample
     assert total.tolist() == [5.0, 0.0]
 
 
 def test_per_sample_of_a_single_value_is_one_sample():
-    value = losscli.compute("mse", np.float32(3.0), np.float32(1.0), per_sample=True)
+    value = losscli.compute("mse", np.float32(3.0), np.float32(1.0), outputs=losscli.Outputs(per_sample=True))
     assert value.per_sample.tolist() == [4.0] and value.per_sample.dtype == np.float32
     x, t = normal(4), np.int64(2)  # unbatched cross-entropy: (C,) scores, a 0-d target
     expected = F.cross_entropy(T(x), T(t)).item()
     for backend in ("numpy", "torch"):
-        result = losscli.compute("cross-entropy", x, t, per_sample=True, backend=backend)
+        result = losscli.compute("cross-entropy", x, t, backend=backend, outputs=losscli.Outputs(per_sample=True))
         np.testing.assert_allclose(result.per_sample, [expected], rtol=1e-12)
 
 
 def test_per_sample_keeps_the_loss_dtype():
     x, y = normal(3, 2).astype(np.float32), normal(3, 2).astype(np.float32)
-    result = losscli.compute("mse", x, y, per_sample=True)
+    result = losscli.compute("mse", x, y, outputs=losscli.Outputs(per_sample=True))
     assert result.per_sample.dtype == np.float32
     np.testing.assert_allclose(result.per_sample, ((x - y) ** 2).mean(axis=1), rtol=1e-6)
 
@@ -230,7 +230,7 @@ def reference_top(values: np.ndarray, select: np.ndarray | None, k: int) -> list
 def test_top_elements_are_the_largest_with_nan_first_and_ties_to_the_lower_index():
     x = np.array([[0.0, 3.0, 1.0], [2.0, np.nan, 3.0], [3.0, 0.5, 0.5]])
     m = np.array([[1, 1, 1], [1, 1, 1], [0, 1, 1]], bool)  # (2, 0) holds a 3 but is masked out
-    result = losscli.compute("l1", x, np.zeros_like(x), mask=m, top=4)
+    result = losscli.compute("l1", x, np.zeros_like(x), mask=m, outputs=losscli.Outputs(top=4))
     assert result.top.index.tolist() == [[1, 1], [0, 1], [1, 2], [1, 0]]
     assert np.isnan(result.top.value[0]) and result.top.value[1:].tolist() == [3.0, 3.0, 2.0]
     assert not result.top.by_sample
@@ -239,7 +239,7 @@ def test_top_elements_are_the_largest_with_nan_first_and_ties_to_the_lower_index
 def test_top_samples_use_the_per_sample_loss_and_skip_rows_with_nothing_selected():
     x = np.array([[1.0, 1.0], [3.0, 1.0], [9.0, 9.0], [1.0, 3.0]])
     m = np.array([[1, 1], [1, 1], [0, 0], [1, 1]], bool)
-    result = losscli.compute("mse", x, np.zeros_like(x), mask=m, per_sample=True, top=10)
+    result = losscli.compute("mse", x, np.zeros_like(x), mask=m, outputs=losscli.Outputs(per_sample=True, top=10))
     assert result.top.by_sample
     assert result.top.index.tolist() == [1, 3, 0]  # (9 + 1) / 2 = 5 = (1 + 9) / 2: the lower index first
     assert result.top.value.tolist() == [5.0, 5.0, 1.0]
@@ -247,19 +247,19 @@ def test_top_samples_use_the_per_sample_loss_and_skip_rows_with_nothing_selected
 
 def test_top_ignored_class_targets_never_appear():
     x, t = normal(8, 3), labels(8, 3, ignore=-100)
-    result = losscli.compute("cross-entropy", x, t, reduction="none", top=8)
+    result = losscli.compute("cross-entropy", x, t, reduction="none", outputs=losscli.Outputs(top=8))
     assert set(result.top.index[:, 0].tolist()) == {i for i in range(8) if t[i] != -100}
 
 
 def test_top_needs_a_positive_count_and_samples():
     x = np.ones((2, 2))
     for bad in (0, -3, 2.5, True):
-        with pytest.raises(OptionError, match=r"--top: expected a count of 1 or more, but got"):
-            losscli.compute("mse", x, x, top=bad)
-    with pytest.raises(OptionError, match=r"--top: expected a loss with samples to rank.*shape \(\)"):
-        losscli.compute("mse", np.float64(1.0), np.float64(2.0), top=1)
+        with pytest.raises(OptionError, match=r"top: expected a count of 1 or more, but got"):
+            losscli.compute("mse", x, x, outputs=losscli.Outputs(top=bad))
+    with pytest.raises(OptionError, match=r"top: expected a loss with samples to rank.*shape \(\)"):
+        losscli.compute("mse", np.float64(1.0), np.float64(2.0), outputs=losscli.Outputs(top=1))
     with pytest.raises(OptionError, match="--per-sample: expected a reduction .* but the reduction is none"):
-        losscli.compute("mse", x, x, reduction="none", per_sample=True)
+        losscli.compute("mse", x, x, reduction="none", outputs=losscli.Outputs(per_sample=True))
 
 
 # -- histogram ------------------------------------------------------------------------------------------
@@ -294,20 +294,20 @@ def check_histogram(hist: views.Hist, values: np.ndarray) -> None:
 def test_hist_of_elements_counts_selected_values_with_nan_and_inf_apart():
     x = np.array([[0.1, 0.2, np.inf], [np.nan, 1.5, 7.0], [2.0, 2.0, 100.0]])
     m = np.array([[1, 1, 1], [1, 1, 1], [1, 1, 0]], bool)
-    hist = losscli.compute("l1", x, np.zeros_like(x), mask=m, hist=True).hist
+    hist = losscli.compute("l1", x, np.zeros_like(x), mask=m, outputs=losscli.Outputs(hist=True)).hist
     check_histogram(hist, np.array([0.1, 0.2, np.inf, np.nan, 1.5, 7.0, 2.0, 2.0]))
     assert hist.edges.tolist() == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]  # [0.1, 7] in 8 bins of 1
     assert hist.counts.tolist() == [2, 1, 2, 0, 0, 0, 0, 1] and hist.nan == 1 and hist.inf == 1
 
 
 def test_hist_of_equal_values_is_one_point_bin():
-    hist = losscli.compute("l1", np.zeros((3, 2)), np.zeros((3, 2)), hist=True).hist
+    hist = losscli.compute("l1", np.zeros((3, 2)), np.zeros((3, 2)), outputs=losscli.Outputs(hist=True)).hist
     assert hist.edges.tolist() == [0.0, 0.0] and hist.counts.tolist() == [6]
 
 
 def test_hist_of_samples():
     x = np.array([[1.0, 3.0], [0.0, 0.0], [5.0, 5.0]])
-    hist = losscli.compute("l1", x, np.zeros_like(x), per_sample=True, hist=True).hist
+    hist = losscli.compute("l1", x, np.zeros_like(x), outputs=losscli.Outputs(per_sample=True, hist=True)).hist
     assert hist.by_sample
     check_histogram(hist, np.array([2.0, 0.0, 5.0]))
 
@@ -355,7 +355,7 @@ def test_views_do_not_depend_on_chunking(drawn, random, k, by):
     whole = [0, e.values.shape[0]]
     makers = {"top": lambda: views.TopK(k, by), "hist": lambda: views.Histogram(by)}
     if by is not None:
-        makers["per_sample"] = lambda: views.PerSample(by)
+        makers["per_sample"] = lambda: views.SampleLosses(by)
     for name, make in makers.items():
         one, many = _run(make, e, mask, whole, [0]), _run(make, e, mask, bounds, order)
         if name == "per_sample":
@@ -385,7 +385,7 @@ def test_top_and_hist_of_elements_match_sorting_and_counting(drawn, k):
 def test_per_sample_matches_row_arithmetic(drawn):
     e, mask, bounds = drawn
     select = selection(e.valid, mask)
-    got = _run(lambda: views.PerSample(Reduction.mean), e, mask, bounds, range(len(bounds) - 1))
+    got = _run(lambda: views.SampleLosses(Reduction.mean), e, mask, bounds, range(len(bounds) - 1))
     for i in range(e.values.shape[0]):
         keep = np.ones(e.values.shape[1], bool) if select is None else select[i]
         v = e.values[i][keep]
@@ -523,9 +523,9 @@ def test_streamed_views_equal_the_in_memory_ones(case, chunk_rows):
     loss, arrays, kw, reductions, _ = case()
     for reduction in reductions:
         for per_sample in (True, False):
-            asked = dict(reduction=reduction, per_sample=per_sample, top=3, hist=True, **kw)
+            asked = dict(reduction=reduction, outputs=losscli.Outputs(per_sample=per_sample, top=3, hist=True), **kw)
             whole = losscli.compute(loss, *arrays, **asked)
-            streamed = losscli.compute(loss, *arrays, chunk_rows=chunk_rows, **asked)
+            streamed = losscli.compute(loss, *arrays, **asked, streaming=losscli.Streaming(chunk_rows=chunk_rows))
             if per_sample:
                 np.testing.assert_array_equal(streamed.per_sample, whole.per_sample)
             np.testing.assert_array_equal(streamed.top.index, whole.top.index)
