@@ -18,7 +18,7 @@ from . import stream, views
 from .backends import Backend, runner
 from .errors import OptionError
 from .losses import CATALOG, LossSpec
-from .losses.spec import Batch
+from .losses import Batch
 from .reduction import Reduction, resolve
 from .stream import Accumulator, Progress, source
 

@@ -27,7 +27,7 @@ from .backends import Backend
 from .errors import LossCliError
 from .io import Loader
 from .losses import CATALOG, LossSpec
-from .losses.spec import FileArg
+from .losses import FileArg
 from .reduction import Reduction, legacy_table, resolve
 from .stream import ProgressBar, wants_progress
 from .render import Format, check_format, render, save
@@ -381,7 +381,7 @@ def _exit_on_error(debug: bool) -> Iterator[None]:
     try:
         yield
     except LossCliError as exc:
-        _report(debug, f"[red]error:[/red] {escape(str(exc))}")
+        _report(debug, f"[red]error:[/red] {escape(exc.with_flags())}")
         raise typer.Exit(EXIT_BAD_INPUT) from None
     except Exception as exc:  # a bug in losscli: say so in one line, the traceback with --debug
         _report(debug, f"[red]internal error:[/red] {escape(type(exc).__name__ + ': ' + str(exc))} "

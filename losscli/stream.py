@@ -1,6 +1,6 @@
 """The compute engine: a loss over its rows in chunks, merging the reduction's sums, in bounded memory.
 
-A loss whose family streams (:meth:`~losscli.losses.families.Family.stream`) is computed in chunks of rows
+A loss whose family streams (:meth:`~losscli.losses.base.Family.stream`) is computed in chunks of rows
 along the loss's first axis. The files whose first axis is that axis are read chunk by chunk (``.npy`` files
 and shards with ``pread``, so nothing stays mapped; CSV files of several pieces in order, a piece at a time:
 :class:`~losscli.io.CsvRows`); the others (class weights, a weight that broadcasts, linear_weight) are shared
@@ -29,8 +29,8 @@ import numpy as np
 from .backends import Backend, Computed, numpy_backend, runner
 from .errors import InputError, ShapeError
 from .io import ArrayRows, Loaded, Rows, Shards
-from .losses.families import Arg, NonFinite
-from .losses.spec import Batch, LossSpec
+from .losses.base import Arg, NonFinite
+from .losses.base import Batch, LossSpec
 from .reduction import Elements, Partial, Reduction, partial, selection, unreduced
 
 # elements (of the widest file read in chunks) per chunk: inside L2, where numpy runs fastest

@@ -23,7 +23,7 @@ import numpy as np
 
 from .backends import Backend, numpy_backend, runner
 from .errors import OptionError
-from .losses.spec import Batch, LossSpec
+from .losses import Batch, LossSpec
 from .reduction import Elements, Reduction, selection
 
 FLOAT64 = np.dtype(np.float64)

@@ -527,7 +527,7 @@ def test_ignore_index_with_probability_targets_is_refused_as_in_torch():
     with pytest.raises(RuntimeError, match="ignore_index is not supported"):
         F.cross_entropy(tensor(x), tensor(y), ignore_index=0)
     for backend in ("numpy", "torch"):
-        with pytest.raises(OptionError, match=r"^--ignore-index: expected the default -100 .*but got 0"):
+        with pytest.raises(OptionError, match=r"^ignore_index: expected the default -100 .*but got 0"):
             losscli.compute("cross-entropy", x, y, ignore_index=0, backend=backend)
 
 
@@ -591,7 +591,7 @@ def test_nan_policy_raise(role):
     arrays = {"input": np.array([[1.0, 2.0], [3.0, 4.0]]), "target": np.zeros((2, 2)),
               "weight": np.ones((2, 2))}
     arrays[role][1, 0] = np.nan
-    expected = rf"^{role}: expected finite values \(--nan-policy raise\), but got nan at index \(1, 0\)"
+    expected = rf"^{role}: expected finite values \(nan_policy='raise'\), but got nan at index \(1, 0\)"
     with pytest.raises(ValueDomainError, match=expected):
         losscli.compute("mse", arrays["input"], arrays["target"], weight=arrays["weight"], nan_policy="raise")
     result = losscli.compute("mse", arrays["input"], arrays["target"], weight=arrays["weight"])
@@ -615,10 +615,10 @@ def test_errors_are_losscli_errors():
         ("mse", dict(backend="jax"), "--backend"),
         ("mse", dict(nan_policy="omit"), "--nan-policy"),
         ("cross-entropy", dict(target_kind="probs"), "--target-kind"),
-        ("cross-entropy", dict(label_smoothing=1.5), "--label-smoothing"),
+        ("cross-entropy", dict(label_smoothing=1.5), "label_smoothing"),
         ("smooth-l1", dict(beta="wide"), "--beta"),
-        ("smooth-l1", dict(beta=-1.0), "--beta"),
-        ("huber", dict(delta=0.0), "--delta"),
+        ("smooth-l1", dict(beta=-1.0), "beta"),
+        ("huber", dict(delta=0.0), "delta"),
         ("nll", dict(label_smoothing=0.1), "label_smoothing"),
         ("mse", dict(pos_weight=np.ones(2)), "--pos-weight"),
     ],

@@ -1,4 +1,4 @@
-"""Backends compute a prepared :class:`~losscli.losses.spec.Batch`: numpy (default, never imports
+"""Backends compute a prepared :class:`~losscli.losses.base.Batch`: numpy (default, never imports
 torch) and torch (imported only when asked for)."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
-from ..losses.spec import Batch, LossSpec
+from ..losses import Batch, LossSpec
 from ..reduction import Reduction
 
 
