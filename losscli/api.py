@@ -176,11 +176,11 @@ def compute(
         raise OptionError(f"{spec.name}: expected {len(names)} arrays ({', '.join(names)}), but got {len(arrays)}")
     sources = {name: source(name, value) for name, value in zip(names, arrays)}
     sources.update((name, source(name, value)) for name, value in optional.items() if value is not None)
-    for role, value, accepted in (("weight", weight, spec.weight_help is not None),
-                                  ("pos_weight", pos_weight, spec.pos_weight), ("mask", mask, True)):
+    taken = {f.name for f in spec.extras}
+    for role, value in (("weight", weight), ("pos_weight", pos_weight), ("mask", mask)):
         if value is None:
             continue
-        if not accepted:
+        if role not in taken:
             raise OptionError(f"--{role.replace('_', '-')}: {spec.name} takes no {role}")
         sources[role] = source(role, value)
     if broadcast and not spec.family.broadcasts:

@@ -126,8 +126,7 @@ def list_losses() -> None:
     table.add_column("reduction", max_width=9)
     for spec in CATALOG.values():
         files = " ".join(f.name.upper() for f in spec.files)
-        flags = ["--" + f.name.replace("_", "-") for f in spec.optional_files]
-        flags += [flag for flag, has in (("--weight", spec.weight_help), ("--pos-weight", spec.pos_weight)) if has]
+        flags = ["--" + f.name.replace("_", "-") for f in spec.extras if f.name != "mask"]  # mask: the caption
         table.add_row(f"[bold]{spec.name}[/bold]\n[dim]{spec.torch_name}[/dim]", files,
                       " ".join(flags + [o.flag for o in spec.options]), " ".join(r.value for r in spec.reductions))
     stdout.print(table)
@@ -228,19 +227,10 @@ def _signature(spec: LossSpec) -> list[inspect.Parameter]:
             + (", or a number" if f.number_ok else ""), show_default=False)])
         for i, f in enumerate(spec.files)
     ]
-    for f in spec.optional_files:
+    for f in spec.extras:
+        names = ("--" + f.name.replace("_", "-"),) + ((f.short,) if f.short else ())
         params.append(_param(f.name, Annotated[Optional[str], _opt(
-            "--" + f.name.replace("_", "-"), panel=FILES, help=escape(f.help), metavar="FILE")], None))
-    if spec.weight_help:
-        params.append(_param("weight", Annotated[Optional[str], _opt(
-            "--weight", "-w", panel=FILES, help=escape(spec.weight_help), metavar="FILE")], None))
-    if spec.pos_weight:
-        params.append(_param("pos_weight", Annotated[Optional[str], _opt(
-            "--pos-weight", panel=FILES, help="weight of positive examples (FILE), broadcast to the input",
-            metavar="FILE")], None))
-    params.append(_param("mask", Annotated[Optional[str], _opt(
-        "--mask", "-m", panel=FILES, metavar="FILE",
-        help="0/1 or boolean, the loss's shape: mean divides by what the selected elements contribute")], None))
+            *names, panel=FILES, help=escape(f.help), metavar="FILE")], None))
     for option in spec.options:
         flag = f"{option.flag}/--no-{option.flag[2:]}" if option.type is bool else option.flag
         params.append(_param(option.name, Annotated[option.type, _opt(

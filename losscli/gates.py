@@ -281,9 +281,7 @@ def _check(where: str, index: int, table: Any, base: str) -> Check:
 
 def _keys(spec: LossSpec) -> tuple[list[str], list[str]]:
     """The keys a check of this loss takes, and of them the optional files (weight, mask, ...) in order."""
-    extras = [f.name for f in spec.optional_files]
-    extras += [role for role, taken in (("weight", spec.weight_help), ("pos_weight", spec.pos_weight)) if taken]
-    extras.append("mask")
+    extras = [f.name for f in spec.extras]
     keys = [*COMMON_KEYS, *(f.name for f in spec.files), *extras, *(o.name for o in spec.options)]
     if spec.family.broadcasts:
         keys.append("broadcast")
