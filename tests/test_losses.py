@@ -13,10 +13,11 @@ targets and masks. The oracles below call ``torch.nn.functional`` directly and n
 
 from __future__ import annotations
 
+import shlex
 import subprocess
 import sys
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,8 @@ from torch.nn._reduction import legacy_get_string
 
 import losscli
 from losscli.errors import LossCliError, OptionError, ShapeError, ValueDomainError
+from losscli.io import Loader
+from losscli.losses import CATALOG
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -628,3 +631,34 @@ def test_bad_options_are_option_errors_naming_the_option(loss, options, named):
     target = np.array([0, 1]) if loss in CLASSES else np.zeros((2, 2))
     with pytest.raises(OptionError, match=rf"^{named}\b"):
         losscli.compute(loss, np.zeros((2, 2)), target, **options)
+
+
+@pytest.mark.parametrize("spec", CATALOG.values(), ids=lambda spec: spec.name)
+def test_every_family_runs_the_losss_own_check(spec):
+    """Family.prepare is one template: a LossSpec.check runs for every family (nll, cross-entropy, ctc and
+    linear-cross-entropy used to skip it), after the files are checked and converted."""
+    paths = []
+    for word in shlex.split(spec.example)[2:]:  # the example's positional files
+        if word.startswith("--"):
+            break
+        paths.append(word)
+    loader = Loader()
+    arrays = [loader.load(str(ROOT / path), role=f.name) for path, f in zip(paths, spec.files)]
+    seen = []
+
+    def check(args, converted, params):
+        seen.append(sorted(converted))
+        raise OptionError("refused by the loss's check")
+
+    with pytest.raises(OptionError, match=r"^refused by the loss's check$"):
+        losscli.compute(replace(spec, check=check), *arrays)
+    assert seen and all(names == sorted(f.name for f in spec.files) for names in seen)  # one call per chunk
+
+
+def test_extras_are_the_named_files_in_help_order():
+    names = {name: [(f.name, f.short) for f in spec.extras] for name, spec in CATALOG.items()}
+    assert names["mse"] == [("weight", "-w"), ("mask", "-m")]
+    assert names["bce-with-logits"] == [("weight", "-w"), ("pos_weight", None), ("mask", "-m")]
+    assert names["linear-cross-entropy"] == [("linear_bias", None), ("weight", "-w"), ("mask", "-m")]
+    assert names["kl-div"] == [("mask", "-m")]
+    assert CATALOG["nll"].extras[0].help == CATALOG["nll"].weight_help
