@@ -21,8 +21,7 @@ from .engine.run import Computation, Feeds, Progress, Task, compute_batch, run
 from .engine.sinks import Sink
 from .engine.sources import Source, plan, source
 from .errors import OptionError
-from .losses import CATALOG, LossSpec
-from .losses.spec import Batch
+from .losses import CATALOG, Batch, LossSpec
 from .reduction import Reduction, resolve
 from .result import CrossCheck, InputInfo, LossResult
 

@@ -13,9 +13,11 @@ targets and masks. The oracle (tests/oracle.py) calls ``torch.nn.functional`` di
 
 from __future__ import annotations
 
+import shlex
 import subprocess
 import sys
 import warnings
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -26,6 +28,8 @@ from torch.nn._reduction import legacy_get_string
 
 import losscli
 from losscli.errors import LossCliError, OptionError, ShapeError, ValueDomainError
+from losscli.io import Loader
+from losscli.losses import CATALOG
 from tests.oracle import (
     ALL_LOSSES,
     BINARY,
@@ -235,7 +239,7 @@ def test_ignore_index_with_probability_targets_is_refused_as_in_torch():
     with pytest.raises(RuntimeError, match="ignore_index is not supported"):
         F.cross_entropy(tensor(x), tensor(y), ignore_index=0)
     for backend in ("numpy", "torch"):
-        with pytest.raises(OptionError, match=r"^--ignore-index: expected the default -100 .*but got 0"):
+        with pytest.raises(OptionError, match=r"^ignore_index: expected the default -100 .*but got 0"):
             losscli.compute("cross-entropy", x, y, ignore_index=0, backend=backend)
 
 
@@ -299,7 +303,7 @@ def test_nan_policy_raise(role):
     arrays = {"input": np.array([[1.0, 2.0], [3.0, 4.0]]), "target": np.zeros((2, 2)),
               "weight": np.ones((2, 2))}
     arrays[role][1, 0] = np.nan
-    expected = rf"^{role}: expected finite values \(--nan-policy raise\), but got nan at index \(1, 0\)"
+    expected = rf"^{role}: expected finite values \(nan_policy='raise'\), but got nan at index \(1, 0\)"
     with pytest.raises(ValueDomainError, match=expected):
         losscli.compute("mse", arrays["input"], arrays["target"], weight=arrays["weight"], nan_policy="raise")
     result = losscli.compute("mse", arrays["input"], arrays["target"], weight=arrays["weight"])
@@ -336,3 +340,34 @@ def test_bad_options_are_option_errors_naming_the_option(loss, options, named):
     target = np.array([0, 1]) if loss in CLASSES else np.zeros((2, 2))
     with pytest.raises(OptionError, match=rf"^{named}\b"):
         losscli.compute(loss, np.zeros((2, 2)), target, **options)
+
+
+@pytest.mark.parametrize("spec", CATALOG.values(), ids=lambda spec: spec.name)
+def test_every_family_runs_the_losss_own_check(spec):
+    """Family.prepare is one template: a LossSpec.check runs for every family (nll, cross-entropy, ctc and
+    linear-cross-entropy used to skip it), after the files are checked and converted."""
+    paths = []
+    for word in shlex.split(spec.example)[2:]:  # the example's positional files
+        if word.startswith("--"):
+            break
+        paths.append(word)
+    loader = Loader()
+    arrays = [loader.load(str(ROOT / path), role=f.name) for path, f in zip(paths, spec.files)]
+    seen = []
+
+    def check(args, converted, params):
+        seen.append(sorted(converted))
+        raise OptionError("refused by the loss's check")
+
+    with pytest.raises(OptionError, match=r"^refused by the loss's check$"):
+        losscli.compute(replace(spec, check=check), *arrays)
+    assert seen and all(names == sorted(f.name for f in spec.files) for names in seen)  # one call per chunk
+
+
+def test_extras_are_the_named_files_in_help_order():
+    names = {name: [(f.name, f.short) for f in spec.extras] for name, spec in CATALOG.items()}
+    assert names["mse"] == [("weight", "-w"), ("mask", "-m")]
+    assert names["bce-with-logits"] == [("weight", "-w"), ("pos_weight", None), ("mask", "-m")]
+    assert names["linear-cross-entropy"] == [("linear_bias", None), ("weight", "-w"), ("mask", "-m")]
+    assert names["kl-div"] == [("mask", "-m")]
+    assert CATALOG["nll"].extras[0].help == CATALOG["nll"].weight_help

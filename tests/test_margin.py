@@ -390,10 +390,10 @@ def test_multi_margin_targets_are_class_indices(target, shown):
 
 
 @pytest.mark.parametrize("loss, options, message", [
-    ("multi-margin", {"p": 3}, r"^--p: expected 1 or 2 \(the only powers torch supports\), but got 3"),
-    ("triplet-margin", {"margin": 0.0}, r"^--margin: expected a value of more than 0 \(torch refuses others\), "
+    ("multi-margin", {"p": 3}, r"^p: expected 1 or 2 \(the only powers torch supports\), but got 3"),
+    ("triplet-margin", {"margin": 0.0}, r"^margin: expected a value of more than 0 \(torch refuses others\), "
                                         r"but got 0.0"),
-    ("triplet-margin-with-distance", {"margin": -1.0}, r"^--margin: expected a value of more than 0"),
+    ("triplet-margin-with-distance", {"margin": -1.0}, r"^margin: expected a value of more than 0"),
     ("triplet-margin", {"p": 0.0}, r"^p: expected a finite norm degree of more than 0, but got 0.0"),
     ("triplet-margin-with-distance", {"distance": "manhattan"}, r"^distance: expected one of pairwise, cosine"),
 ])
@@ -451,7 +451,7 @@ def test_nan_policy_raise_names_the_file():
     a = np.ones((2, 3))
     b = a.copy()
     b[1, 2] = np.inf
-    with pytest.raises(ValueDomainError, match=r"^positive: expected finite values \(--nan-policy raise\), but got "
+    with pytest.raises(ValueDomainError, match=r"^positive: expected finite values \(nan_policy='raise'\), but got "
                                                r"inf at index \(1, 2\)"):
         losscli.compute("triplet-margin", a, b, a, nan_policy="raise")
     result = losscli.compute("triplet-margin", a, b, a)

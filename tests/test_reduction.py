@@ -20,7 +20,7 @@ from torch.nn._reduction import legacy_get_string
 
 from losscli.errors import OptionError
 from losscli.losses import CATALOG
-from losscli.losses.spec import Batch, TargetKind
+from losscli.losses import Batch, TargetKind
 from losscli.reduction import Elements, Partial, Reduction, legacy_table, partial, resolve, unreduced
 
 STATES = (None, True, False)

@@ -243,7 +243,7 @@ def test_non_finite_warning_counts_every_chunk(rows):
     ("bce", (np.r_[np.full((20, 2), 0.5), [[0.5, 1.5]], np.full((2, 2), 0.5)], np.zeros((N, 2))), {},
      r"input: expected probabilities in \[0, 1\], but got 1.5 at index \(20, 1\)"),
     ("mse", (np.r_[np.zeros(15), np.nan, np.zeros(7)], np.zeros(N)), {"nan_policy": "raise"},
-     r"input: expected finite values \(--nan-policy raise\), but got nan at index 15$"),
+     r"input: expected finite values \(nan_policy='raise'\), but got nan at index 15$"),
     ("hinge-embedding", (np.zeros(N), np.r_[np.ones(11), 0, np.ones(11)]), {}, r"but got 0.0 at index 11 "),
     ("multi-margin", (np.zeros((N, 3)), np.r_[np.zeros(19, int), 3, np.zeros(3, int)]), {},
      r"expected class indices in \[0, 3\), but got 3 at index 19$"),

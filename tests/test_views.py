@@ -254,11 +254,11 @@ def test_top_ignored_class_targets_never_appear():
 def test_top_needs_a_positive_count_and_samples():
     x = np.ones((2, 2))
     for bad in (0, -3, 2.5, True):
-        with pytest.raises(OptionError, match=r"top: expected a count of 1 or more, but got"):
+        with pytest.raises(OptionError, match=r"^top: expected a count of 1 or more, but got"):
             losscli.compute("mse", x, x, outputs=losscli.Outputs(top=bad))
-    with pytest.raises(OptionError, match=r"top: expected a loss with samples to rank.*shape \(\)"):
+    with pytest.raises(OptionError, match=r"^top: expected a loss with samples to rank.*shape \(\)"):
         losscli.compute("mse", np.float64(1.0), np.float64(2.0), outputs=losscli.Outputs(top=1))
-    with pytest.raises(OptionError, match="--per-sample: expected a reduction .* but the reduction is none"):
+    with pytest.raises(OptionError, match="per_sample: expected a reduction .* but the reduction is none"):
         losscli.compute("mse", x, x, reduction="none", outputs=losscli.Outputs(per_sample=True))
 
 

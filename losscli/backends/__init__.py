@@ -1,4 +1,4 @@
-"""Backends compute a prepared :class:`~losscli.losses.spec.Batch`: numpy (default, never imports
+"""Backends compute a prepared :class:`~losscli.losses.base.Batch`: numpy (default, never imports
 torch; :mod:`.numpy_backend` gives per-element values and gradients that the engine reduces) and torch
 (:mod:`.torch_backend`, imported only when asked for)."""
 

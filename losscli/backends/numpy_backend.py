@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from ..losses.spec import Batch, LossSpec
+from ..losses import Batch, LossSpec
 from ..reduction import Elements, Partial, Reduction, upstream
 
 

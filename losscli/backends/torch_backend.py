@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import BackendUnavailable
-from ..losses.spec import Batch, LossSpec
+from ..losses import Batch, LossSpec
 from ..reduction import Reduction
 from . import Computed
 

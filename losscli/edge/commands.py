@@ -1,4 +1,4 @@
-"""One command per loss, generated from its definition (:class:`~losscli.losses.spec.LossSpec`): the files,
+"""One command per loss, generated from its definition (:class:`~losscli.losses.base.LossSpec`): the files,
 the extra files (``spec.extras``), the loss's options and the common flags. A command loads the files, calls
 :func:`losscli.compute`, writes what was asked through the one writer, renders, and judges thresholds."""
 
@@ -17,7 +17,7 @@ from ..errors import LossCliError, flag
 from ..io import Loaded, Loader, Shards
 from ..judge import judge
 from ..losses import LossSpec
-from ..losses.spec import FileArg
+from ..losses.base import FileArg
 from ..reduction import Reduction, resolve
 from ..result import LossResult
 from .console import EXIT_THRESHOLD, exit_on_error, say, stderr, stdout

@@ -27,8 +27,7 @@ import numpy as np
 
 from ..backends import Backend, Computed, numpy_backend
 from ..errors import ShapeError
-from ..losses.families import NonFinite
-from ..losses.spec import Batch, LossSpec
+from ..losses.base import Batch, LossSpec, NonFinite
 from ..reduction import Elements, Partial, Reduction, partial, selection, unreduced
 from .accumulators import Accumulator
 from .sinks import InMemory, Sink

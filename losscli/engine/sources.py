@@ -1,7 +1,7 @@
 """What the engine reads: each argument of a loss as :class:`Source` rows, and the :class:`Plan` of chunks to
 read them in.
 
-A loss whose family streams (:meth:`~losscli.losses.families.Family.stream`) is computed in chunks of rows
+A loss whose family streams (:meth:`~losscli.losses.base.Family.stream`) is computed in chunks of rows
 along the loss's first axis. The files whose first axis is that axis are read chunk by chunk (``.npy`` files
 and shards with ``pread``; CSV files of several pieces in order: :class:`~losscli.io.CsvRows`); the others
 (class weights, a weight that broadcasts, linear_weight) are shared by every chunk.
@@ -17,8 +17,7 @@ import numpy as np
 
 from ..errors import ShapeError
 from ..io import ArrayRows, Loaded, Rows, Shards
-from ..losses.families import Arg
-from ..losses.spec import LossSpec
+from ..losses.base import Arg, LossSpec
 
 # elements (of the widest file read in chunks) per chunk: inside L2, where numpy runs fastest
 CHUNK_ELEMENTS = 1 << 18

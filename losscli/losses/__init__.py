@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from . import classification, divergence, embedding, margin, regression, sequence
-from .spec import LossSpec, Option, TargetKind
+from . import binary, classification, divergence, embedding, margin, regression, sequence
+from .base import Batch, FileArg, LossSpec, Option, TargetKind
 
 CATALOG: dict[str, LossSpec] = {
     spec.name: spec
-    for module in (regression, classification, divergence, margin, embedding, sequence)
+    for module in (regression, classification, binary, divergence, margin, embedding, sequence)
     for spec in module.LOSSES
 }
 
-__all__ = ["CATALOG", "LossSpec", "Option", "TargetKind"]
+__all__ = ["CATALOG", "Batch", "FileArg", "LossSpec", "Option", "TargetKind"]

@@ -1,4 +1,4 @@
-"""Classification losses: nll and cross-entropy over class scores, bce and bce-with-logits per element.
+"""Classification losses: nll and cross-entropy over class scores (bce and bce-with-logits: :mod:`.binary`).
 
 Class losses read input ``(N, C, d1, ...)`` (or ``(C,)``) and class-index targets ``(N, d1, ...)``;
 cross-entropy also reads class probabilities of the input's shape. With class weights ``w`` (shape
@@ -12,14 +12,130 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import OptionError, ShapeError, ValueDomainError
 from ..reduction import Elements
-from .families import Binary, Classes, check_probabilities
-from .regression import _weighted, elementwise_grad
-from .spec import Batch, LossSpec, Option, TargetKind
+from .base import (Arg, Batch, Family, Layout, LossSpec, Option, TargetKind, class_weight, first, float_dtype,
+                   numeric, offending, shape_str)
 
 CLASS_WEIGHT_HELP = "class weights (FILE), shape (C,)"
-ELEMENT_WEIGHT_HELP = "element weights (FILE), broadcast to the input's shape"
 IGNORE_INDEX = Option("ignore_index", int, -100, "class index whose targets count for nothing")
+
+
+class Classes(Family):
+    """nll and cross-entropy: input ``(N, C, d1, ...)`` or ``(C,)``; target class indices of shape
+    ``(N, d1, ...)`` (or ``()``), or for cross-entropy class probabilities of the input's shape."""
+
+    stream_rank = 2  # (N, C, ...): rows are samples; a (C,) input is one sample
+    shared_files = ("weight",)
+
+    def __init__(self, probabilities: bool):
+        self.probabilities = probabilities
+        self.shapes = "input (N, C), (N, C, d1, ...) or (C,); target class indices (N,), (N, d1, ...) or ()" + (
+            ", or class probabilities of the input's shape" if probabilities else "")
+
+    def layout(self, spec, args, params, broadcast):
+        self._check_no_broadcast(spec, broadcast)
+        x_arg, t_arg = args["input"], args["target"]
+        x, t = numeric(x_arg), numeric(t_arg)
+        if x.ndim == 0:
+            raise ShapeError(f"{x_arg.label}: expected scores of shape (N, C, ...) or (C,), but got a scalar")
+        classes = x.shape[1] if x.ndim > 1 else x.shape[0]
+        if classes == 0:
+            raise ShapeError(f"{x_arg.label}: expected at least one class, but got shape {shape_str(x.shape)}")
+        index_shape = x.shape[:1] + x.shape[2:] if x.ndim > 1 else ()
+        kind = self._kind(spec, params.get("target_kind", TargetKind.auto), x, t_arg)
+        if kind is TargetKind.prob:
+            self._check_nothing_ignored(spec, params)
+        elif t.shape != index_shape:
+            raise ShapeError(
+                f"{t_arg.label}: expected class indices of shape {shape_str(index_shape)} for input "
+                f"{shape_str(x.shape)}, but got {shape_str(t.shape)}"
+            )
+        return Layout(index_shape, classes=classes, target_kind=kind,
+                      batch_axis=("input", "target") if x.ndim == 1 else None)
+
+    def dtype(self, spec, args, layout):
+        if layout.target_kind is TargetKind.prob:
+            return float_dtype(args["input"], args["target"])
+        return float_dtype(args["input"])
+
+    def convert(self, spec, args, params, layout, dtype):
+        t_arg = args["target"]
+        if layout.target_kind is TargetKind.prob:
+            target = t_arg.array.astype(dtype, copy=False)
+        else:
+            integral_floats = params.get("target_kind") is TargetKind.index  # asked for, not inferred
+            target = self._indices(t_arg, layout.classes, params["ignore_index"], integral_floats)
+        self._check_smoothing(params)
+        return {"input": args["input"].array.astype(dtype, copy=False), "target": target}
+
+    def weight(self, arg, layout, dtype):
+        return class_weight(arg, layout.classes, dtype)
+
+    @staticmethod
+    def _check_no_broadcast(spec: LossSpec, broadcast: bool) -> None:
+        if broadcast:
+            raise OptionError(f"{spec.name} has no broadcasting; its target's shape follows from the input's",
+                              argument="broadcast")
+
+    @staticmethod
+    def _check_nothing_ignored(spec: LossSpec, params: dict[str, Any]) -> None:
+        """Probability targets: torch refuses any ignore_index but its default."""
+        default = spec.defaults()["ignore_index"]
+        if params["ignore_index"] != default:
+            raise OptionError(f"expected the default {default} with class-probability targets (nothing is "
+                              f"ignored there), but got {params['ignore_index']}", argument="ignore_index")
+
+    @staticmethod
+    def _check_smoothing(params: dict[str, Any]) -> None:
+        smoothing = params.get("label_smoothing", 0.0)
+        if not 0.0 <= smoothing <= 1.0:
+            raise OptionError(f"expected a value in [0, 1], but got {smoothing}", argument="label_smoothing")
+
+    def _kind(self, spec: LossSpec, asked: TargetKind, x: np.ndarray, t_arg: Arg) -> TargetKind:
+        if not self.probabilities:
+            return TargetKind.index
+        if asked is TargetKind.auto:  # torch: probabilities exactly when the shapes match
+            return TargetKind.prob if t_arg.array.shape == x.shape else TargetKind.index
+        if asked is TargetKind.prob and t_arg.array.shape != x.shape:
+            raise ShapeError(f"{t_arg.label}: expected class probabilities of the input's shape "
+                             f"{shape_str(x.shape)}, but got {shape_str(t_arg.array.shape)}")
+        return asked
+
+    def _indices(self, t_arg: Arg, classes: int, ignore_index: int, integral_floats: bool) -> np.ndarray:
+        t = t_arg.array
+        if t.dtype.kind == "f":
+            integral = bool(np.all(np.isfinite(t) & (t == np.round(t))))
+            if not (integral_floats and integral):
+                hint = ("; pass {target_kind=index} to read integral floats as indices" if self.probabilities
+                        else "; save them as integers")
+                raise ValueDomainError(
+                    f"{t_arg.label}: expected integer class indices, but got {t.dtype} values{hint}"
+                )
+        elif t.dtype.kind not in "iu":
+            raise ValueDomainError(f"{t_arg.label}: expected integer class indices, but got {t.dtype} values")
+        t = t.astype(np.int64, copy=False)
+        bad = ((t < 0) | (t >= classes)) & (t != ignore_index)
+        where = first(bad)
+        if where is not None:
+            raise ValueDomainError(
+                f"{t_arg.label}: expected class indices in [0, {classes}) or ignore_index {ignore_index}, "
+                f"but got {offending(t, where, t_arg.offset)}"
+            )
+        return t
+
+    def valid(self, batch, params):
+        if batch.target_kind is TargetKind.index:
+            return batch.arrays["target"] != params["ignore_index"]
+        return None
+
+    def torch_select(self, torch, tensors, mask, params, batch):
+        if batch.target_kind is TargetKind.index:  # masked out == ignored: class weights keep torch's mean
+            ignored = torch.full_like(tensors["target"], params["ignore_index"])
+            return {**tensors, "target": torch.where(mask, tensors["target"], ignored)}
+        # probabilities: take the selected rows, class axis last, as (M, C)
+        picked = {k: tensors[k].movedim(1, -1)[mask] for k in ("input", "target")}
+        return {**tensors, **picked}
 
 
 FEW_CLASSES = 32  # up to this many, log_softmax works class-major
@@ -37,15 +153,6 @@ def log_softmax(x: np.ndarray, axis: int = 1) -> np.ndarray:
     shifted = x - x.max(axis=axis, keepdims=True)
     shifted -= np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
     return shifted
-
-
-def log_sigmoid(x: np.ndarray) -> np.ndarray:
-    """log σ(x) = min(x, 0) - log1p(exp(-|x|)), without overflow for either sign."""
-    return np.minimum(x, 0) - np.log1p(np.exp(-np.abs(x)))
-
-
-def sigmoid(x: np.ndarray) -> np.ndarray:
-    return np.exp(log_sigmoid(x))
 
 
 def _class_weights_along(w: np.ndarray, ndim: int) -> np.ndarray:
@@ -105,37 +212,6 @@ def _grad_through_log_softmax(x: np.ndarray, grad_logp: np.ndarray) -> np.ndarra
     return grad_logp - np.exp(log_softmax(x)) * grad_logp.sum(axis=1, keepdims=True)
 
 
-def _bce(a: dict[str, np.ndarray]) -> np.ndarray:
-    x, y = a["input"], a["target"]
-    with np.errstate(divide="ignore"):  # log(0) = -inf, clamped at -100 as torch does
-        return (y - 1) * np.maximum(np.log1p(-x), -100.0) - y * np.maximum(np.log(x), -100.0)
-
-
-BCE_GRAD_EPSILON = float(np.float32(1e-12))  # 9.999999960041972e-13
-
-
-def _bce_grad(a: dict[str, np.ndarray]) -> np.ndarray:
-    x, y = a["input"], a["target"]
-    # torch's binary_cross_entropy_backward clamps at EPSILON = 1e-12 as a float32 constant, also for float64
-    return (x - y) / np.maximum((1 - x) * x, BCE_GRAD_EPSILON)
-
-
-def _log_weight(a: dict[str, np.ndarray]) -> np.ndarray | float:
-    """``1 + (pos_weight - 1)·y``: how much a positive target's term counts."""
-    pw = a.get("pos_weight")
-    return 1.0 if pw is None else 1 + (pw - 1) * a["target"]
-
-
-def _bce_with_logits_grad(a: dict[str, np.ndarray]) -> np.ndarray:
-    x, y = a["input"], a["target"]
-    return (1 - y) - _log_weight(a) * (1 - sigmoid(x))
-
-
-def _bce_with_logits(a: dict[str, np.ndarray]) -> np.ndarray:
-    x, y = a["input"], a["target"]
-    return (1 - y) * x - _log_weight(a) * log_sigmoid(x)
-
-
 NLL = LossSpec(
     name="nll",
     torch_name="nll_loss",
@@ -175,37 +251,4 @@ CROSS_ENTROPY = LossSpec(
     example="losscli cross-entropy samples/classification/logits.npy samples/classification/labels.csv",
 )
 
-BCE = LossSpec(
-    name="bce",
-    torch_name="binary_cross_entropy",
-    summary="Binary cross-entropy of probabilities.",
-    formula="l = -w·(y·max(log x, -100) + (1-y)·max(log(1-x), -100))  (x: probabilities in [0, 1])",
-    mean_rule="n elements, with or without --weight",
-    family=Binary(),
-    numpy=lambda a, p, b: _weighted(_bce(a), a, weighted_mean=False),
-    grad=lambda a, p, b, c: elementwise_grad(a, c, _bce_grad(a)),
-    torch=lambda F, t, p, r: F.binary_cross_entropy(t["input"], t["target"], weight=t.get("weight"),
-                                                    reduction=r),
-    weight_help=ELEMENT_WEIGHT_HELP,
-    check=check_probabilities,
-    example="losscli bce samples/binary/probs.npy samples/binary/targets.npy",
-)
-
-BCE_WITH_LOGITS = LossSpec(
-    name="bce-with-logits",
-    torch_name="binary_cross_entropy_with_logits",
-    summary="Binary cross-entropy of logits (sigmoid built in, numerically stable).",
-    formula="l = -w·(p·y·log σ(x) + (1-y)·log(1-σ(x)))  (p: --pos-weight, 1 by default)",
-    mean_rule="n elements, with or without --weight",
-    family=Binary(),
-    numpy=lambda a, p, b: _weighted(_bce_with_logits(a), a, weighted_mean=False),
-    grad=lambda a, p, b, c: elementwise_grad(a, c, _bce_with_logits_grad(a)),
-    torch=lambda F, t, p, r: F.binary_cross_entropy_with_logits(
-        t["input"], t["target"], weight=t.get("weight"), pos_weight=t.get("pos_weight"), reduction=r),
-    weight_help=ELEMENT_WEIGHT_HELP,
-    pos_weight=True,
-    example="losscli bce-with-logits samples/binary/logits.npy samples/binary/targets.npy "
-    "--pos-weight samples/binary/pos_weight.npy",
-)
-
-LOSSES = (NLL, CROSS_ENTROPY, BCE, BCE_WITH_LOGITS)
+LOSSES = (NLL, CROSS_ENTROPY)

@@ -17,10 +17,9 @@ import numpy as np
 
 from ..errors import OptionError, ShapeError, ValueDomainError
 from ..reduction import Elements, Reduction
-from .families import (Arg, Family, check_mask, element_rows, first, float_dtype, numeric, offending, shape_str,
-                       shared_shape)
+from .base import (Arg, Batch, Family, FileArg, Layout, LossSpec, Option, element_rows, first, float_dtype, numeric,
+                   offending, shape_str, shared_shape)
 from .regression import unbroadcast
-from .spec import Batch, FileArg, LossSpec, Option
 
 # torch's kl_div warning for reduction='mean', word for word (its sentences run together)
 KL_MEAN_WARNING = (
@@ -52,21 +51,22 @@ class Pointwise(Family):
             "; var of the input's shape, of that shape with one dimension of size 1 or without its last "
             "dimension (one variance shared along that dimension), or a number" if variance else "")
 
-    def prepare(self, spec, args, params, *, broadcast, nan_policy):
-        x_arg, t_arg = args["input"], args["target"]
-        loss_shape = shared_shape(x_arg, t_arg, broadcast)
-        x, t = x_arg.array, t_arg.array
+    def layout(self, spec, args, params, broadcast):
+        x_shape = args["input"].shape
+        # torch: batchmean divides by input.size(0), and not for a 0-d input
+        return Layout(shared_shape(args["input"], args["target"], broadcast), rows=x_shape[0] if x_shape else 1)
+
+    def dtype(self, spec, args, layout):
         var_arg = args.get("var") if self.variance else None
-        floats = [x_arg, t_arg] if var_arg is None or var_arg.number else [x_arg, t_arg, var_arg]
-        dtype = float_dtype(*floats)
-        arrays = {"input": x.astype(dtype, copy=False), "target": t.astype(dtype, copy=False)}
-        if var_arg is not None:
-            arrays["var"] = variance(var_arg, x_arg, dtype)
-        mask = check_mask(args["mask"], loss_shape) if "mask" in args else None
-        if spec.check is not None:
-            spec.check(args, arrays, params)
-        rows = x_arg.shape[0] if x_arg.shape else 1  # torch: batchmean divides by input.size(0), not for a 0-d input
-        return self._finish(Batch(arrays, loss_shape, dtype, rows=rows, mask=mask), args, nan_policy)
+        if var_arg is None or var_arg.number:
+            return float_dtype(args["input"], args["target"])
+        return float_dtype(args["input"], args["target"], var_arg)
+
+    def convert(self, spec, args, params, layout, dtype):
+        arrays = {name: args[name].array.astype(dtype, copy=False) for name in ("input", "target")}
+        if self.variance and "var" in args:
+            arrays["var"] = variance(args["var"], args["input"], dtype)
+        return arrays
 
 
 def variance(arg: Arg, input_arg: Arg, dtype: np.dtype) -> np.ndarray:
@@ -123,13 +123,15 @@ def _kl_reduction(asked: Reduction, resolved: Reduction, legacy: bool, batch: Ba
     """batchmean's denominator is the batch size; torch's warning for mean (not when legacy flags decide)."""
     if resolved is Reduction.batchmean and batch.mask is not None:
         raise OptionError(
-            f"--reduction batchmean: expected no --mask (batchmean divides by the batch size, input.shape[0] "
-            f"= {batch.rows}, which a mask does not change; use --reduction sum and divide, or mean), but got one"
+            f"batchmean: expected no {{mask}} (batchmean divides by the batch size, input.shape[0] = {batch.rows}, "
+            f"which a mask does not change; use {{reduction=sum}} and divide, or mean), but got one",
+            argument="reduction",
         )
     if legacy and asked is Reduction.batchmean:
         raise OptionError(
-            "--reduction batchmean: expected no --size-average/--reduce with it (torch would divide what "
-            "those legacy flags give by the batch size as well), but got a legacy flag"
+            "batchmean: expected no {size_average}/{reduce} with it (torch would divide what those legacy flags "
+            "give by the batch size as well), but got a legacy flag",
+            argument="reduction",
         )
     return [KL_MEAN_WARNING] if resolved is Reduction.mean and not legacy else []
 

@@ -18,9 +18,8 @@ import numpy as np
 
 from ..errors import OptionError, ShapeError
 from ..reduction import Elements
-from .families import check_mask, float_dtype, numeric, shape_str
+from .base import FileArg, Layout, LossSpec, Option, float_dtype, numeric, shape_str
 from .margin import PerSample, check_signs
-from .spec import FileArg, LossSpec, Option
 
 
 class Embeddings(PerSample):
@@ -30,8 +29,8 @@ class Embeddings(PerSample):
     def __init__(self, shapes: str, any_rank: bool = False):
         self.shapes, self.any_rank = shapes, any_rank
 
-    def prepare(self, spec, args, params, *, broadcast, nan_policy):
-        names = [f.name for f in spec.files if f.name != "target"]
+    def layout(self, spec, args, params, broadcast):
+        names = self._embeddings(spec)
         lead = args[names[0]]
         shape = numeric(lead).shape
         if not 1 <= len(shape) <= (math.inf if self.any_rank else 2):
@@ -43,19 +42,27 @@ class Embeddings(PerSample):
                 raise ShapeError(f"{args[name].label}: expected {names[0]}'s shape {shape_str(shape)}, but got "
                                  f"{shape_str(got)}")
         loss_shape = shape[:-1]
-        dtype = float_dtype(*(args[n] for n in names))
-        arrays = {n: args[n].array.astype(dtype, copy=False) for n in names}
         if "target" in args:
             t = numeric(args["target"])
             if t.shape != loss_shape:
                 raise ShapeError(f"{args['target'].label}: expected one target per pair, {shape_str(loss_shape)}, "
                                  f"but got {shape_str(t.shape)}")
+        return Layout(loss_shape, batch_axis=None if loss_shape else tuple(f.name for f in spec.files))
+
+    def dtype(self, spec, args, layout):
+        return float_dtype(*(args[n] for n in self._embeddings(spec)))
+
+    def convert(self, spec, args, params, layout, dtype):
+        arrays = {n: args[n].array.astype(dtype, copy=False) for n in self._embeddings(spec)}
+        if "target" in args:
             check_signs(args["target"], "torch would give it a loss of 0")
-            arrays["target"] = t.astype(dtype, copy=False)
-        mask = check_mask(args["mask"], loss_shape) if "mask" in args else None
-        if spec.check is not None:
-            spec.check(args, arrays, params)
-        return self._finish_samples(arrays, mask, loss_shape, tuple(arrays), dtype, args, nan_policy)
+            arrays["target"] = args["target"].array.astype(dtype, copy=False)
+        return arrays
+
+    @staticmethod
+    def _embeddings(spec: LossSpec) -> list[str]:
+        """The files of embeddings: every file but cosine-embedding's target."""
+        return [f.name for f in spec.files if f.name != "target"]
 
 
 # -- distances: each a value and its gradient with respect to the first argument -------------------
@@ -157,10 +164,10 @@ def _triplet(a: dict[str, np.ndarray], p: dict[str, Any], grad_coef: np.ndarray 
 
 def _check_triplet(args: dict[str, Any], arrays: dict[str, np.ndarray], params: dict[str, Any]) -> None:
     if not params["margin"] > 0:
-        raise OptionError(f"--margin: expected a value of more than 0 (torch refuses others), but got "
-                          f"{params['margin']}")
+        raise OptionError(f"expected a value of more than 0 (torch refuses others), but got {params['margin']}",
+                          argument="margin")
     if "p" in params and not 0 < params["p"] < math.inf:
-        raise OptionError(f"--p: expected a finite norm degree of more than 0, but got {params['p']}")
+        raise OptionError(f"expected a finite norm degree of more than 0, but got {params['p']}", argument="p")
 
 
 def _torch_distance(F: Any, p: dict[str, Any]):

@@ -16,21 +16,10 @@ import numpy as np
 
 from ..errors import OptionError, ShapeError, ValueDomainError
 from ..reduction import Elements
-from .families import (
-    Arg,
-    Family,
-    check_mask,
-    class_weight,
-    first,
-    float_dtype,
-    integers,
-    numeric,
-    offending,
-    shape_str,
-    with_batch_axis,
-)
-from .classification import CLASS_WEIGHT_HELP, log_sigmoid, sigmoid
-from .spec import Batch, FileArg, LossSpec, Option
+from .base import (Arg, Family, FileArg, Layout, LossSpec, Option, class_weight, first, float_dtype, integers,
+                   numeric, offending, shape_str)
+from .binary import log_sigmoid, sigmoid
+from .classification import CLASS_WEIGHT_HELP
 
 # -- families --------------------------------------------------------------------------------------
 
@@ -53,7 +42,7 @@ class SameShape(Family):
         self.dtype_from = dtype_from  # the files whose float dtypes torch promotes into the result's
         self.why = why  # what torch would do with a target other than -1 or 1
 
-    def prepare(self, spec, args, params, *, broadcast, nan_policy):
+    def layout(self, spec, args, params, broadcast):
         names = [f.name for f in spec.files]
         shape = numeric(args[names[0]]).shape
         for name in names[1:]:
@@ -61,13 +50,14 @@ class SameShape(Family):
             if got != shape:
                 raise ShapeError(f"{args[name].label}: expected {names[0]}'s shape {shape_str(shape)}, but got "
                                  f"{shape_str(got)}")
+        return Layout(shape)
+
+    def dtype(self, spec, args, layout):
+        return float_dtype(*(args[n] for n in self.dtype_from))
+
+    def convert(self, spec, args, params, layout, dtype):
         check_signs(args["target"], self.why)
-        dtype = float_dtype(*(args[n] for n in self.dtype_from))
-        arrays = {n: args[n].array.astype(dtype, copy=False) for n in names}
-        mask = check_mask(args["mask"], shape) if "mask" in args else None
-        if spec.check is not None:
-            spec.check(args, arrays, params)
-        return self._finish(Batch(arrays, shape, dtype, mask=mask), args, nan_policy)
+        return {f.name: args[f.name].array.astype(dtype, copy=False) for f in spec.files}
 
 
 class PerSample(Family):
@@ -80,14 +70,6 @@ class PerSample(Family):
     def torch_select(self, torch, tensors, mask, params, batch):
         return {k: v if k == "weight" else v[mask] for k, v in tensors.items()}
 
-    def _finish_samples(self, arrays: dict[str, np.ndarray], mask: np.ndarray | None, loss_shape: tuple[int, ...],
-                        per_sample: tuple[str, ...], dtype: np.dtype, args: dict[str, Arg],
-                        nan_policy: str) -> Batch:
-        """The batch, with a batch axis of 1 for an unbatched sample (loss shape ``()``)."""
-        if not loss_shape:
-            arrays, mask = with_batch_axis(arrays, mask, per_sample)
-        return self._finish(Batch(arrays, loss_shape, dtype, mask=mask), args, nan_policy)
-
 
 class ClassScores(PerSample):
     """Class scores ``(N, C)`` or ``(C,)`` (``any_rank``: ``(..., C)``) and one loss per sample. ``target``:
@@ -97,7 +79,7 @@ class ClassScores(PerSample):
     def __init__(self, target: str, shapes: str, any_rank: bool = False):
         self.target, self.shapes, self.any_rank = target, shapes, any_rank
 
-    def prepare(self, spec, args, params, *, broadcast, nan_policy):
+    def layout(self, spec, args, params, broadcast):
         x_arg, t_arg = args["input"], args["target"]
         x = numeric(x_arg)
         if x.ndim == 0 or (x.ndim > 2 and not self.any_rank):
@@ -111,25 +93,30 @@ class ClassScores(PerSample):
             what = "one class index per sample" if self.target == "labels" else "the input's shape"
             raise ShapeError(f"{t_arg.label}: expected {what}, {shape_str(want)}, but got "
                              f"{shape_str(t_arg.array.shape)}")
+        return Layout(loss_shape, classes=classes, batch_axis=None if loss_shape else ("input", "target"))
+
+    def dtype(self, spec, args, layout):
+        if self.target == "multi_hot":
+            return float_dtype(args["input"], args["target"], *([args["weight"]] if "weight" in args else []))
+        return float_dtype(args["input"])
+
+    def convert(self, spec, args, params, layout, dtype):
+        t_arg = args["target"]
         if self.target == "multi_hot":
             target = numeric(t_arg)
             where = first(~((target >= 0) & (target <= 1)))
             if where is not None:
                 raise ValueDomainError(f"{t_arg.label}: expected 0 or 1 (or probabilities in [0, 1]), but got "
                                        f"{offending(target, where, t_arg.offset)}")
-            dtype = float_dtype(x_arg, t_arg, *([args["weight"]] if "weight" in args else []))
             target = target.astype(dtype, copy=False)
         else:
-            dtype = float_dtype(x_arg)
             target = integers(t_arg, "class indices")
-            (self._check_lists if self.target == "lists" else self._check_labels)(t_arg, target, classes)
-        arrays = {"input": x.astype(dtype, copy=False), "target": target}
-        if "weight" in args:
-            arrays["weight"] = class_weight(args["weight"], classes, dtype)
-        mask = check_mask(args["mask"], loss_shape) if "mask" in args else None
-        if spec.check is not None:
-            spec.check(args, arrays, params)
-        return self._finish_samples(arrays, mask, loss_shape, ("input", "target"), dtype, args, nan_policy)
+            check = self._check_lists if self.target == "lists" else self._check_labels
+            check(t_arg, target, layout.classes)
+        return {"input": args["input"].array.astype(dtype, copy=False), "target": target}
+
+    def weight(self, arg, layout, dtype):
+        return class_weight(arg, layout.classes, dtype)
 
     @staticmethod
     def _check_labels(arg: Arg, t: np.ndarray, classes: int) -> None:
@@ -252,7 +239,7 @@ def _torch_empty_mean(call, t: dict[str, Any], r: str):
 
 def _check_multi_margin(args: dict[str, Any], arrays: dict[str, np.ndarray], params: dict[str, Any]) -> None:
     if params["p"] not in (1, 2):
-        raise OptionError(f"--p: expected 1 or 2 (the only powers torch supports), but got {params['p']}")
+        raise OptionError(f"expected 1 or 2 (the only powers torch supports), but got {params['p']}", argument="p")
 
 
 # -- specs ------------------------------------------------------------------------------------------

@@ -13,8 +13,29 @@ import numpy as np
 
 from ..errors import OptionError
 from ..reduction import Elements
-from .families import Elementwise
-from .spec import LossSpec, Option
+from .base import (BROADCAST_WARNING, Family, Layout, LossSpec, Option, element_rows, shared_shape,
+                   torch_size)
+
+
+class Elementwise(Family):
+    """Losses of ``input - target`` (mse, l1, smooth-l1, huber): weights broadcast to the loss."""
+
+    broadcasts = True
+    shapes = "input and target of one shape (with --broadcast: shapes that broadcast, as in torch)"
+
+    def stream(self, spec, shapes, broadcast):
+        return element_rows(shapes, broadcast)
+
+    def layout(self, spec, args, params, broadcast):
+        loss_shape = shared_shape(args["input"], args["target"], broadcast)
+        whole_x, whole_y = args["input"].shape, args["target"].shape  # the whole arrays' shapes, chunked or not
+        warnings = [] if whole_x == whole_y else [
+            BROADCAST_WARNING.format(target=torch_size(whole_y), input=torch_size(whole_x))]
+        return Layout(tuple(loss_shape), warnings=warnings)
+
+    def convert(self, spec, args, params, layout, dtype):
+        return {name: args[name].array.astype(dtype, copy=False) for name in ("input", "target")}
+
 
 ELEMENTWISE = Elementwise()
 
@@ -63,7 +84,7 @@ def _positive(name: str, *, allow_zero: bool):
         value = params[name]
         if value < 0 or (value == 0 and not allow_zero):
             bound = "0 or more" if allow_zero else "more than 0"
-            raise OptionError(f"--{name}: expected a value of {bound}, but got {value}")
+            raise OptionError(f"expected a value of {bound}, but got {value}", argument=name)
 
     return check
 

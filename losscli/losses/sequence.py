@@ -18,28 +18,15 @@ numpy backend never holds the ``(N, C, ...)`` logits whole: it walks blocks of r
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Iterator, NamedTuple
 
 import numpy as np
 
 from ..errors import OptionError, ShapeError, ValueDomainError
 from ..reduction import Elements
-from .classification import CLASS_WEIGHT_HELP, CROSS_ENTROPY, IGNORE_INDEX
-from .families import (
-    Arg,
-    Classes,
-    Family,
-    check_mask,
-    class_weight,
-    first,
-    float_dtype,
-    integers,
-    numeric,
-    offending,
-    shape_str,
-    with_batch_axis,
-)
-from .spec import Batch, FileArg, LossSpec, Option, TargetKind
+from .base import (Arg, Batch, Family, FileArg, Layout, LossSpec, Option, TargetKind, first, float_dtype, integers,
+                   numeric, offending, shape_str)
+from .classification import CLASS_WEIGHT_HELP, CROSS_ENTROPY, IGNORE_INDEX, Classes
 
 NEG_INF = -np.inf
 
@@ -55,7 +42,7 @@ def _non_finite_log_probs(arg: Arg, nan_policy: str, warnings: list[str]) -> Non
         return
     where = offending(x, first(bad))
     if nan_policy == "raise":
-        raise ValueDomainError(f"{arg.label}: expected log-probabilities (finite or -inf) (--nan-policy raise), "
+        raise ValueDomainError(f"{arg.label}: expected log-probabilities (finite or -inf) ({{nan_policy=raise}}), "
                                f"but got {where}")
     warnings.append(f"{arg.label} holds {count} NaN or +inf value(s) (first: {where}); the result "
                     "propagates them")
@@ -84,8 +71,8 @@ class Alignments(Family):
     # per sample, so ctc computes in memory
     stream_rank = None
 
-    def prepare(self, spec, args, params, *, broadcast, nan_policy):
-        lp_arg, tg_arg, il_arg, tl_arg = (args[f.name] for f in spec.files)
+    def layout(self, spec, args, params, broadcast):
+        lp_arg = args["log_probs"]
         lp = numeric(lp_arg)
         if lp.ndim not in (2, 3):
             raise ShapeError(f"{lp_arg.label}: expected log-probabilities of shape (T, N, C) or (T, C), but got "
@@ -93,25 +80,46 @@ class Alignments(Family):
         if lp.size == 0:  # torch: "log_probs tensor must not be empty"
             raise ShapeError(f"{lp_arg.label}: expected at least one frame, sample and class, but got shape "
                              f"{shape_str(lp.shape)}")
-        dtype = float_dtype(lp_arg)
-        if dtype not in (np.float32, np.float64):
-            raise ValueDomainError(f"{lp_arg.label}: expected float32 or float64 log-probabilities (torch's "
-                                   f"ctc_loss takes no other on CPU), but got {dtype}")
         batched = lp.ndim == 3
-        frames, classes = lp.shape[0], lp.shape[-1]
         samples = lp.shape[1] if batched else 1
+        # unbatched: the mask gets the batch axis; the files get theirs in convert
+        return Layout((samples,) if batched else (), rows=samples, classes=lp.shape[-1],
+                      batch_axis=None if batched else ())
+
+    def dtype(self, spec, args, layout):
+        dtype = float_dtype(args["log_probs"])
+        if dtype not in (np.float32, np.float64):
+            raise ValueDomainError(f"{args['log_probs'].label}: expected float32 or float64 log-probabilities "
+                                   f"(torch's ctc_loss takes no other on CPU), but got {dtype}")
+        return dtype
+
+    def convert(self, spec, args, params, layout, dtype):
+        lp_arg, tg_arg, il_arg, tl_arg = (args[f.name] for f in spec.files)
+        lp, classes, samples, batched = lp_arg.array, layout.classes, layout.rows, layout.batch_axis is None
         blank = params["blank"]
         if not 0 <= blank < classes:
-            raise OptionError(f"--blank: expected a class index in [0, {classes}), but got {blank}")
+            raise OptionError(f"expected a class index in [0, {classes}), but got {blank}", argument="blank")
         il = self._lengths(il_arg, samples, batched)
         tl = self._lengths(tl_arg, samples, batched)
-        too_long = il > frames
+        too_long = il > lp.shape[0]
         if np.any(too_long):
-            raise ValueDomainError(f"{il_arg.label}: expected input lengths of at most {frames} (the frames of "
-                                   f"log_probs), but got {offending(il, first(too_long))}")
+            raise ValueDomainError(f"{il_arg.label}: expected input lengths of at most {lp.shape[0]} (the frames "
+                                   f"of log_probs), but got {offending(il, first(too_long))}")
         targets = integers(tg_arg, "labels")
         self._check_target_layout(tg_arg, targets, tl_arg, tl, samples, batched)
         labels = _padded(targets, tl, blank)
+        self._check_labels(tg_arg, targets, labels, tl, classes, blank)
+        self._warn_unalignable(il_arg, labels, il, tl, params["zero_infinity"], layout.warnings)
+        return {"log_probs": (lp if batched else lp[:, None]).astype(dtype, copy=False), "targets": targets,
+                "input_lengths": il, "target_lengths": tl}
+
+    def non_finite(self, batch, args, nan_policy):
+        _non_finite_log_probs(args["log_probs"], nan_policy, batch.warnings)
+
+    @staticmethod
+    def _check_labels(tg_arg: Arg, targets: np.ndarray, labels: np.ndarray, tl: np.ndarray, classes: int,
+                      blank: int) -> None:
+        """Every label a target length uses: a class index other than the blank."""
         used = np.arange(labels.shape[1]) < tl[:, None]
         bad = used & ((labels < 0) | (labels >= classes) | (labels == blank))
         where = first(bad)
@@ -120,15 +128,6 @@ class Alignments(Family):
             at = f"index ({n}, {j})" if targets.ndim == 2 else f"index {int(tl[:n].sum()) + j}"
             raise ValueDomainError(f"{tg_arg.label}: expected labels in [0, {classes}) other than the blank "
                                    f"{blank}, but got {labels[n, j]} at {at}")
-        warnings: list[str] = []
-        self._warn_unalignable(il_arg, labels, il, tl, params["zero_infinity"], warnings)
-        loss_shape = (samples,) if batched else ()
-        mask = check_mask(args["mask"], loss_shape) if "mask" in args else None
-        arrays = {"log_probs": (lp if batched else lp[:, None]).astype(dtype, copy=False), "targets": targets,
-                  "input_lengths": il, "target_lengths": tl}
-        _non_finite_log_probs(lp_arg, nan_policy, warnings)
-        return Batch(arrays, loss_shape, dtype, rows=samples,
-                     mask=None if mask is None else mask.reshape(samples), warnings=warnings)
 
     @staticmethod
     def _lengths(arg: Arg, samples: int, batched: bool) -> np.ndarray:
@@ -379,10 +378,8 @@ class LinearClasses(Classes):
                        "target class indices (N,), (N, d1, ...) or (), or class probabilities of the logits' "
                        "shape (N, C, d1, ...); --linear-bias (C,) or (C, d1, ...)")
 
-    def prepare(self, spec, args, params, *, broadcast, nan_policy):
-        if broadcast:
-            raise OptionError(f"--broadcast: {spec.name} has no broadcasting; its target's shape follows "
-                              "from the input's")
+    def layout(self, spec, args, params, broadcast):
+        self._check_no_broadcast(spec, broadcast)
         x_arg, w_arg, t_arg = args["input"], args["linear_weight"], args["target"]
         x, w, t = numeric(x_arg), numeric(w_arg), numeric(t_arg)
         if x.ndim not in (1, 2):
@@ -401,46 +398,44 @@ class LinearClasses(Classes):
         if positions and x.ndim == 1:
             raise ShapeError(f"{x_arg.label}: expected batched features (N, {features}) with a K-dimensional "
                              f"linear_weight {shape_str(w.shape)}, but got {shape_str(x.shape)}")
-        logits_shape = x.shape[:-1] + (classes,) + positions
-        index_shape = x.shape[:-1] + positions
-        floats = [x_arg, w_arg]
         if "linear_bias" in args:
             b_arg = args["linear_bias"]
             if numeric(b_arg).shape != (classes,) + positions:
                 raise ShapeError(f"{b_arg.label}: expected one bias per logit, shape "
                                  f"{shape_str((classes,) + positions)}, but got {shape_str(b_arg.array.shape)}")
-            floats.append(b_arg)
-        if t.shape == logits_shape:  # torch's rule: probabilities exactly when the shapes match
-            kind = TargetKind.prob
+        logits_shape = x.shape[:-1] + (classes,) + positions
+        index_shape = x.shape[:-1] + positions
+        kind = TargetKind.prob if t.shape == logits_shape else TargetKind.index  # torch's rule
+        if kind is TargetKind.prob:
             self._check_nothing_ignored(spec, params)
-            dtype = float_dtype(*floats, t_arg)
-            target = t.astype(dtype, copy=False)
+        elif t.shape != index_shape:
+            raise ShapeError(
+                f"{t_arg.label}: expected class indices of shape {shape_str(index_shape)} (or class "
+                f"probabilities of the logits' shape {shape_str(logits_shape)}), but got {shape_str(t.shape)}"
+            )
+        return Layout(index_shape, rows=x.shape[0] if x.ndim == 2 else 1, classes=classes, target_kind=kind,
+                      batch_axis=("input", "target") if x.ndim == 1 else None)
+
+    def dtype(self, spec, args, layout):
+        floats = [args["input"], args["linear_weight"]] + ([args["linear_bias"]] if "linear_bias" in args else [])
+        if layout.target_kind is TargetKind.prob:
+            floats.append(args["target"])
+        return float_dtype(*floats)
+
+    def convert(self, spec, args, params, layout, dtype):
+        x_arg, w_arg, t_arg = args["input"], args["linear_weight"], args["target"]
+        if layout.target_kind is TargetKind.prob:
+            target = t_arg.array.astype(dtype, copy=False)
+        elif t_arg.array.dtype.kind == "f":
+            whole = x_arg.shape[:-1] + w_arg.shape[:1] + w_arg.shape[1:-1]  # the whole logits' shape, when streaming
+            raise ValueDomainError(f"{t_arg.label}: expected integer class indices, but got {t_arg.array.dtype} "
+                                   "values; save them as integers (float targets are class probabilities, of the "
+                                   f"logits' shape {shape_str(whole)})")
         else:
-            kind = TargetKind.index
-            dtype = float_dtype(*floats)
-            if t.shape != index_shape:
-                raise ShapeError(
-                    f"{t_arg.label}: expected class indices of shape {shape_str(index_shape)} (or class "
-                    f"probabilities of the logits' shape {shape_str(logits_shape)}), but got {shape_str(t.shape)}"
-                )
-            if t.dtype.kind == "f":
-                whole = x_arg.shape[:-1] + (classes,) + positions  # the whole logits' shape, when streaming
-                raise ValueDomainError(f"{t_arg.label}: expected integer class indices, but got {t.dtype} values; "
-                                       "save them as integers (float targets are class probabilities, of the "
-                                       f"logits' shape {shape_str(whole)})")
-            target = self._indices(t_arg, classes, params["ignore_index"], integral_floats=False)
+            target = self._indices(t_arg, layout.classes, params["ignore_index"], integral_floats=False)
         self._check_smoothing(params)
-        arrays = {"input": x.astype(dtype, copy=False), "linear_weight": w.astype(dtype, copy=False),
-                  "target": target}
-        if "linear_bias" in args:
-            arrays["linear_bias"] = args["linear_bias"].array.astype(dtype, copy=False)
-        if "weight" in args:
-            arrays["weight"] = class_weight(args["weight"], classes, dtype)
-        mask = check_mask(args["mask"], index_shape) if "mask" in args else None
-        if x.ndim == 1:
-            arrays, mask = with_batch_axis(arrays, mask, ("input", "target"))
-        batch = Batch(arrays, index_shape, dtype, rows=arrays["input"].shape[0], mask=mask, target_kind=kind)
-        return self._finish(batch, args, nan_policy)
+        return {"input": x_arg.array.astype(dtype, copy=False), "linear_weight": w_arg.array.astype(dtype, copy=False),
+                "target": target}
 
     def torch_select(self, torch, tensors, mask, params, batch):
         if batch.target_kind is TargetKind.index:  # masked out == ignored, as for cross-entropy
@@ -454,116 +449,168 @@ def _blocks(rows: int, classes: int, positions: int) -> tuple[int, int]:
     return max(1, min(rows, CHUNK_ELEMENTS // max(1, k * positions))), k
 
 
-def _linear_ce(a: dict[str, np.ndarray], p: dict[str, Any], batch: Batch,
-               coef: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+class _Sums(NamedTuple):
+    """Pass 1 over a block of rows, per (row, position): the log-sum-exp of the logits (``lse = shift +
+    log_sum``, the shift being the largest logit) and what the loss needs besides: the target's logit ``z_t``;
+    with smoothing ``Σ_c w_c·z_c``; for probabilities ``Σ_c w_c·y'_c·z_c`` and ``Σ_c w_c·y'_c``."""
+
+    shift: np.ndarray
+    log_sum: np.ndarray
+    picked: np.ndarray
+    weighted: np.ndarray
+    yz: np.ndarray
+    ysum: np.ndarray
+
+    @property
+    def lse(self) -> np.ndarray:
+        return self.shift + self.log_sum
+
+    def softmax(self, z: np.ndarray) -> np.ndarray:
+        """``exp(log_softmax(z))`` of a chunk of classes, shifted first as torch's log_softmax is (so equal
+        logits give exactly equal probabilities)."""
+        return np.exp((z - self.shift[:, None]) - self.log_sum[:, None])
+
+
+class _LinearCE:
     """Cross-entropy of ``z = x @ W.T + b`` (logits ``(N, C, D)``, D the K positions flattened), a block of
     rows and a chunk of classes at a time.
 
-    Pass 1 over the chunks keeps, per (row, position), the online log-sum-exp (running max and the sum of
-    exponentials under it) and what the loss needs besides: the target's logit ``z_t``; with smoothing
-    ``Σ_c w_c·z_c``; for probabilities ``Σ_c w_c·y'_c·z_c`` and ``Σ_c w_c·y'_c``. Then, with ``lse`` known,
-    the loss is cross-entropy's (:func:`losscli.losses.classification._from_log_probs`, ``logp = z - lse``):
+    Pass 1 over the chunks (:meth:`sums`) keeps, per (row, position), the online log-sum-exp (running max and
+    the sum of exponentials under it) and the :class:`_Sums`. Then, with ``lse`` known, the loss is
+    cross-entropy's (:func:`losscli.losses.classification._from_log_probs`, ``logp = z - lse``):
 
     * index targets: ``(1-ε)·w_t·(lse - z_t) + ε/C·(lse·Σ_c w_c - Σ_c w_c·z_c)``;
     * probabilities: ``lse·Σ_c w_c·y'_c - Σ_c w_c·y'_c·z_c`` with ``y' = (1-ε)·y + ε/C``.
 
-    With ``coef`` (each element's grad_output), pass 2 walks the chunks again for d(loss)/dz (classification's
+    For the gradient, pass 2 (:meth:`gradient`) walks the chunks again for d(loss)/dz (classification's
     ``_grad_log_probs`` through log_softmax, ``g - softmax·Σ_c g_c``) and accumulates ``dz @ W`` into
-    d(loss)/d(input). Returns (values (N, D), index targets' w_t (N, D) or None, gradient (N, H) or None).
+    d(loss)/d(input).
     """
-    x, weight = a["input"], a["linear_weight"]
-    n, features = x.shape
-    classes = weight.shape[0]
-    positions = math.prod(weight.shape[1:-1])
-    w_flat = weight.reshape(classes, positions, features)
-    bias = a.get("linear_bias")
-    bias = None if bias is None else bias.reshape(classes, positions)
-    cw = a.get("weight")
-    eps = p["label_smoothing"]
-    prob = batch.target_kind is TargetKind.prob
-    if prob:
-        y_all = a["target"].reshape(n, classes, positions)
-    else:
-        t = a["target"].reshape(n, positions)
-        valid = t != p["ignore_index"]
-        t = np.where(valid, t, 0)
-        w_t = np.ones(t.shape) if cw is None else cw[t]
-    cw_sum = float(classes if cw is None else cw.sum())
-    values = np.zeros((n, positions))
-    grad = None if coef is None else np.zeros((n, features))
-    if coef is not None:  # elements that do not count get 0, also where mean over nothing makes coef NaN
-        counts = np.ones((n, positions), bool) if batch.mask is None else batch.mask.reshape(n, positions)
-        coef = np.where(counts if prob else counts & valid, coef.reshape(n, positions), 0.0)
-    rows_per_block, k = _blocks(n, classes, positions)
 
-    def chunk_weight(c0: int, c1: int) -> np.ndarray:
-        return w_flat[c0:c1].reshape((c1 - c0) * positions, features)
+    def __init__(self, a: dict[str, np.ndarray], p: dict[str, Any], batch: Batch):
+        self.x, weight = a["input"], a["linear_weight"]
+        self.n, self.features = self.x.shape
+        self.classes = classes = weight.shape[0]
+        self.positions = positions = math.prod(weight.shape[1:-1])
+        self.w_flat = weight.reshape(classes, positions, self.features)
+        bias = a.get("linear_bias")
+        self.bias = None if bias is None else bias.reshape(classes, positions)
+        self.cw = cw = a.get("weight")
+        self.eps = p["label_smoothing"]
+        self.prob = batch.target_kind is TargetKind.prob
+        self.mask = batch.mask
+        if self.prob:
+            self.y_all = a["target"].reshape(self.n, classes, positions)
+        else:
+            t = a["target"].reshape(self.n, positions)
+            self.valid = t != p["ignore_index"]
+            self.t = np.where(self.valid, t, 0)
+            self.w_t = np.ones(t.shape) if cw is None else cw[self.t]
+        self.cw_sum = float(classes if cw is None else cw.sum())
+        self.rows_per_block, self.k = _blocks(self.n, classes, positions)
 
-    def logits(rows: slice, c0: int, c1: int) -> np.ndarray:
-        z = (x[rows] @ chunk_weight(c0, c1).T).reshape(rows.stop - rows.start, c1 - c0, positions)
-        return z if bias is None else z + bias[c0:c1]
+    def row_blocks(self) -> Iterator[slice]:
+        for r0 in range(0, self.n, self.rows_per_block):
+            yield slice(r0, min(self.n, r0 + self.rows_per_block))
 
-    def targets_chunk(rows: slice, c0: int, c1: int) -> np.ndarray:
+    def class_chunks(self) -> Iterator[tuple[int, int]]:
+        for c0 in range(0, self.classes, self.k):
+            yield c0, min(self.classes, c0 + self.k)
+
+    def chunk_weight(self, c0: int, c1: int) -> np.ndarray:
+        return self.w_flat[c0:c1].reshape((c1 - c0) * self.positions, self.features)
+
+    def logits(self, rows: slice, c0: int, c1: int) -> np.ndarray:
+        z = (self.x[rows] @ self.chunk_weight(c0, c1).T).reshape(rows.stop - rows.start, c1 - c0, self.positions)
+        return z if self.bias is None else z + self.bias[c0:c1]
+
+    def targets_chunk(self, rows: slice, c0: int, c1: int) -> np.ndarray:
         """y' (smoothed, class-weighted) of the chunk."""
-        y = y_all[rows, c0:c1]
-        if eps:
-            y = y * (1 - eps) + eps / classes
-        return y if cw is None else y * cw[c0:c1, None]
+        y = self.y_all[rows, c0:c1]
+        if self.eps:
+            y = y * (1 - self.eps) + self.eps / self.classes
+        return y if self.cw is None else y * self.cw[c0:c1, None]
 
-    def picked_index(rows: slice, c0: int, c1: int) -> tuple[np.ndarray, np.ndarray]:
-        here = (t[rows] >= c0) & (t[rows] < c1)
-        return here, np.clip(t[rows] - c0, 0, c1 - c0 - 1)[:, None, :]
+    def picked_index(self, rows: slice, c0: int, c1: int) -> tuple[np.ndarray, np.ndarray]:
+        here = (self.t[rows] >= c0) & (self.t[rows] < c1)
+        return here, np.clip(self.t[rows] - c0, 0, c1 - c0 - 1)[:, None, :]
 
-    for r0 in range(0, n, rows_per_block):
-        rows = slice(r0, min(n, r0 + rows_per_block))
-        m = np.full((rows.stop - r0, positions), NEG_INF)
+    def counted(self, coef: np.ndarray) -> np.ndarray:
+        """Each element's grad_output, 0 where it does not count (also where mean over nothing made it NaN)."""
+        shape = (self.n, self.positions)
+        counts = np.ones(shape, bool) if self.mask is None else self.mask.reshape(shape)
+        return np.where(counts if self.prob else counts & self.valid, coef.reshape(shape), 0.0)
+
+    def sums(self, rows: slice) -> _Sums:
+        """Pass 1 over the class chunks of a block of rows."""
+        m = np.full((rows.stop - rows.start, self.positions), NEG_INF)
         shift = np.zeros_like(m)
         sum_exp = np.zeros_like(m)
         picked, weighted, yz, ysum = (np.zeros_like(m) for _ in range(4))
-        for c0 in range(0, classes, k):
-            c1 = min(classes, c0 + k)
-            z = logits(rows, c0, c1)
+        for c0, c1 in self.class_chunks():
+            z = self.logits(rows, c0, c1)
             m = np.maximum(m, z.max(axis=1))
             new_shift = np.where(np.isfinite(m), m, 0.0)
             sum_exp = sum_exp * np.exp(shift - new_shift) + np.exp(z - new_shift[:, None]).sum(axis=1)
             shift = new_shift
-            if prob:
-                y = targets_chunk(rows, c0, c1)
+            if self.prob:
+                y = self.targets_chunk(rows, c0, c1)
                 yz += (y * z).sum(axis=1)
                 ysum += y.sum(axis=1)
                 continue
-            here, idx = picked_index(rows, c0, c1)
+            here, idx = self.picked_index(rows, c0, c1)
             picked = np.where(here, np.take_along_axis(z, idx, axis=1)[:, 0], picked)
-            if eps:
-                weighted += (z if cw is None else z * cw[c0:c1, None]).sum(axis=1)
-        lse = shift + np.log(sum_exp)
-        if prob:
-            values[rows] = lse * ysum - yz
-        else:
-            v = w_t[rows] * (lse - picked)
-            if eps:
-                v = (1 - eps) * v + eps / classes * (lse * cw_sum - weighted)
-            values[rows] = np.where(valid[rows], v, 0.0)
-        if grad is None:
-            continue
-        c = coef[rows]
-        # dz = softmax·S - (what the loss puts on each logit), S = Σ of the latter over the classes
-        spread = c * (ysum if prob else (1 - eps) * w_t[rows] + eps / classes * cw_sum)
-        for c0 in range(0, classes, k):
-            c1 = min(classes, c0 + k)
-            z = logits(rows, c0, c1)
-            dz = np.exp(z - lse[:, None]) * spread[:, None]
-            if prob:
-                dz -= c[:, None] * targets_chunk(rows, c0, c1)
+            if self.eps:
+                weighted += (z if self.cw is None else z * self.cw[c0:c1, None]).sum(axis=1)
+        return _Sums(shift, np.log(sum_exp), picked, weighted, yz, ysum)
+
+    def values(self, rows: slice, s: _Sums) -> np.ndarray:
+        """Each element's loss in a block of rows, (rows, D)."""
+        if self.prob:
+            return s.lse * s.ysum - s.yz
+        v = self.w_t[rows] * (s.lse - s.picked)
+        if self.eps:
+            v = (1 - self.eps) * v + self.eps / self.classes * (s.lse * self.cw_sum - s.weighted)
+        return np.where(self.valid[rows], v, 0.0)
+
+    def gradient(self, rows: slice, s: _Sums, c: np.ndarray) -> np.ndarray:
+        """Pass 2: d(Σ c·loss)/d(input) of a block of rows, (rows, H); ``c``: the block's :meth:`counted` coef."""
+        eps, classes = self.eps, self.classes
+        grad = np.zeros((rows.stop - rows.start, self.features))
+        # dz = softmax·S - (what the loss puts on each logit), S = Σ of the latter over the classes, each term
+        # scaled by c before the sum as torch's log_softmax backward does (g - softmax·Σ g): with a huge c
+        # (mean over tiny weights) the terms then cancel as torch's do
+        spread = c * s.ysum if self.prob else c * (1 - eps) * self.w_t[rows] + c * (eps / classes) * self.cw_sum
+        for c0, c1 in self.class_chunks():
+            z = self.logits(rows, c0, c1)
+            dz = s.softmax(z) * spread[:, None]
+            if self.prob:
+                dz -= c[:, None] * self.targets_chunk(rows, c0, c1)
             else:
                 if eps:
-                    dz -= c[:, None] * (eps / classes) * (1.0 if cw is None else cw[c0:c1, None])
-                here, idx = picked_index(rows, c0, c1)
+                    dz -= c[:, None] * (eps / classes) * (1.0 if self.cw is None else self.cw[c0:c1, None])
+                here, idx = self.picked_index(rows, c0, c1)
                 at_target = np.take_along_axis(dz, idx, axis=1)[:, 0]
-                at_target = np.where(here, at_target - c * (1 - eps) * w_t[rows], at_target)
+                at_target = np.where(here, at_target - c * (1 - eps) * self.w_t[rows], at_target)
                 np.put_along_axis(dz, idx, at_target[:, None], axis=1)
-            grad[rows] += dz.reshape(dz.shape[0], (c1 - c0) * positions) @ chunk_weight(c0, c1)
-    return values, None if prob else w_t, grad
+            grad += dz.reshape(dz.shape[0], (c1 - c0) * self.positions) @ self.chunk_weight(c0, c1)
+        return grad
+
+
+def _linear_ce(a: dict[str, np.ndarray], p: dict[str, Any], batch: Batch,
+               coef: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """linear-cross-entropy block by block (:class:`_LinearCE`); with ``coef`` (each element's grad_output),
+    also its gradient. Returns (values (N, D), index targets' w_t (N, D) or None, gradient (N, H) or None)."""
+    ce = _LinearCE(a, p, batch)
+    values = np.zeros((ce.n, ce.positions))
+    grad = None if coef is None else np.zeros((ce.n, ce.features))
+    counted = None if coef is None else ce.counted(coef)
+    for rows in ce.row_blocks():
+        sums = ce.sums(rows)
+        values[rows] = ce.values(rows, sums)
+        if grad is not None:
+            grad[rows] = ce.gradient(rows, sums, counted[rows])
+    return values, None if ce.prob else ce.w_t, grad
 
 
 def _linear_ce_values(a: dict[str, np.ndarray], p: dict[str, Any], batch: Batch) -> Elements:
