@@ -131,7 +131,8 @@ def table(losses: list[dict], link: str) -> list[str]:
     for loss in losses:
         files = " ".join(f.upper() for f, _ in loss["files"])
         extra = [f"`--{n.replace('_', '-')}`" for n, _ in loss["named"] if n != "mask"]
-        extra += [f"`{flag(n, t)}`" for n, t, _, _ in loss["options"]]
+        extra += [f"`{flag(n, t)}`" + ("" if t is bool else f" ({getattr(d, 'value', d)})")
+                  for n, t, d, _ in loss["options"]]
         rows.append(f"| [`{loss['name']}`]({link.format(name=loss['name'])}) | `{loss['torch'].rsplit('.', 1)[1]}` "
                     f"| {files} | {', '.join(extra)} |")
     return rows
