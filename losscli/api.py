@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import math
+import os
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -21,6 +22,7 @@ from .engine.run import Computation, Feeds, Progress, Task, compute_batch, run
 from .engine.sinks import Sink
 from .engine.sources import Source, plan, source
 from .errors import OptionError
+from .io import Loader
 from .losses import CATALOG, Batch, LossSpec
 from .reduction import Reduction, resolve
 from .result import CrossCheck, InputInfo, LossResult
@@ -70,9 +72,10 @@ def compute(loss: str | LossSpec, *arrays: Any, reduction: Reduction | str = Red
             outputs: Outputs = Outputs(), streaming: Streaming = Streaming(), **named: Any) -> LossResult:
     """Compute ``loss`` as ``torch.nn.functional.<torch_name>`` would.
 
-    ``arrays`` are the loss's files in torch's argument order (``input, target`` for most): arrays, or
-    ``losscli.io.Loaded`` (whose file names then appear in messages, and whose rows are read chunk by chunk
-    when the loss streams); a file that takes a number (gaussian-nll's ``var``) may also be a float.
+    ``arrays`` are the loss's files in torch's argument order (``input, target`` for most): arrays, or paths
+    in the forms the command line reads (``"preds.npy"``, ``"results.csv:pred"``, shards; their names then
+    appear in messages, and their rows are read chunk by chunk when the loss streams), or
+    ``losscli.io.Loaded``; a file that takes a number (gaussian-nll's ``var``) may also be a float.
     ``named`` holds the loss's other files (``spec.extras``: weight, pos_weight, mask, linear_bias) and its
     options (``spec.options``: beta, ignore_index, ...). A ``mask`` selects elements of the loss: ``mean``
     divides by what the selected elements contribute (their count, or their weights where torch divides by
@@ -121,11 +124,11 @@ def _sources(spec: LossSpec, arrays: tuple[Any, ...], named: dict[str, Any]) -> 
     if len(arrays) != len(names):
         raise OptionError(f"expected {len(names)} arrays ({', '.join(names)}), but got {len(arrays)}",
                           argument=spec.name)
-    found = {name: source(name, value) for name, value in zip(names, arrays)}
-    for extra in spec.extras:
-        if named.get(extra.name) is not None:
-            found[extra.name] = source(extra.name, named[extra.name])
-    return found
+    given = dict(zip(names, arrays))
+    given.update((f.name, named[f.name]) for f in spec.extras if named.get(f.name) is not None)
+    loader = Loader()  # a file that two arguments name is read once
+    return {name: source(name, loader.load(os.fspath(value), role=name) if isinstance(value, (str, os.PathLike))
+                         else value) for name, value in given.items()}
 
 
 def _params(spec: LossSpec, named: dict[str, Any]) -> dict[str, Any]:
