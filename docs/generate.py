@@ -34,14 +34,6 @@ def describe() -> list[dict]:
 
     losses = []
     for spec in CATALOG.values():
-        named = []
-        if spec.weight_help:
-            named.append(("weight", spec.weight_help))
-        if spec.pos_weight:
-            named.append(("pos_weight", "weight of the positive class (FILE), broadcast to the input's shape"))
-        named += [(f.name, f.help) for f in spec.optional_files]
-        named.append(("mask", "0/1 or true/false (FILE), in the shape of the loss's `none` output: "
-                              "which elements count"))
         losses.append({
             "name": spec.name,
             "summary": spec.summary,
@@ -49,8 +41,8 @@ def describe() -> list[dict]:
             "formula": spec.formula,
             "shapes": spec.family.shapes,
             "mean": spec.mean_rule,
-            "files": [(f.name, f.help) for f in spec.files],
-            "named": named,
+            "files": [(f.name, f.help + (", or a number" if f.number_ok else "")) for f in spec.files],
+            "named": [(f.name, f.help) for f in spec.extras],
             "options": [(o.name, o.type, o.default, o.help) for o in spec.options],
             "reductions": [getattr(r, "value", str(r)) for r in spec.reductions],
             "example": spec.example,

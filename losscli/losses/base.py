@@ -139,7 +139,7 @@ class Arg:
     array: np.ndarray
     source: str | None = None
     number: bool = False  # given as a plain number, not an array (a FileArg with number_ok)
-    # streaming (losscli.stream): ``array`` holds rows [offset, offset + len) of an array of shape ``whole``;
+    # streaming (losscli.engine): ``array`` holds rows [offset, offset + len) of an array of shape ``whole``;
     # messages name positions and shapes in that whole array
     offset: int = 0
     whole: tuple[int, ...] | None = None
@@ -339,7 +339,7 @@ class Family:
 
     broadcasts = False  # whether --broadcast means anything here
     shapes = ""  # the shapes the family takes, for --help
-    # streaming (losscli.stream): the least rank of the first file at which the loss has a first axis of samples
+    # streaming (losscli.engine): the least rank of the first file at which the loss has a first axis of samples
     # (None: the family never streams), and the files that every sample shares (class weights)
     stream_rank: int | None = None
     shared_files: tuple[str, ...] = ()

@@ -67,7 +67,7 @@ class Alignments(Family):
 
     shapes = ("log_probs (T, N, C) or (T, C); targets (N, S) padded or (Σ target_lengths,) concatenated; "
               "input_lengths and target_lengths (N,); the loss: one value per sample")
-    # no streaming (losscli.stream): the samples are axis 1 of log_probs, and concatenated targets have no row
+    # no streaming (losscli.engine): the samples are axis 1 of log_probs, and concatenated targets have no row
     # per sample, so ctc computes in memory
     stream_rank = None
 
