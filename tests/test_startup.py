@@ -49,6 +49,20 @@ def test_import_losscli_alone_loads_no_api():
     assert proc.returncode == 0, proc.stderr
 
 
+def test_the_core_imports_no_edge_and_no_torch():
+    """compute() (arrays and paths, views, a gradient) and check() run without rich, typer, click or torch."""
+    code = ("import sys, losscli\n"
+            "r = losscli.compute('cross-entropy', 'samples/classification/logits.npy',\n"
+            "                    'samples/classification/labels.csv',\n"
+            "                    outputs=losscli.Outputs(grad=True, per_sample=True, top=2, hist=True))\n"
+            "assert losscli.check('samples/gates.toml').exit_code == 0\n"
+            "loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('rich', 'typer', 'click', 'torch'))\n"
+            "assert loaded == [], loaded\n"
+            "assert not any(m.startswith('losscli.edge') for m in sys.modules)\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+
+
 def test_unknown_attribute_of_the_package():
     import losscli
 
