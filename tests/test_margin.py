@@ -4,8 +4,8 @@ hypothesis draws shapes (unbatched forms included), dtypes, reductions, the lega
 class weights and, for the hinge losses, values on a coarse grid now and then so that kinks are hit
 exactly. The oracle (tests/oracle.py) calls ``torch.nn.functional`` directly and never losscli:
 
-* a mask is slicing: element-wise losses (margin-ranking, hinge-embedding, soft-margin) see the selected
-  elements; per-sample losses see the selected rows of every file (an unbatched sample is given a batch
+* a mask is slicing: element-wise losses (margin-ranking, hinge-embedding) see the selected elements;
+  per-sample losses see the selected rows of every file (an unbatched sample is given a batch
   axis of 1 first), class weights untouched; ``none`` is torch's unmasked output with masked-out entries 0;
 * torch 2.13's multi_margin_loss and multilabel_margin_loss reduce no samples to uninitialised memory; the
   oracle reduces their ``none`` output with torch there (mean NaN, sum 0, as for every other loss);
@@ -116,7 +116,7 @@ def elementwise_cases(draw, loss: str, dtypes=FLOATS) -> Case:
         params["margin"] = draw(st.sampled_from([0.0, 0.5, 1.0, -0.5]))
     if loss == "hinge-embedding":
         params["margin"] = draw(st.sampled_from([1.0, 0.5, 2.0, 0.0, -1.0]))
-    if loss != "soft-margin" and draw(st.booleans()):
+    if draw(st.booleans()):
         params.pop("margin")  # torch's default
     return Case.of(loss, files, mask=draw(masks(shape)), params=params, **draw(reductions()))
 
@@ -335,7 +335,6 @@ def test_multi_margin_mean_divides_by_samples_not_weights():
 @pytest.mark.parametrize("loss, files, shown", [
     ("margin-ranking", (np.zeros(3), np.zeros(3), np.array([1, 0, -1])), "0 at index 1"),
     ("hinge-embedding", (np.zeros((2, 2)), np.array([[1.0, -1.0], [2.0, 1.0]])), r"2.0 at index \(1, 0\)"),
-    ("soft-margin", (np.zeros(2), np.array([1.0, np.nan])), "nan at index 1"),
     ("cosine-embedding", (np.ones((2, 3)), np.ones((2, 3)), np.array([0, 1])), "0 at index 0"),
 ])
 def test_targets_must_be_minus_one_or_one(loss, files, shown):
@@ -489,7 +488,6 @@ CLI_CASES = [
      lambda a, b, y: F.margin_ranking_loss(a, b, y, margin=0.5)),
     ("hinge-embedding", ["distances.npy", "pair_target.npy"], ["-r", "sum"],
      lambda x, y: F.hinge_embedding_loss(x, y, reduction="sum")),
-    ("soft-margin", ["scores1.npy", "rank_target.csv"], [], F.soft_margin_loss),
     ("multilabel-soft-margin", ["class_scores.npy", "multi_hot.npy"], ["--weight", str(s("class_weight.npy"))],
      lambda x, y: F.multilabel_soft_margin_loss(x, y, weight=load(s("class_weight.npy")))),
     ("multilabel-margin", ["class_scores.npy", "label_lists.npy"], ["--mask", str(s("sample_mask.csv"))],

@@ -99,7 +99,6 @@ def _cases() -> list[Case]:
         Case("gaussian-nll", (x, y, 0.5)),
         Case("margin-ranking", (normal(N), normal(N), signs(N)), {"margin": 0.2}),
         Case("hinge-embedding", (x, signs(N, 4))),
-        Case("soft-margin", (x, signs(N, 4))),
         Case("multilabel-soft-margin", (x, (rng.random((N, 4)) < 0.5).astype(float)), {"weight": rng.random(4)}),
         Case("multilabel-margin", (x, lists)),
         Case("multi-margin", (x, labels(4, N)), {"p": 2, "weight": rng.random(4)}),
