@@ -47,7 +47,7 @@ CLASSES = ("nll", "cross-entropy")
 BINARY = ("bce", "bce-with-logits")
 ALL_LOSSES = REGRESSION + CLASSES + BINARY
 DIVERGENCE = ("kl-div", "poisson-nll", "gaussian-nll")
-ELEMENTWISE = ("margin-ranking", "hinge-embedding")
+ELEMENTWISE = ("margin-ranking", "hinge-embedding", "soft-margin")
 CLASS_SCORES = ("multilabel-soft-margin", "multilabel-margin", "multi-margin")
 EMBEDDINGS = ("cosine-embedding", "triplet-margin", "triplet-margin-with-distance")
 MARGIN_LOSSES = ELEMENTWISE + CLASS_SCORES + EMBEDDINGS
@@ -270,6 +270,8 @@ def margin_call(c: Case, ts: list[torch.Tensor], w: torch.Tensor | None, reducti
         return F.margin_ranking_loss(*ts, margin=p.get("margin", 0.0), **reduction)
     if c.loss == "hinge-embedding":
         return F.hinge_embedding_loss(*ts, margin=p.get("margin", 1.0), **reduction)
+    if c.loss == "soft-margin":
+        return F.soft_margin_loss(*ts, **reduction)
     if c.loss == "multilabel-soft-margin":
         return F.multilabel_soft_margin_loss(*ts, weight=w, **reduction)
     if c.loss == "multilabel-margin":

@@ -1,4 +1,4 @@
-"""Margin losses: margin-ranking, hinge-embedding (element-wise, targets -1 or 1), and
+"""Margin losses: margin-ranking, hinge-embedding, soft-margin (element-wise, targets -1 or 1), and
 multilabel-soft-margin, multilabel-margin, multi-margin (one loss per sample over its class scores).
 
 Element-wise losses take files of one shape, and a mask selects elements. Class-score losses take input
@@ -156,6 +156,10 @@ def _hinge_grad(a: dict[str, np.ndarray], p: dict[str, Any], coef: np.ndarray) -
     return coef * np.where(a["target"] == 1, 1.0, np.where(p["margin"] - a["input"] >= 0, -1.0, 0.0))
 
 
+def _soft(a: dict[str, np.ndarray]) -> np.ndarray:
+    return -log_sigmoid(a["input"] * a["target"])  # log(1 + exp(-y·x)), without overflow
+
+
 def _multilabel_soft(a: dict[str, np.ndarray]) -> Elements:
     x, y, w = a["input"], a["target"], a.get("weight")
     terms = -(y * log_sigmoid(x) + (1 - y) * log_sigmoid(-x))
@@ -277,6 +281,19 @@ HINGE_EMBEDDING = LossSpec(
     example="losscli hinge-embedding samples/margin/distances.npy samples/margin/pair_target.npy --margin 2",
 )
 
+SOFT_MARGIN = LossSpec(
+    name="soft-margin",
+    torch_name="soft_margin_loss",
+    summary="Two-class logistic loss of scores against -1/1 targets.",
+    formula="l = log(1 + exp(-y·x))  (y: -1 or 1)",
+    mean_rule="n elements",
+    family=SameShape(("input",), "torch would scale the input by it"),
+    numpy=lambda a, p, b: Elements(_soft(a)),
+    torch=lambda F, t, p, r: F.soft_margin_loss(t["input"], t["target"], reduction=r),
+    grad=lambda a, p, b, c: c * -a["target"] * sigmoid(-a["input"] * a["target"]),
+    example="losscli soft-margin samples/margin/scores1.npy samples/margin/rank_target.csv",
+)
+
 MULTILABEL_SOFT_MARGIN = LossSpec(
     name="multilabel-soft-margin",
     torch_name="multilabel_soft_margin_loss",
@@ -329,4 +346,4 @@ MULTI_MARGIN = LossSpec(
     example="losscli multi-margin samples/margin/class_scores.npy samples/margin/labels.csv --p 2",
 )
 
-LOSSES = (MARGIN_RANKING, HINGE_EMBEDDING, MULTILABEL_SOFT_MARGIN, MULTILABEL_MARGIN, MULTI_MARGIN)
+LOSSES = (MARGIN_RANKING, HINGE_EMBEDDING, SOFT_MARGIN, MULTILABEL_SOFT_MARGIN, MULTILABEL_MARGIN, MULTI_MARGIN)
