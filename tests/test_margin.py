@@ -4,8 +4,8 @@ hypothesis draws shapes (unbatched forms included), dtypes, reductions, the lega
 class weights and, for the hinge losses, values on a coarse grid now and then so that kinks are hit
 exactly. The oracle (tests/oracle.py) calls ``torch.nn.functional`` directly and never losscli:
 
-* a mask is slicing: element-wise losses (margin-ranking, hinge-embedding) see the selected elements;
-  per-sample losses see the selected rows of every file (an unbatched sample is given a batch
+* a mask is slicing: element-wise losses (margin-ranking, hinge-embedding, soft-margin) see the selected
+  elements; per-sample losses see the selected rows of every file (an unbatched sample is given a batch
   axis of 1 first), class weights untouched; ``none`` is torch's unmasked output with masked-out entries 0;
 * torch 2.13's multi_margin_loss and multilabel_margin_loss reduce no samples to uninitialised memory; the
   oracle reduces their ``none`` output with torch there (mean NaN, sum 0, as for every other loss);
@@ -37,6 +37,7 @@ from typer.testing import CliRunner
 import losscli
 from losscli.edge.cli import app
 from losscli.errors import OptionError, ShapeError, ValueDomainError
+from losscli.losses import CATALOG
 from tests.oracle import (
     CLASS_SCORES,
     ELEMENTWISE,
@@ -116,7 +117,7 @@ def elementwise_cases(draw, loss: str, dtypes=FLOATS) -> Case:
         params["margin"] = draw(st.sampled_from([0.0, 0.5, 1.0, -0.5]))
     if loss == "hinge-embedding":
         params["margin"] = draw(st.sampled_from([1.0, 0.5, 2.0, 0.0, -1.0]))
-    if loss != "soft-margin" and draw(st.booleans()):
+    if "margin" in params and draw(st.booleans()):
         params.pop("margin")  # torch's default
     return Case.of(loss, files, mask=draw(masks(shape)), params=params, **draw(reductions()))
 
@@ -343,6 +344,15 @@ def test_targets_must_be_minus_one_or_one(loss, files, shown):
             losscli.compute(loss, *files, backend=backend)
 
 
+@pytest.mark.parametrize("loss", ELEMENTWISE)
+def test_nan_targets_are_refused(loss):
+    """Every element-wise loss (tests/oracle.py's ELEMENTWISE) reads -1 or 1 targets: NaN is refused."""
+    files = [np.array([1.0, np.nan]) if f.name == "target" else np.zeros(2) for f in CATALOG[loss].files]
+    for backend in ("numpy", "torch"):
+        with pytest.raises(ValueDomainError, match=r"^target: expected -1 or 1, but got nan at index 1 \(torch "):
+            losscli.compute(loss, *files, backend=backend)
+
+
 def test_torch_reads_other_targets_silently():
     """Why losscli refuses them: torch gives numbers that mean nothing for them."""
     assert F.hinge_embedding_loss(torch.tensor([0.5]), torch.tensor([0.0]), reduction="sum").item() == 1.0
@@ -512,6 +522,26 @@ def test_cli_json_equals_torch(loss, files, options, torch_fn):
     for backend in ("numpy", "torch"):
         result = CliRunner().invoke(app, [loss, *(str(s(f)) for f in files), *options, "-b", backend,
                                           "--format", "json"])
+        assert result.exit_code == 0, result.stderr
+        got = json.loads(result.stdout)
+        assert got["loss"] == loss and got["shape"] == [] and got["dtype"] == "float32"
+        assert got["value"] == pytest.approx(want, rel=1e-5, abs=1e-6)
+
+
+def example_files(loss: str) -> list[Path]:
+    """The files of the loss's --help example (its positional arguments, before the first option)."""
+    words = CATALOG[loss].example.split()[2:]
+    return [ROOT / w for w in words[:next((i for i, w in enumerate(words) if w.startswith("-")), len(words))]]
+
+
+@pytest.mark.parametrize("loss", ALL)
+def test_cli_example_files_equal_torch(loss):
+    """Every margin loss (tests/oracle.py's MARGIN_LOSSES) on its example's files with default options: the
+    command line's JSON equals the oracle's torch.nn.functional call."""
+    files = example_files(loss)
+    want = oracle(Case.of(loss, tuple(load(f).numpy() for f in files))).item()
+    for backend in ("numpy", "torch"):
+        result = CliRunner().invoke(app, [loss, *map(str, files), "-b", backend, "--format", "json"])
         assert result.exit_code == 0, result.stderr
         got = json.loads(result.stdout)
         assert got["loss"] == loss and got["shape"] == [] and got["dtype"] == "float32"
