@@ -117,7 +117,7 @@ def margin(root: Path, rng: np.random.Generator) -> None:
     """Margin, ranking and embedding losses."""
     out = root / "margin"
     out.mkdir(exist_ok=True)
-    # margin-ranking: scores of 10 items, and whether the first should rank above (1) or not (-1)
+    # margin-ranking, soft-margin: scores of 10 items, and whether the first should rank above (1) or not (-1)
     rank_target = np.where(rng.random(10) > 0.5, 1, -1)
     scores2 = rng.normal(size=10).astype(np.float32)
     scores1 = (scores2 + 0.8 * rank_target + rng.normal(scale=0.7, size=10)).astype(np.float32)
