@@ -37,6 +37,7 @@ from typer.testing import CliRunner
 import losscli
 from losscli.edge.cli import app
 from losscli.errors import OptionError, ShapeError, ValueDomainError
+from losscli.losses import CATALOG
 from tests.oracle import (
     CLASS_SCORES,
     ELEMENTWISE,
@@ -116,7 +117,7 @@ def elementwise_cases(draw, loss: str, dtypes=FLOATS) -> Case:
         params["margin"] = draw(st.sampled_from([0.0, 0.5, 1.0, -0.5]))
     if loss == "hinge-embedding":
         params["margin"] = draw(st.sampled_from([1.0, 0.5, 2.0, 0.0, -1.0]))
-    if loss != "soft-margin" and draw(st.booleans()):
+    if "margin" in params and draw(st.booleans()):
         params.pop("margin")  # torch's default
     return Case.of(loss, files, mask=draw(masks(shape)), params=params, **draw(reductions()))
 
@@ -335,12 +336,20 @@ def test_multi_margin_mean_divides_by_samples_not_weights():
 @pytest.mark.parametrize("loss, files, shown", [
     ("margin-ranking", (np.zeros(3), np.zeros(3), np.array([1, 0, -1])), "0 at index 1"),
     ("hinge-embedding", (np.zeros((2, 2)), np.array([[1.0, -1.0], [2.0, 1.0]])), r"2.0 at index \(1, 0\)"),
-    ("soft-margin", (np.zeros(2), np.array([1.0, np.nan])), "nan at index 1"),
     ("cosine-embedding", (np.ones((2, 3)), np.ones((2, 3)), np.array([0, 1])), "0 at index 0"),
 ])
 def test_targets_must_be_minus_one_or_one(loss, files, shown):
     for backend in ("numpy", "torch"):
         with pytest.raises(ValueDomainError, match=rf"^target: expected -1 or 1, but got {shown} \(torch "):
+            losscli.compute(loss, *files, backend=backend)
+
+
+@pytest.mark.parametrize("loss", ELEMENTWISE)
+def test_nan_targets_are_refused(loss):
+    """Every element-wise loss (tests/oracle.py's ELEMENTWISE) reads -1 or 1 targets: NaN is refused."""
+    files = [np.array([1.0, np.nan]) if f.name == "target" else np.zeros(2) for f in CATALOG[loss].files]
+    for backend in ("numpy", "torch"):
+        with pytest.raises(ValueDomainError, match=r"^target: expected -1 or 1, but got nan at index 1 \(torch "):
             losscli.compute(loss, *files, backend=backend)
 
 
@@ -489,7 +498,6 @@ CLI_CASES = [
      lambda a, b, y: F.margin_ranking_loss(a, b, y, margin=0.5)),
     ("hinge-embedding", ["distances.npy", "pair_target.npy"], ["-r", "sum"],
      lambda x, y: F.hinge_embedding_loss(x, y, reduction="sum")),
-    ("soft-margin", ["scores1.npy", "rank_target.csv"], [], F.soft_margin_loss),
     ("multilabel-soft-margin", ["class_scores.npy", "multi_hot.npy"], ["--weight", str(s("class_weight.npy"))],
      lambda x, y: F.multilabel_soft_margin_loss(x, y, weight=load(s("class_weight.npy")))),
     ("multilabel-margin", ["class_scores.npy", "label_lists.npy"], ["--mask", str(s("sample_mask.csv"))],
@@ -514,6 +522,26 @@ def test_cli_json_equals_torch(loss, files, options, torch_fn):
     for backend in ("numpy", "torch"):
         result = CliRunner().invoke(app, [loss, *(str(s(f)) for f in files), *options, "-b", backend,
                                           "--format", "json"])
+        assert result.exit_code == 0, result.stderr
+        got = json.loads(result.stdout)
+        assert got["loss"] == loss and got["shape"] == [] and got["dtype"] == "float32"
+        assert got["value"] == pytest.approx(want, rel=1e-5, abs=1e-6)
+
+
+def example_files(loss: str) -> list[Path]:
+    """The files of the loss's --help example (its positional arguments, before the first option)."""
+    words = CATALOG[loss].example.split()[2:]
+    return [ROOT / w for w in words[:next((i for i, w in enumerate(words) if w.startswith("-")), len(words))]]
+
+
+@pytest.mark.parametrize("loss", ALL)
+def test_cli_example_files_equal_torch(loss):
+    """Every margin loss (tests/oracle.py's MARGIN_LOSSES) on its example's files with default options: the
+    command line's JSON equals the oracle's torch.nn.functional call."""
+    files = example_files(loss)
+    want = oracle(Case.of(loss, tuple(load(f).numpy() for f in files))).item()
+    for backend in ("numpy", "torch"):
+        result = CliRunner().invoke(app, [loss, *map(str, files), "-b", backend, "--format", "json"])
         assert result.exit_code == 0, result.stderr
         got = json.loads(result.stdout)
         assert got["loss"] == loss and got["shape"] == [] and got["dtype"] == "float32"

@@ -29,7 +29,9 @@ from losscli.edge.cli import app
 from losscli.edge.writer import ArrayFile
 from losscli.errors import ShapeError, ValueDomainError
 from losscli.io import Loader
+from losscli.losses import CATALOG
 from losscli.reduction import Elements
+from tests.oracle import ELEMENTWISE
 
 runner = CliRunner()
 CHUNKS = (1, 2, 3, 7)
@@ -98,8 +100,8 @@ def _cases() -> list[Case]:
         Case("gaussian-nll", (x, y, rng.random((1, 4)) + 0.1)),  # a var shared by every row
         Case("gaussian-nll", (x, y, 0.5)),
         Case("margin-ranking", (normal(N), normal(N), signs(N)), {"margin": 0.2}),
-        Case("hinge-embedding", (x, signs(N, 4))),
-        Case("soft-margin", (x, signs(N, 4))),
+        # every element-wise margin loss of two files (hinge-embedding, soft-margin, ...): scores against -1/1
+        *(Case(loss, (x, signs(N, 4))) for loss in ELEMENTWISE if len(CATALOG[loss].files) == 2),
         Case("multilabel-soft-margin", (x, (rng.random((N, 4)) < 0.5).astype(float)), {"weight": rng.random(4)}),
         Case("multilabel-margin", (x, lists)),
         Case("multi-margin", (x, labels(4, N)), {"p": 2, "weight": rng.random(4)}),
@@ -189,15 +191,24 @@ def test_plan_splits_rows_and_shares_the_rest():
     assert _plan("mse", x, x, weight=rng.random((5, 5))).split == {"input", "target", "weight"}
 
 
-@pytest.mark.parametrize("loss, arrays", [
+IN_MEMORY = [
     ("mse", (np.float64(1.0), np.float64(2.0))),  # a 0-d loss
     ("cross-entropy", (normal(4), np.int64(1))),  # one sample
     ("ctc", (np.log(probs(6, 4)[:, None, :].repeat(2, axis=1)), np.array([[1, 2], [2, 3]]), np.array([6, 6]),
              np.array([2, 2]))),  # samples along axis 1
-])
+]
+
+
+@pytest.mark.parametrize("loss, arrays", IN_MEMORY)
 def test_losses_that_do_not_stream_compute_in_memory(loss, arrays):
     assert _plan(loss, *arrays) is None
     close(losscli.compute(loss, *arrays, streaming=losscli.Streaming(chunk_rows=1)).value, losscli.compute(loss, *arrays).value)
+
+
+def test_every_loss_has_a_streaming_case():
+    """A loss in the catalog streams in CASES above, or (ctc) is among those that compute in memory."""
+    missing = set(CATALOG) - {case.loss for case in CASES} - {loss for loss, _ in IN_MEMORY}
+    assert not missing, f"add a Case to tests/test_stream.py's _cases() for {sorted(missing)}"
 
 
 def test_threshold_decides_without_chunk_rows(monkeypatch):
