@@ -10,21 +10,21 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from decimal import Decimal
 
 BOUNDS = ("max", "min", "max_increase", "max_increase_pct")
 REGRESSION = ("max_increase", "max_increase_pct")
 
 
-@dataclass
 class Verdict:
-    """What failed (``failed``: bound kinds, or ``nan``), why (a reason each), and the change from the baseline."""
+    """What failed (``failed``: bound kinds, or ``nan``), why (a reason each), and the change from the baseline:
+    ``delta`` (value - baseline) and ``delta_pct`` (100 * delta / |baseline|; None for a baseline of 0)."""
 
-    failed: list[str] = field(default_factory=list)
-    reasons: list[str] = field(default_factory=list)
-    delta: float | None = None  # value - baseline
-    delta_pct: float | None = None  # 100 * delta / |baseline| (None for a baseline of 0)
+    def __init__(self) -> None:
+        self.failed: list[str] = []
+        self.reasons: list[str] = []
+        self.delta: float | None = None
+        self.delta_pct: float | None = None
 
     @property
     def passed(self) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -13,8 +13,7 @@ from .engine.accumulators import Hist, Top
 from .reduction import Reduction
 
 
-@dataclass(frozen=True)
-class InputInfo:
+class InputInfo(NamedTuple):
     role: str
     source: str | None  # the file as the user wrote it; None for an array or a number
     shape: tuple[int, ...]
@@ -22,8 +21,7 @@ class InputInfo:
     number: float | None = None  # a number given for a file argument (gaussian-nll's var)
 
 
-@dataclass(frozen=True)
-class CrossCheck:
+class CrossCheck(NamedTuple):
     """The other backend's answer and how far it is from the first."""
 
     backend: Backend

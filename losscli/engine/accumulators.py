@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import numpy as np
 
@@ -90,8 +90,7 @@ def accumulators(per_sample: bool, top: int | None, hist: bool, reduction: Reduc
 # -- rows of a chunk -------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Rows:
+class _Rows(NamedTuple):
     """A chunk as (rows, elements per row) float64 arrays; a 0-d chunk is one row of one element."""
 
     values: np.ndarray

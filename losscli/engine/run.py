@@ -20,7 +20,7 @@ import math
 import os
 import time
 from collections import deque
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any, Callable, Iterable, Iterator, NamedTuple, Sequence
 
 import numpy as np
@@ -44,8 +44,7 @@ Progress = Callable[[int, int], None]  # (rows done, rows in all)
 Check = Callable[[Batch], list[str]]  # the first batch -> warnings (a loss's word on its reduction)
 
 
-@dataclass(frozen=True)
-class Task:
+class Task(NamedTuple):
     """One loss over its sources: what the engine computes."""
 
     spec: LossSpec
@@ -61,15 +60,13 @@ class Task:
                                         nan_policy=self.nan_policy)
 
 
-@dataclass
 class Feeds:
     """Where the engine's results go besides the value: per-element values of ``none`` (``sink``), every
     chunk's elements (``accumulators``), progress, and the loss's check of the first batch."""
 
-    sink: Sink | None = None
-    accumulators: Sequence[Accumulator] = ()
-    progress: Progress | None = None
-    check: Check | None = None
+    def __init__(self, sink: Sink | None = None, accumulators: Sequence[Accumulator] = (),
+                 progress: Progress | None = None, check: Check | None = None) -> None:
+        self.sink, self.accumulators, self.progress, self.check = sink, accumulators, progress, check
 
 
 class Computation(NamedTuple):
@@ -123,17 +120,13 @@ def compute_batch(task: Task, batch: Batch, backend: Backend) -> Computed:
     return Computed(done.value, done.grad)
 
 
-@dataclass
 class _Merge:
     """The numpy backend over a plan's chunks, merging their sums, values and accumulators in row order."""
 
-    task: Task
-    plan: Plan | None
-    feeds: Feeds
-    totals: Partial = Partial()
-    selected: int = 0
-    warnings: _Warnings = field(default_factory=lambda: _Warnings())
-    sink: Sink | None = None
+    def __init__(self, task: Task, plan: Plan | None, feeds: Feeds) -> None:
+        self.task, self.plan, self.feeds = task, plan, feeds
+        self.totals, self.selected, self.warnings = Partial(), 0, _Warnings()
+        self.sink: Sink | None = None
 
     def run(self, prepare: Callable[[int, int], Batch], shape_error: Callable[[], None] | None) -> Computation:
         spans = self.plan.chunks() if self.plan is not None else [(0, 0)]
@@ -227,7 +220,7 @@ def _elements_of(task: Task, batch: Batch, backend: Backend) -> Elements:
     is the same for both backends and is taken from the loss's numpy definition."""
     found = numpy_backend.elements(task.spec, batch, task.params)[1]
     unmasked = replace(batch, mask=None, warnings=[])  # the views select; the backend's warnings were reported
-    values = compute_batch(replace(task, reduction=Reduction.none, grad=False), unmasked, backend).value
+    values = compute_batch(task._replace(reduction=Reduction.none, grad=False), unmasked, backend).value
     return replace(found, values=values.astype(np.float64).reshape(np.shape(found.values)))
 
 

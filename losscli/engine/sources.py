@@ -10,8 +10,7 @@ and shards with ``pread``; CSV files of several pieces in order: :class:`~losscl
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -25,8 +24,7 @@ CHUNK_ELEMENTS = 1 << 18
 STREAM_ELEMENTS = 1 << 21
 
 
-@dataclass(frozen=True)
-class Source:
+class Source(NamedTuple):
     """One argument of the loss: its rows, and the names messages use."""
 
     role: str
@@ -53,8 +51,7 @@ def source(role: str, value: Any) -> Source:
     return Source(role, ArrayRows(np.asarray(value)), number=number)
 
 
-@dataclass(frozen=True)
-class Plan:
+class Plan(NamedTuple):
     """How a loss streams: its rows (the loss's first axis), the files read in chunks, rows per chunk."""
 
     rows: int
