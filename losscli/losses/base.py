@@ -11,8 +11,8 @@ that class weights keep torch's denominator.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
 import numpy as np
 
@@ -31,8 +31,7 @@ class TargetKind(str, enum.Enum):
     prob = "prob"
 
 
-@dataclass(frozen=True)
-class Option:
+class Option(NamedTuple):
     """A scalar, loss-specific option such as ``--beta`` or ``--ignore-index``."""
 
     name: str  # keyword of losscli.compute and torch.nn.functional ("ignore_index")
@@ -76,8 +75,7 @@ CheckFn = Callable[[dict[str, Any], dict[str, np.ndarray], dict[str, Any]], None
 ReductionCheckFn = Callable[[Reduction, Reduction, bool, Batch], list[str]]
 
 
-@dataclass(frozen=True)
-class FileArg:
+class FileArg(NamedTuple):
     """A file a loss reads. Positional ones (``LossSpec.files``) come in torch's argument order, and the first
     is what --grad differentiates; named ones (``LossSpec.extras``) are keywords of compute() and options of
     the command line (``--linear-bias FILE``, ``--weight``/``-w FILE``)."""
@@ -126,13 +124,12 @@ class LossSpec:
     @property
     def extras(self) -> tuple[FileArg, ...]:
         """The named files the loss takes, in --help order: its optional files, weight, pos_weight, mask."""
-        weight = (replace(WEIGHT, help=self.weight_help),) if self.weight_help else ()
+        weight = (WEIGHT._replace(help=self.weight_help),) if self.weight_help else ()
         pos_weight = (POS_WEIGHT,) if self.pos_weight else ()
         return (*self.optional_files, *weight, *pos_weight, MASK)
 
 
-@dataclass(frozen=True)
-class Arg:
+class Arg(NamedTuple):
     """An array with the name it goes by in messages: ``target (labels.csv)``."""
 
     role: str
