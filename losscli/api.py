@@ -11,13 +11,11 @@ import enum
 import math
 import os
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
 from .backends import Backend
-from .engine import accumulators as views
-from .engine.accumulators import Accumulator
 from .engine.run import Computation, Feeds, Progress, Task, compute_batch, run
 from .engine.sinks import Sink
 from .engine.sources import Source, plan, source
@@ -26,6 +24,9 @@ from .io import Loader
 from .losses import CATALOG, Batch, LossSpec
 from .reduction import Reduction, resolve
 from .result import CrossCheck, InputInfo, LossResult
+
+if TYPE_CHECKING:
+    from .engine.accumulators import Accumulator
 
 
 class NanPolicy(str, enum.Enum):
@@ -161,9 +162,12 @@ def _first_batch(task: Task, outputs: Outputs, reduction: Reduction, legacy: boo
     """The engine's check of the first prepared batch: the views asked for (into ``asked``, and fed from then
     on), and the loss's word on its reduction."""
     def check(batch: Batch) -> list[str]:
-        asked.update(views.accumulators(outputs.per_sample, outputs.top, outputs.hist, task.reduction,
-                                        batch.loss_shape, batch.dtype))
-        feeds.accumulators = [*feeds.accumulators, *asked.values()]
+        if outputs.per_sample or outputs.top is not None or outputs.hist:
+            from .engine.accumulators import accumulators  # loaded only when a view is asked for
+
+            asked.update(accumulators(outputs.per_sample, outputs.top, outputs.hist, task.reduction,
+                                      batch.loss_shape, batch.dtype))
+            feeds.accumulators = [*feeds.accumulators, *asked.values()]
         word = task.spec.reduction_check
         return [] if word is None else word(reduction, task.reduction, legacy, batch)
 

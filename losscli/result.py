@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
 from .backends import Backend
-from .engine.accumulators import Hist, Top
 from .reduction import Reduction
+
+if TYPE_CHECKING:  # the views' module loads only when a view is asked for
+    from .engine.accumulators import Hist, Top
 
 
 class InputInfo(NamedTuple):

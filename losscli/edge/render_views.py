@@ -7,15 +7,17 @@ K and the histogram together there is an error, see :func:`check_format`).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from rich.table import Table
 from rich.text import Text
 
-from ..engine.accumulators import Hist, Top
 from ..result import LossResult
 from .cells import array_csv, cell, grid, json_number, json_value, shape_text
+
+if TYPE_CHECKING:
+    from ..engine.accumulators import Hist, Top
 
 BAR = 32  # characters of the longest histogram bar
 EIGHTHS = " ▏▎▍▌▋▊▉"

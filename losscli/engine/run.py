@@ -21,7 +21,7 @@ import os
 import time
 from collections import deque
 from dataclasses import replace
-from typing import Any, Callable, Iterable, Iterator, NamedTuple, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, NamedTuple, Sequence
 
 import numpy as np
 
@@ -29,9 +29,11 @@ from ..backends import Backend, Computed, numpy_backend
 from ..errors import ShapeError
 from ..losses.base import Batch, LossSpec, NonFinite
 from ..reduction import Elements, Partial, Reduction, partial, selection, unreduced
-from .accumulators import Accumulator
 from .sinks import InMemory, Sink
 from .sources import Plan, Source
+
+if TYPE_CHECKING:
+    from .accumulators import Accumulator
 
 # worker threads over chunks (numpy releases the GIL), for compute-bound losses only: those that get through
 # fewer bytes of input a second than THREAD_BELOW (memory-bound ones lose to contention; see docs/performance.md)
