@@ -148,7 +148,7 @@ def run(spec: LossSpec, *, reduction: str, size_average: bool | None, reduce: bo
                 resolve(reduction, size_average, reduce)[0] is Reduction.none:
             raise LossCliError("--fail-above/--fail-below: expected a reduced value (mean or sum), but the "
                                "reduction is none")
-        check_format(format, top, hist)
+        check_format(format, top, hist, resolve(reduction, size_average, reduce)[0])
         loader = Loader()
         arrays = [_load_file(loader, given.pop(f.name), f) for f in spec.files]
         named = {f.name: loader.load(path, role=f.name) for f in spec.extras if (path := given.pop(f.name)) is not None}
