@@ -5,6 +5,7 @@ calls the core, hands what it prints to the render layer and what it writes to t
 from __future__ import annotations
 
 import enum
+import warnings
 from collections.abc import Iterator, MutableMapping
 from typing import Annotated, Any, Optional
 
@@ -13,7 +14,7 @@ from rich.markup import escape
 from typer.core import TyperCommand, TyperGroup
 
 from .. import __version__
-from ..errors import LossCliError
+from ..errors import LossCliError, LossCliWarning
 from ..losses import CATALOG, LossSpec
 from .commands import help_text, loss_command
 from .console import exit_on_error, say, stderr, stdout, usage_errors
@@ -124,6 +125,7 @@ def check(
     from . import reports
 
     with exit_on_error(debug):
+        warnings.filterwarnings("ignore", category=LossCliWarning)  # the reports show each check's warnings
         if write_baseline and (only or skip):
             raise LossCliError("--write-baseline: a baseline records every check, so it cannot be combined "
                                "with --only or --skip")
