@@ -340,7 +340,21 @@ def integers(arg: Arg, what: str) -> np.ndarray:
     if t.dtype.kind not in "iu":
         raise ValueDomainError(f"{arg.label}: expected integer {what}, but got {t.dtype} values; save them as "
                                "integers")
-    return t.astype(np.int64, copy=False)
+    return as_int64(arg, t, what)
+
+
+INT64_MAX = np.iinfo(np.int64).max
+
+
+def as_int64(arg: Arg, array: np.ndarray, what: str) -> np.ndarray:
+    """Integers as int64, torch's index type; uint64 values beyond it are refused (and shown as they are),
+    not wrapped around to negative numbers."""
+    if array.dtype == np.uint64:
+        where = first(array > INT64_MAX)
+        if where is not None:
+            raise ValueDomainError(f"{arg.label}: expected {what} that fit in int64 (torch's index type), but got "
+                                   f"{offending(array, where, arg.offset)}")
+    return array.astype(np.int64, copy=False)
 
 
 def with_batch_axis(arrays: dict[str, np.ndarray], mask: np.ndarray | None,

@@ -14,8 +14,8 @@ import numpy as np
 
 from ..errors import OptionError, ShapeError, ValueDomainError
 from ..reduction import Elements
-from .base import (Arg, Batch, Domain, Family, Layout, LossSpec, Option, TargetKind, class_weight, first, float_dtype,
-                   numeric, offending, shape_str)
+from .base import (Arg, Batch, Domain, Family, Layout, LossSpec, Option, TargetKind, as_int64, class_weight, first,
+                   float_dtype, numeric, offending, shape_str)
 
 CLASS_WEIGHT_HELP = "class weights (FILE), shape (C,)"
 IGNORE_INDEX = Option("ignore_index", int, -100, "class index whose targets count for nothing")
@@ -107,7 +107,7 @@ class Classes(Family):
                 )
         elif t.dtype.kind not in "iu":
             raise ValueDomainError(f"{t_arg.label}: expected integer class indices, but got {t.dtype} values")
-        t = t.astype(np.int64, copy=False)
+        t = as_int64(t_arg, t, "class indices")
         bad = ((t < 0) | (t >= classes)) & (t != ignore_index)
         where = first(bad)
         if where is not None:
