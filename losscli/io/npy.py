@@ -148,13 +148,14 @@ def _check_sizes(info: Any, header: int, data: int, archive: int, what: str) -> 
     forged entry, or a zip bomb, claims more) and the archive's own size."""
     import zipfile
 
-    if info.compress_size > archive:
-        raise InputError(f"expected {what} of at most the archive's {archive} bytes, but its entry claims "
-                         f"{info.compress_size} compressed bytes (the archive is corrupt)")
     ratio = {zipfile.ZIP_STORED: 1, zipfile.ZIP_DEFLATED: DEFLATE_RATIO}.get(info.compress_type)
-    if ratio is not None and info.file_size > max(info.compress_size, 1) * ratio:
-        raise InputError(f"expected {what} of at most {ratio}x its {info.compress_size} compressed bytes, but its "
-                         f"entry claims {info.file_size} bytes (the archive is corrupt or a zip bomb)")
-    if header + data > info.file_size:
-        raise InputError(f"expected {what} to hold the {data} bytes of data its header declares, but the member "
-                         f"has {info.file_size - header} (it is truncated or corrupt)")
+    if info.compress_size > archive:
+        why = f"its entry claims {info.compress_size} compressed bytes, more than the archive's {archive}"
+    elif ratio is not None and info.file_size > max(info.compress_size, 1) * ratio:
+        why = (f"its entry claims {info.file_size} bytes, more than {ratio}x its {info.compress_size} compressed "
+               "bytes (a forged entry or a zip bomb)")
+    elif header + data > info.file_size:
+        why = f"its header declares {data} bytes of data, but the member holds {info.file_size - header}"
+    else:
+        return
+    raise InputError(f"expected a readable {what}, but it is corrupt: {why}")
