@@ -158,3 +158,12 @@ def test_a_header_name_two_columns_share_is_ambiguous(here):
                                  "columns 0, 2 (0-based); pick one by index, as in :0")
     # by index, and the unique name, still read: mse([3, 6], [2, 5]) = 1
     assert losscli.compute("mse", "dup.csv:2", "dup.csv:b").item() == 1.0
+
+
+def test_a_shared_header_name_is_ambiguous_in_a_large_csv_too(here, monkeypatch):
+    monkeypatch.setattr("losscli.io.table.PIECE_BYTES", 16)  # a streamed (CsvRows) file of many pieces
+    Path("dup.csv").write_text("a,b,a\n" + "".join(f"{i},{i},{i}\n" for i in range(20)))
+    with pytest.raises(InputError, match=r"^input \(dup.csv:a\): expected a column name that names one column, "
+                                         r"but 'a' names columns 0, 2 \(0-based\)"):
+        Loader().load("dup.csv:a", role="input")
+    assert Loader().load("dup.csv:b", role="input").array.tolist() == list(range(20))
