@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import enum
 import json
+import warnings
 from collections.abc import Iterator, MutableMapping
 from datetime import datetime, timezone
 from typing import Annotated, Any, Optional
@@ -15,7 +16,7 @@ from rich.markup import escape
 from typer.core import TyperCommand, TyperGroup
 
 from .. import __version__
-from ..errors import LossCliError
+from ..errors import LossCliError, LossCliWarning
 from ..losses import CATALOG, LossSpec
 from .commands import help_text, loss_command
 from .console import exit_on_error, say, stderr, stdout, usage_errors
@@ -133,6 +134,7 @@ def check(
     from . import reports
 
     with exit_on_error(debug):
+        warnings.filterwarnings("ignore", category=LossCliWarning)  # the reports show each check's warnings
         if write_baseline and (only or skip):
             raise LossCliError("--write-baseline: a baseline records every check, so it cannot be combined "
                                "with --only or --skip")
