@@ -657,6 +657,8 @@ def probability_cases(draw, dtypes=FLOATS) -> Case:
     y = draw(arrays(dtype, x.shape, 0.0, 1.0))
     if draw(st.booleans()) and y.size:  # proper distributions, or any non-negative scores (torch allows)
         y = softmax_of(y, 0 if y.ndim == 1 else 1, dtype)
+    elif not draw(st.integers(0, 3)):  # torch's whole domain: it computes -Σ w_c·y_c·log_softmax(x)_c with any y
+        y = draw(arrays(dtype, x.shape, -2.0, 3.0))
     weight = draw(st.none() | arrays(dtype, (classes,), 0.0, 3.0))
     params = {"label_smoothing": draw(st.sampled_from([0.0, 0.1, 0.5, 1.0]))}
     return Case("cross-entropy", x, y, weight=weight, mask=draw(masks(loss_shape)), params=params,
