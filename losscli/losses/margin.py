@@ -309,7 +309,7 @@ MARGIN_RANKING = LossSpec(
     name="margin-ranking",
     torch_name="margin_ranking_loss",
     summary="Ranking hinge: input1 should rank above input2 where the target is 1, below where it is -1.",
-    formula="l = max(0, -y·(x1 - x2) + margin)  (y: -1 or 1)",
+    formula="l = max(0, -y·(x1 - x2) + margin)  (y: -1 or 1; torch takes any number, with a warning)",
     mean_rule="n elements",
     family=SameShape(("input1", "input2", "target"),
                      "torch scales the ranking term by them: max(0, -y·(x1 - x2) + margin)", negates=True),
@@ -329,7 +329,8 @@ HINGE_EMBEDDING = LossSpec(
     torch_name="hinge_embedding_loss",
     summary="Hinge embedding: distances of similar pairs (target 1) pulled down, of dissimilar (-1) pushed "
     "past the margin.",
-    formula="l = x if y = 1, max(0, margin - x) if y = -1  (x: typically a distance)",
+    formula="l = x if y = 1, max(0, margin - x) if y = -1, their sum for any other y (as torch; with a warning)"
+    "  (x: typically a distance)",
     mean_rule="n elements",
     family=SameShape(("input",), "torch adds both terms for them: x + max(0, margin - x)"),
     files=(FileArg("input", "distances (or other scores)"), FileArg("target", "targets, -1 or 1")),
@@ -344,7 +345,7 @@ SOFT_MARGIN = LossSpec(
     name="soft-margin",
     torch_name="soft_margin_loss",
     summary="Two-class logistic loss of scores against -1/1 targets.",
-    formula="l = log(1 + exp(-y·x))  (y: -1 or 1)",
+    formula="l = log(1 + exp(-y·x))  (y: -1 or 1; torch takes any number, with a warning)",
     mean_rule="n elements",
     family=SameShape(("input",), "torch scales the input by them: log(1 + exp(-y·x))"),
     numpy=lambda a, p, b: Elements(_soft(a)),
