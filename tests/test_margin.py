@@ -766,3 +766,18 @@ def test_strict_on_the_command_line_and_in_gate_files(tmp_path):
                     'strict = "yes"\n')
     with pytest.raises(losscli.LossCliError, match="strict"):
         losscli.check(str(gate))
+
+
+@pytest.mark.parametrize("rows", [None, 1, 4, 7])
+def test_unusual_target_warning_is_one_for_a_stream(rows):
+    """Every chunk finds the unusual targets: one warning (no position in it), torch's value; strict names the
+    first position in the whole array."""
+    rng = np.random.default_rng(5)
+    x, y = rng.normal(size=23), rng.choice([-1.0, 1.0], size=23)
+    y[[6, 15]] = 0.0, 2.0
+    want = F.hinge_embedding_loss(tensor(x), tensor(y)).item()
+    result = losscli.compute("hinge-embedding", x, y, streaming=losscli.Streaming(chunk_rows=rows))
+    assert result.item() == pytest.approx(want, rel=1e-12)
+    assert result.warnings == [f"target holds values other than -1 or 1; {UNUSUAL['hinge-embedding']}"]
+    with pytest.raises(ValueDomainError, match=r"\(strict=True\), but got 0.0 at index 6; "):
+        losscli.compute("hinge-embedding", x, y, strict=True, streaming=losscli.Streaming(chunk_rows=rows))
