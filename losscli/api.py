@@ -71,7 +71,7 @@ class Streaming:
 
 def compute(loss: str | LossSpec, *arrays: Any, reduction: Reduction | str = Reduction.mean,
             size_average: bool | None = None, reduce: bool | None = None, backend: Backend | str = Backend.numpy,
-            nan_policy: NanPolicy | str = NanPolicy.propagate, broadcast: bool = False,
+            nan_policy: NanPolicy | str = NanPolicy.propagate, strict: bool = False, broadcast: bool = False,
             outputs: Outputs = Outputs(), streaming: Streaming = Streaming(), **named: Any) -> LossResult:
     """Compute ``loss`` as ``torch.nn.functional.<torch_name>`` would.
 
@@ -82,7 +82,9 @@ def compute(loss: str | LossSpec, *arrays: Any, reduction: Reduction | str = Red
     ``named`` holds the loss's other files (``spec.extras``: weight, pos_weight, mask, linear_bias) and its
     options (``spec.options``: beta, ignore_index, ...). A ``mask`` selects elements of the loss: ``mean``
     divides by what the selected elements contribute (their count, or their weights where torch divides by
-    weights). Raises ``LossCliError`` on bad input, naming the argument.
+    weights). Values that torch computes with but the loss does not expect (a hinge target other than -1 or 1,
+    ...) give torch's value and a warning saying what torch does with them; ``strict=True`` refuses them.
+    Raises ``LossCliError`` on bad input, naming the argument.
     """
     spec = lookup(loss)
     backend = _convert("backend", Backend, backend)
@@ -95,7 +97,8 @@ def compute(loss: str | LossSpec, *arrays: Any, reduction: Reduction | str = Red
         raise OptionError(f"{spec.name} does not broadcast (torch requires matching shapes)", argument="broadcast")
     check_thresholds(tolerance=outputs.tolerance)
     sources = _sources(spec, arrays, named)
-    task = Task(spec, sources, _params(spec, named), resolved, broadcast, nan_policy.value, outputs.grad)
+    task = Task(spec, sources, _params(spec, named), resolved, broadcast, nan_policy.value, outputs.grad,
+                strict=strict)
     asked: dict[str, Any] = {}
     feeds = Feeds(streaming.sink, list(streaming.accumulators), streaming.progress)
     feeds.check = _first_batch(task, outputs, Reduction(reduction), legacy_warning is not None, asked, feeds)

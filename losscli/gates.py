@@ -95,6 +95,7 @@ class Check:
     broadcast: bool
     options: dict[str, Any]  # the loss options given (the rest take their defaults)
     bounds: dict[str, float]  # the bounds given: max, min, max_increase, max_increase_pct
+    strict: bool = False  # values torch computes with but the loss does not expect: an error, not a warning
 
     @property
     def parameters(self) -> dict[str, Any]:
@@ -196,7 +197,7 @@ class Run:
 
 # -- the gate file ---------------------------------------------------------------------------------------
 
-COMMON_KEYS = ("name", "loss", "files", "reduction", "backend", "nan_policy", *BOUNDS)
+COMMON_KEYS = ("name", "loss", "files", "reduction", "backend", "nan_policy", "strict", *BOUNDS)
 
 
 def load_gates(path: str) -> list[Check]:
@@ -270,6 +271,7 @@ def _check(where: str, index: int, table: Any, base: str) -> Check:
         backend=Backend(_choice(at, "backend", table.get("backend", "numpy"), [b.value for b in Backend])),
         nan_policy=NanPolicy(_choice(at, "nan_policy", table.get("nan_policy", "propagate"),
                                      [p.value for p in NanPolicy])),
+        strict=_option(at, "strict", bool, table.get("strict", False)),
         broadcast=_option(at, "broadcast", bool, table.get("broadcast", False)),
         options=options, bounds=bounds,
     )
@@ -467,7 +469,8 @@ def _run_one(check: Check, loader: Loader, digests: _Digests, baseline: Baseline
                   for ref in check.files]
         extras = {ref.role: loader.load(ref.resolved, role=ref.role) for ref in check.extras}
         result = compute(check.loss, *arrays, **extras, reduction=check.reduction, backend=check.backend,
-                         nan_policy=check.nan_policy, broadcast=check.broadcast, **check.options)
+                         nan_policy=check.nan_policy, strict=check.strict, broadcast=check.broadcast,
+                         **check.options)
     except LossCliError as exc:
         outcome.status, outcome.reasons, outcome.error_type = Status.error, [str(exc)], type(exc).__name__
         outcome.inputs = [_input(ref, digests, None) for ref in refs]

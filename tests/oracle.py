@@ -125,6 +125,10 @@ class Case(Common):
     def loss_shape(self) -> tuple[int, ...]:
         if self.loss in CLASSES:
             return class_layout(self.input)[1]
+        if self.loss == "multi-margin":  # torch: the target's shape, (N,), () or (1,)
+            return self.target.shape
+        if self.loss == "multilabel-margin":
+            return self.input.shape[:1] if self.input.ndim == 2 else ()
         if self.loss in CLASS_SCORES + EMBEDDINGS:
             return self.input.shape[:-1]
         return np.broadcast_shapes(self.input.shape, self.target.shape)
@@ -297,10 +301,19 @@ def margin_oracle(c: Case, x: torch.Tensor | None = None) -> torch.Tensor:
     if mask is not None and c.resolved != "none":
         if c.loss in ELEMENTWISE:
             ts = [t[mask] for t in ts]
+        elif c.loss in ("multi-margin", "multilabel-margin"):  # torch's forms of one sample: a batch of one
+            rows, classes = (ts[0].shape if ts[0].ndim == 2 else (1, max(ts[0].numel(), 1)))
+            target = ts[1].reshape(rows, classes) if c.loss == "multilabel-margin" else ts[1].reshape(rows)
+            keep = mask.reshape(rows)
+            ts = [ts[0].reshape(rows, classes)[keep], target[keep]]
         else:
+            if w is not None and w.ndim > 1:  # a weight of the input's rank: its rows are selected too
+                ts.append(w.expand(ts[0].shape))
             if mask.ndim == 0:  # an unbatched sample: slice it as a batch of one
                 ts, mask = [t[None] for t in ts], mask[None]
             ts = [t[mask] for t in ts]
+            if w is not None and w.ndim > 1:
+                w = ts.pop()
     if c.loss in EMPTY_REDUCTION_IS_GARBAGE_IN_TORCH and c.resolved != "none" and ts[0].ndim == 2 \
             and ts[0].shape[0] == 0:
         return getattr(margin_call(c, ts, w, dict(reduction="none")), c.resolved)()
@@ -644,6 +657,8 @@ def probability_cases(draw, dtypes=FLOATS) -> Case:
     y = draw(arrays(dtype, x.shape, 0.0, 1.0))
     if draw(st.booleans()) and y.size:  # proper distributions, or any non-negative scores (torch allows)
         y = softmax_of(y, 0 if y.ndim == 1 else 1, dtype)
+    elif not draw(st.integers(0, 3)):  # torch's whole domain: it computes -Σ w_c·y_c·log_softmax(x)_c with any y
+        y = draw(arrays(dtype, x.shape, -2.0, 3.0))
     weight = draw(st.none() | arrays(dtype, (classes,), 0.0, 3.0))
     params = {"label_smoothing": draw(st.sampled_from([0.0, 0.1, 0.5, 1.0]))}
     return Case("cross-entropy", x, y, weight=weight, mask=draw(masks(loss_shape)), params=params,

@@ -13,6 +13,7 @@ targets and masks. The oracle (tests/oracle.py) calls ``torch.nn.functional`` di
 
 from __future__ import annotations
 
+import re
 import shlex
 import subprocess
 import sys
@@ -30,6 +31,7 @@ import losscli
 from losscli.errors import LossCliError, OptionError, ShapeError, ValueDomainError
 from losscli.io import Loader
 from losscli.losses import CATALOG
+from losscli.losses.base import shape_str
 from tests.oracle import (
     ALL_LOSSES,
     BINARY,
@@ -254,6 +256,22 @@ def test_integral_float_targets_read_as_indices_when_asked():
         losscli.compute("cross-entropy", x, np.array([0.5, 1.0]), target_kind="index")
     with pytest.raises(ShapeError, match=r"^target: expected class probabilities of the input's shape \(2, 3\)"):
         losscli.compute("cross-entropy", x, labels, target_kind="prob")
+
+
+@pytest.mark.parametrize("x_shape, index_shape", [((2, 3), (2,)), ((3,), ()), ((2, 3, 2), (2, 2))])
+@pytest.mark.parametrize("dtype", [np.int64, np.int32, np.uint8, bool])
+def test_integer_targets_of_the_inputs_shape_are_refused_as_torch_refuses_them(x_shape, index_shape, dtype):
+    """torch decides by the shapes that such a target holds probabilities, then refuses it by its dtype."""
+    x, y = np.zeros(x_shape), np.zeros(x_shape, dtype)
+    with pytest.raises(RuntimeError, match="Expected floating point type for target with class probabilities"):
+        F.cross_entropy(tensor(x), tensor(y))
+    message = (rf"^target: expected floating point class probabilities for a target of the input's shape "
+               rf"{re.escape(shape_str(x_shape))}, but got {np.dtype(dtype)} values \(torch refuses them too\); save "
+               rf"class indices with shape {re.escape(shape_str(index_shape))}, or probabilities as floats")
+    for backend in ("numpy", "torch"):
+        for kind in ("auto", "prob"):
+            with pytest.raises(ValueDomainError, match=message):
+                losscli.compute("cross-entropy", x, y, target_kind=kind, backend=backend)
 
 
 def test_float_class_targets_for_nll():

@@ -106,11 +106,27 @@ def signs(draw, shape: tuple[int, ...]) -> np.ndarray:
 
 
 @st.composite
+def any_targets(draw, loss: str, shape: tuple[int, ...]) -> np.ndarray:
+    """-1 or 1 mostly; a third of the time torch's whole domain: any number (0, 2, -3, 0.5, ...), and booleans
+    for hinge-embedding (torch refuses to negate them: margin-ranking refuses them, and soft-margin's backward;
+    see test_boolean_targets)."""
+    if draw(st.integers(0, 2)):
+        return draw(signs(shape))
+    if loss == "hinge-embedding" and not draw(st.integers(0, 3)):
+        return draw(hnp.arrays(bool, shape))
+    dtype = draw(st.sampled_from([np.int64, np.float32, np.float64]))
+    if dtype == np.int64:
+        return draw(hnp.arrays(dtype, shape, elements=st.sampled_from([-1, 1, 0, 2, -3])))
+    grid = st.sampled_from([-1.0, 1.0, 0.0, 2.0, -3.0, 0.5, -0.25])
+    return draw(hnp.arrays(dtype, shape, elements=grid | numbers(dtype, -3.0, 3.0)))
+
+
+@st.composite
 def elementwise_cases(draw, loss: str, dtypes=FLOATS) -> Case:
     dtype = draw(st.sampled_from(dtypes))
     shape = draw(element_shapes())
     x = draw(arrays(dtype, shape))
-    files: tuple[np.ndarray, ...] = (x, draw(signs(shape)))
+    files: tuple[np.ndarray, ...] = (x, draw(any_targets(loss, shape)))
     params: dict[str, Any] = {}
     if loss == "margin-ranking":
         files = (x, draw(arrays(draw(st.sampled_from(dtypes)), shape)), files[1])
@@ -134,40 +150,75 @@ def score_shapes(draw, any_rank: bool = False) -> tuple[int, ...]:
 
 @st.composite
 def label_lists(draw, shape: tuple[int, ...]) -> np.ndarray:
-    """Each row: some class indices (repeats allowed, as torch allows), then -1 padding."""
-    classes = shape[-1]
+    """Each row: some class indices (repeats allowed, as torch allows), then -1 padding, and now and then
+    anything in [-1, C) after the first -1 (torch ignores it). A 0-d shape is one sample of one class."""
+    classes = shape[-1] if shape else 1
     rows = []
     for _ in range(math.prod(shape[:-1])):
         listed = draw(st.lists(st.integers(0, classes - 1), max_size=classes))
-        rows.append(listed + [-1] * (classes - len(listed)))
+        rest = [-1] * (classes - len(listed))
+        if rest and draw(st.integers(0, 3)) == 0:
+            rest = [-1] + draw(st.lists(st.integers(-1, classes - 1), min_size=len(rest) - 1, max_size=len(rest) - 1))
+        rows.append(listed + rest)
     return np.array(rows, dtype=draw(st.sampled_from([np.int64, np.int32]))).reshape(shape)
+
+
+@st.composite
+def multi_hot(draw, shape: tuple[int, ...], dtype) -> np.ndarray:
+    """0/1 (any dtype), probabilities, or now and then torch's whole domain: any number."""
+    kind = draw(st.integers(0, 3))
+    if kind == 0:  # probabilities: the formula is defined for them, and torch takes them
+        return draw(hnp.arrays(dtype, shape, elements=numbers(dtype, 0.0, 1.0)))
+    if kind == 1:  # torch computes with any value: -1, 2, 0.5, ...
+        return draw(hnp.arrays(dtype, shape, elements=st.sampled_from([-1.0, 2.0, 0.5, -0.5]) | numbers(dtype, -2, 3)))
+    hot = draw(hnp.arrays(np.int64, shape, elements=st.sampled_from([0, 1])))
+    return hot.astype(draw(st.sampled_from([np.int64, np.float32, np.float64])))
+
+
+@st.composite
+def class_weights(draw, loss: str, shape: tuple[int, ...], dtype) -> np.ndarray | None:
+    """One weight per class, or (multilabel-soft-margin, which torch broadcasts) a shape that broadcasts to the
+    input's: the input's own, or with axes of 1."""
+    if not draw(st.booleans()):
+        return None
+    dtype = draw(st.sampled_from(FLOATS)) if loss == "multilabel-soft-margin" else dtype
+    wshape = (shape[-1],)
+    if loss == "multilabel-soft-margin" and draw(st.booleans()):
+        wshape = tuple(draw(st.sampled_from([1, side])) for side in shape[:-1]) + (shape[-1],)
+        wshape = wshape[draw(st.integers(0, len(wshape) - 1)):]
+    return draw(hnp.arrays(dtype, wshape, elements=numbers(dtype, 0, 3)))
+
+
+@st.composite
+def one_sample_forms(draw, loss: str, x: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """torch's other shape of a one-element target: (1,) for (), () for (1,) (multi-margin: one sample;
+    multilabel-margin: an unbatched sample of one class)."""
+    if target.size != 1 or (loss == "multilabel-margin" and x.ndim == 2) or not draw(st.booleans()):
+        return target
+    return target.reshape(()) if target.ndim == 1 else target.reshape(1)
 
 
 @st.composite
 def class_score_cases(draw, loss: str, dtypes=FLOATS) -> Case:
     dtype = draw(st.sampled_from(dtypes))
     shape = draw(score_shapes(any_rank=loss == "multilabel-soft-margin"))
-    classes, loss_shape = shape[-1], shape[:-1]
+    if loss != "multilabel-soft-margin" and not draw(st.integers(0, 5)):
+        shape = ()  # torch's 0-d input: one sample of one class
+    classes = shape[-1] if shape else 1
     x = draw(arrays(dtype, shape))
     params: dict[str, Any] = {}
-    weight = None
     if loss == "multilabel-soft-margin":
-        hot = draw(hnp.arrays(np.int64, shape, elements=st.sampled_from([0, 1])))
-        target = hot.astype(draw(st.sampled_from([np.int64, np.float32, np.float64])))
-        if draw(st.booleans()):  # probabilities: the formula is defined for them, and torch takes them
-            target = draw(hnp.arrays(dtype, shape, elements=numbers(dtype, 0.0, 1.0)))
-        if draw(st.booleans()):
-            weight = draw(hnp.arrays(draw(st.sampled_from(dtypes)), (classes,), elements=numbers(dtype, 0, 3)))
+        target = draw(multi_hot(shape, dtype))
     elif loss == "multilabel-margin":
-        target = draw(label_lists(shape))
+        target = draw(one_sample_forms(loss, x, draw(label_lists(shape))))
     else:
-        target = draw(hnp.arrays(draw(st.sampled_from([np.int64, np.int32])), loss_shape,
+        target = draw(hnp.arrays(draw(st.sampled_from([np.int64, np.int32])), shape[:-1] if len(shape) == 2 else (),
                                  elements=st.integers(0, classes - 1)))
-        if draw(st.booleans()):
-            weight = draw(hnp.arrays(dtype, (classes,), elements=numbers(dtype, 0, 3)))
+        target = draw(one_sample_forms(loss, x, target))
         params = {"p": draw(st.sampled_from([1, 2])), "margin": draw(st.sampled_from([1.0, 0.0, 0.5, 2.5]))}
-    return Case.of(loss, (x, target), weight=weight, mask=draw(masks(loss_shape)), params=params,
-                **draw(reductions()))
+    weight = None if loss == "multilabel-margin" or not shape else draw(class_weights(loss, shape, dtype))
+    c = Case.of(loss, (x, target), weight=weight, params=params, **draw(reductions()))
+    return replace(c, mask=draw(masks(c.loss_shape)))
 
 
 @st.composite
@@ -333,53 +384,129 @@ def test_multi_margin_mean_divides_by_samples_not_weights():
 # ---------------------------------------------------------------------------------------- errors
 
 
-@pytest.mark.parametrize("loss, files, shown", [
-    ("margin-ranking", (np.zeros(3), np.zeros(3), np.array([1, 0, -1])), "0 at index 1"),
-    ("hinge-embedding", (np.zeros((2, 2)), np.array([[1.0, -1.0], [2.0, 1.0]])), r"2.0 at index \(1, 0\)"),
-    ("cosine-embedding", (np.ones((2, 3)), np.ones((2, 3)), np.array([0, 1])), "0 at index 0"),
-])
-def test_targets_must_be_minus_one_or_one(loss, files, shown):
+def test_cosine_embedding_targets_must_be_minus_one_or_one():
     for backend in ("numpy", "torch"):
-        with pytest.raises(ValueDomainError, match=rf"^target: expected -1 or 1, but got {shown} \(torch "):
-            losscli.compute(loss, *files, backend=backend)
+        with pytest.raises(ValueDomainError, match=r"^target: expected -1 or 1, but got 0 at index 0 \(torch "):
+            losscli.compute("cosine-embedding", np.ones((2, 3)), np.ones((2, 3)), np.array([0, 1]), backend=backend)
+
+
+UNUSUAL = {  # what each loss's warning says torch does with a target other than -1 or 1
+    "margin-ranking": "torch scales the ranking term by them: max(0, -y·(x1 - x2) + margin)",
+    "hinge-embedding": "torch adds both terms for them: x + max(0, margin - x)",
+    "soft-margin": "torch scales the input by them: log(1 + exp(-y·x))",
+}
 
 
 @pytest.mark.parametrize("loss", ELEMENTWISE)
-def test_nan_targets_are_refused(loss):
-    """Every element-wise loss (tests/oracle.py's ELEMENTWISE) reads -1 or 1 targets: NaN is refused."""
-    files = [np.array([1.0, np.nan]) if f.name == "target" else np.zeros(2) for f in CATALOG[loss].files]
+@pytest.mark.parametrize("target, shown", [
+    (np.array([[1, 0], [-3, 2]]), "0 at index (0, 1)"),
+    (np.array([[1.0, -1.0], [2.0, 0.5]]), "2.0 at index (1, 0)"),
+])
+def test_other_targets_give_torchs_value_with_a_warning(loss, target, shown):
+    """torch takes any target (0 and 2 included: hinge-embedding adds both terms): its value and gradient,
+    with a warning saying what torch does; strict=True refuses them, naming the first."""
+    x = np.array([[0.5, -1.0], [2.0, 0.3]])
+    files = (x, np.array([[0.1, 0.2], [-0.4, 0.3]]), target) if loss == "margin-ranking" else (x, target)
+    for reduction in ("none", "sum"):
+        c = Case.of(loss, files, reduction=reduction, params={"margin": 0.5} if loss != "soft-margin" else {})
+        check(c)
+        check_grad(c)
     for backend in ("numpy", "torch"):
-        with pytest.raises(ValueDomainError, match=r"^target: expected -1 or 1, but got nan at index 1 \(torch "):
-            losscli.compute(loss, *files, backend=backend)
+        result = losscli.compute(loss, *files, backend=backend)
+        assert result.warnings == [f"target holds values other than -1 or 1; {UNUSUAL[loss]}"]
+        with pytest.raises(ValueDomainError) as refused:
+            losscli.compute(loss, *files, backend=backend, strict=True)
+        assert str(refused.value) == f"target: expected -1 or 1 (strict=True), but got {shown}; {UNUSUAL[loss]}"
+    if loss == "hinge-embedding" and target.dtype.kind == "i":  # by hand: x + max(0, 0.5 - x) but where y = 1
+        want = [[0.5, -1.0 + 1.5], [2.0 + 0.0, 0.3 + 0.2]]
+        np.testing.assert_allclose(losscli.compute(loss, *files, margin=0.5, reduction="none").value, want)
 
 
-def test_torch_reads_other_targets_silently():
-    """Why losscli refuses them: torch gives numbers that mean nothing for them."""
-    assert F.hinge_embedding_loss(torch.tensor([0.5]), torch.tensor([0.0]), reduction="sum").item() == 1.0
-    assert F.cosine_embedding_loss(torch.ones(1, 2), torch.ones(1, 2), torch.tensor([0])).item() == 0.0
-    assert F.margin_ranking_loss(torch.tensor([1.0]), torch.tensor([0.0]), torch.tensor([2.0]),
-                                 margin=3.0).item() == 1.0
+@pytest.mark.parametrize("loss", ELEMENTWISE)
+def test_nan_targets_give_torchs_value(loss):
+    """torch computes with a NaN target (hinge-embedding adds both terms, finite; the others give NaN): losscli
+    too, warning of the NaN and of the unusual target; nan_policy="raise" and strict=True refuse it."""
+    files = [np.array([1.0, np.nan]) if f.name == "target" else np.array([0.3, 0.2]) for f in CATALOG[loss].files]
+    want = oracle(Case.of(loss, tuple(files), reduction="none"))
+    for backend in ("numpy", "torch"):
+        result = losscli.compute(loss, *files, backend=backend, reduction="none")
+        np.testing.assert_allclose(result.value, want.numpy(), equal_nan=True)
+        assert any(w.startswith("target holds values other than -1 or 1") for w in result.warnings)
+        assert any("non-finite" in w for w in result.warnings)
+        with pytest.raises(ValueDomainError, match=r"^target: expected finite values \(nan_policy='raise'\)"):
+            losscli.compute(loss, *files, backend=backend, nan_policy="raise")
+        with pytest.raises(ValueDomainError, match=r"^target: expected -1 or 1 \(strict=True\), but got nan at "
+                                                   r"index 1; torch "):
+            losscli.compute(loss, *files, backend=backend, strict=True)
+    assert np.isfinite(want.numpy()).all() == (loss == "hinge-embedding")
 
 
-def test_multilabel_soft_margin_targets_are_zero_one_or_probabilities():
-    x = np.zeros((2, 3))
-    with pytest.raises(ValueDomainError, match=r"^target: expected 0 or 1 \(or probabilities in \[0, 1\]\), "
-                                               r"but got -1 at index \(0, 2\)"):
-        losscli.compute("multilabel-soft-margin", x, np.array([[1, 0, -1], [0, 1, 1]]))
+def test_boolean_targets():
+    """torch takes booleans where it does not negate them: hinge-embedding (value and gradient), soft-margin
+    (its value; its backward negates them and fails, so the gradient is losscli's, the float target's);
+    margin-ranking refuses them."""
+    x, hot = np.array([0.5, -1.0, 2.0]), np.array([True, False, True])
+    check(Case.of("hinge-embedding", (x, hot), reduction="none"))
+    check_grad(Case.of("hinge-embedding", (x, hot), reduction="none"))
+    check(Case.of("soft-margin", (x, hot), reduction="none"))
+    with pytest.raises(RuntimeError, match="Negation"):
+        F.margin_ranking_loss(tensor(x), tensor(x), tensor(hot))
+    for backend in ("numpy", "torch"):
+        with pytest.raises(ValueDomainError, match=r"^target: expected numbers, but got bool values \(torch cannot "
+                                                   r"negate a boolean target\)"):
+            losscli.compute("margin-ranking", x, x, hot, backend=backend)
+
+
+def test_multilabel_soft_margin_takes_any_target_value_with_a_warning():
+    """torch computes -(y·log σ(x) + (1 - y)·log σ(-x)) with any y; a boolean y it cannot subtract from 1."""
+    x, target = np.array([[0.5, -1.0, 2.0], [0.1, 0.2, 0.3]]), np.array([[1, 0, -1], [0, 2, 1]])
+    for reduction in ("none", "mean"):
+        c = Case.of("multilabel-soft-margin", (x, target), reduction=reduction)
+        check(c)
+        check_grad(c)
+    text = ("torch computes -(y·log σ(x) + (1 - y)·log σ(-x)) with them as they are")
+    for backend in ("numpy", "torch"):
+        result = losscli.compute("multilabel-soft-margin", x, target, backend=backend)
+        assert result.warnings == [f"target holds values other than 0 or 1 (or probabilities in [0, 1]); {text}"]
+        with pytest.raises(ValueDomainError) as refused:
+            losscli.compute("multilabel-soft-margin", x, target, backend=backend, strict=True)
+        assert str(refused.value) == ("target: expected 0 or 1 (or probabilities in [0, 1]) (strict=True), but got -1 "
+                                      f"at index (0, 2); {text}")
+    with pytest.raises(RuntimeError, match="Subtraction"):
+        F.multilabel_soft_margin_loss(tensor(x), tensor(target.astype(bool)))
+    with pytest.raises(ValueDomainError, match=r"^target: expected numbers, but got bool values"):
+        losscli.compute("multilabel-soft-margin", x, target.astype(bool))
 
 
 @pytest.mark.parametrize("target, message", [
     ([[0, 3, -1], [1, -1, -1]], r"expected class indices in \[0, 3\) padded with -1, but got 3 at index \(0, 1\)"),
     ([[0, -2, -1], [1, -1, -1]], r"expected class indices in \[0, 3\) padded with -1, but got -2 at index \(0, 1\)"),
-    ([[0, -1, -1], [1, -1, 2]], r"expected only -1 after a row's first -1 \(torch would ignore the rest of the "
-                                r"row\), but got 2 at index \(1, 2\)"),
+    ([[0, -1, -1], [1, -1, 5]], r"expected class indices in \[0, 3\) padded with -1, but got 5 at index \(1, 2\)"),
 ])
 def test_multilabel_margin_targets_are_padded_class_lists(target, message):
+    with pytest.raises(RuntimeError, match="out of range"):  # torch checks the range after a -1 too
+        F.multilabel_margin_loss(torch.zeros(2, 3), torch.tensor(target))
     for backend in ("numpy", "torch"):
         with pytest.raises(ValueDomainError, match=rf"^target: {message}"):
             losscli.compute("multilabel-margin", np.zeros((2, 3)), np.array(target), backend=backend)
     with pytest.raises(ValueDomainError, match=r"^target: expected integer class indices, but got float64"):
         losscli.compute("multilabel-margin", np.zeros((2, 3)), np.zeros((2, 3)))
+
+
+def test_multilabel_margin_ignores_what_follows_minus_one_with_a_warning():
+    x, target = np.array([[0.2, 0.5, -0.3], [1.0, 0.0, 0.1]]), np.array([[0, -1, 2], [1, -1, 1]])
+    for reduction in ("none", "mean"):
+        c = Case.of("multilabel-margin", (x, target), reduction=reduction)
+        check(c)
+        check_grad(c)
+    text = "torch ignores the rest of such a row"
+    for backend in ("numpy", "torch"):
+        result = losscli.compute("multilabel-margin", x, target, backend=backend)
+        assert result.warnings == [f"target holds values other than -1 after a row's first -1; {text}"]
+        with pytest.raises(ValueDomainError) as refused:
+            losscli.compute("multilabel-margin", x, target, backend=backend, strict=True)
+        assert str(refused.value) == (f"target: expected -1 after a row's first -1 (strict=True), but got 2 at index "
+                                      f"(0, 2); {text}")
 
 
 def test_torch_refuses_out_of_range_class_lists_and_ignores_what_follows_minus_one():
@@ -423,14 +550,20 @@ def test_torch_refuses_the_same_options():
     ("hinge-embedding", ((2, 3), (3,)), None, r"^target: expected input's shape \(2, 3\), but got \(3,\)"),
     ("multi-margin", ((2, 3), (2, 1)), None, r"^target: expected one class index per sample, \(2,\), but got "
                                              r"\(2, 1\)"),
-    ("multi-margin", ((2, 3, 4), (2,)), None, r"^input: expected class scores of shape \(N, C\) or \(C,\), but "
-                                              r"got \(2, 3, 4\)"),
+    ("multi-margin", ((2, 3, 4), (2,)), None, r"^input: expected class scores of shape \(N, C\), \(C,\) or \(\), "
+                                              r"but got \(2, 3, 4\)"),
+    ("multi-margin", ((2, 3), ()), None, r"^target: expected one class index per sample, \(2,\), but got \(\)"),
+    ("multi-margin", ((3,), (2,)), None, r"^target: expected one class index per sample, \(\), but got \(2,\)"),
+    ("multilabel-margin", ((1, 3), (3,)), None, r"^target: expected the input's shape, \(1, 3\), but got \(3,\)"),
+    ("multilabel-margin", ((3,), (1,)), None, r"^target: expected the input's shape, \(3,\), but got \(1,\)"),
     ("multi-margin", ((2, 3), (2,)), (2,), r"^weight: expected one weight per class, shape \(3,\), but got \(2,\)"),
     ("multilabel-margin", ((2, 0), (2, 0)), None, r"^input: expected at least one class, but got shape \(2, 0\)"),
     ("multilabel-margin", ((2, 3), (2,)), None, r"^target: expected the input's shape, \(2, 3\), but got \(2,\)"),
     ("multilabel-soft-margin", ((), ()), None, r"^input: expected class scores of shape \(\.\.\., C\), but got "
                                                r"\(\)"),
-    ("multilabel-soft-margin", ((2, 3), (2, 3)), (1, 3), r"^weight: expected one weight per class, shape \(3,\)"),
+    ("multilabel-soft-margin", ((2, 3), (2, 3)), (2,), r"^weight: expected one weight per class, shape \(3,\), or a "
+                                                     r"shape that broadcasts to the input's \(2, 3\), but got \(2,\)"),
+    ("multilabel-soft-margin", ((2, 3), (2, 3)), (4, 2, 3), r"^weight: expected one weight per class"),
     ("cosine-embedding", ((2, 3, 4), (2, 3, 4), (2, 3)), None, r"^input1: expected embeddings of shape \(N, D\) "
                                                               r"or \(D,\), but got \(2, 3, 4\)"),
     ("cosine-embedding", ((2, 3), (2, 3), (3,)), None, r"^target: expected one target per pair, \(2,\), but got "
@@ -445,6 +578,57 @@ def test_shape_errors(loss, files, weight, message):
         arrays[1] = -arrays[1]
     with pytest.raises(ShapeError, match=message):
         losscli.compute(loss, *arrays, weight=None if weight is None else np.ones(weight))
+
+
+ONE_SAMPLE_SHAPES = [  # (input, target): shapes torch 2.13 accepts for one sample; the loss has the target's shape
+    ("multi-margin", (), ()), ("multi-margin", (), (1,)), ("multi-margin", (1,), ()), ("multi-margin", (3,), ()),
+    ("multi-margin", (3,), (1,)), ("multi-margin", (1, 3), ()), ("multi-margin", (1, 3), (1,)),
+    ("multilabel-margin", (), ()), ("multilabel-margin", (), (1,)), ("multilabel-margin", (1,), ()),
+    ("multilabel-margin", (1,), (1,)), ("multilabel-margin", (3,), (3,)),
+]
+
+
+@pytest.mark.parametrize("loss, x_shape, t_shape", ONE_SAMPLE_SHAPES)
+def test_one_sample_shapes_torch_accepts(loss, x_shape, t_shape):
+    """0-d and unbatched forms: torch's value, shape and gradient, every reduction, with a mask of the loss's
+    shape (torch: the target's for multi-margin, () for an unbatched multilabel-margin)."""
+    x = np.linspace(-0.5, 0.7, math.prod(x_shape)).reshape(x_shape)
+    target = np.zeros(t_shape, np.int64) + (1 if loss == "multi-margin" and x.size == 3 else 0)
+    want = F.multi_margin_loss if loss == "multi-margin" else F.multilabel_margin_loss
+    assert tuple(want(tensor(x), tensor(target), reduction="none").shape) == Case.of(loss, (x, target)).loss_shape
+    for reduction in ("none", "mean", "sum"):
+        for mask in (None, np.ones(Case.of(loss, (x, target)).loss_shape, bool)):
+            c = Case.of(loss, (x, target), reduction=reduction, mask=mask)
+            check(c)
+            check_grad(c)
+
+
+@pytest.mark.parametrize("loss, x_shape, t_shape", [
+    ("multi-margin", (), (2,)), ("multi-margin", (3,), (1, 1)), ("multi-margin", (2, 3), (1,)),
+    ("multilabel-margin", (), (3,)), ("multilabel-margin", (3,), ()), ("multilabel-margin", (1, 3), (3,)),
+])
+def test_one_sample_shapes_torch_refuses(loss, x_shape, t_shape):
+    x, target = np.zeros(x_shape), np.zeros(t_shape, np.int64)
+    with pytest.raises(RuntimeError):
+        (F.multi_margin_loss if loss == "multi-margin" else F.multilabel_margin_loss)(tensor(x), tensor(target))
+    with pytest.raises(ShapeError, match=r"^target: expected "):
+        losscli.compute(loss, x, target)
+
+
+def test_multilabel_soft_margin_weight_broadcasts_to_the_input():
+    """torch multiplies the per-class terms by the weight: any shape that broadcasts to the input's is a weight
+    (per element, per row, per class); masks select its rows, and it streams with the input's rows."""
+    rng = np.random.default_rng(3)
+    x, target = rng.normal(size=(5, 3)), rng.integers(0, 2, size=(5, 3))
+    for weight in (rng.uniform(0, 2, size=(5, 3)), rng.uniform(0, 2, size=(5, 1)), rng.uniform(0, 2, size=(1, 3))):
+        for reduction, mask in (("none", None), ("mean", None), ("sum", rng.random(5) > 0.4)):
+            c = Case.of("multilabel-soft-margin", (x, target), weight=weight, mask=mask, reduction=reduction)
+            check(c)
+            check_grad(c)
+        streamed = losscli.compute("multilabel-soft-margin", x, target, weight=weight,
+                                   streaming=losscli.Streaming(chunk_rows=2))
+        assert streamed.item() == pytest.approx(oracle(Case.of("multilabel-soft-margin", (x, target),
+                                                               weight=weight)).item(), rel=1e-12)
 
 
 @pytest.mark.parametrize("loss", ALL)
@@ -553,3 +737,46 @@ def test_cli_error_is_one_line():
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in result.stderr
     assert lines[0].startswith(f"error: target ({s('labels.csv')}): expected input's shape (10,), but got (8,)")
+
+
+def test_strict_on_the_command_line_and_in_gate_files(tmp_path):
+    """--strict and a gate file's ``strict = true`` refuse what is otherwise torch's value with a warning."""
+    np.save(tmp_path / "x.npy", np.array([0.5, -1.0, 2.0]))
+    np.save(tmp_path / "t.npy", np.array([1.0, 0.0, 2.0]))
+    files = [str(tmp_path / "x.npy"), str(tmp_path / "t.npy")]
+    want = F.hinge_embedding_loss(torch.tensor([0.5, -1.0, 2.0], dtype=torch.float64),
+                                  torch.tensor([1.0, 0.0, 2.0], dtype=torch.float64)).item()
+    runner = CliRunner()
+    loose = runner.invoke(app, ["hinge-embedding", *files, "-f", "json"])
+    assert loose.exit_code == 0, loose.output
+    assert json.loads(loose.stdout)["value"] == pytest.approx(want, rel=1e-12)
+    assert "holds values other than -1 or 1; torch adds both terms" in loose.stderr
+    strict = runner.invoke(app, ["hinge-embedding", *files, "--strict"])
+    assert strict.exit_code == 2
+    assert "expected -1 or 1 (--strict), but got 0.0 at index 1" in strict.stderr
+    gate = tmp_path / "gates.toml"
+    for flag, status in (("false", "pass"), ("true", "error")):
+        gate.write_text(f'[[check]]\nname = "h"\nloss = "hinge-embedding"\nfiles = ["x.npy", "t.npy"]\n'
+                        f"max = 10\nstrict = {flag}\n")
+        outcome = losscli.check(str(gate)).outcomes[0]
+        assert outcome.status.value == status, outcome.reasons
+    assert "expected -1 or 1 (strict=True)" in outcome.reasons[0]
+    gate.write_text('[[check]]\nname = "h"\nloss = "hinge-embedding"\nfiles = ["x.npy", "t.npy"]\nmax = 1\n'
+                    'strict = "yes"\n')
+    with pytest.raises(losscli.LossCliError, match="strict"):
+        losscli.check(str(gate))
+
+
+@pytest.mark.parametrize("rows", [None, 1, 4, 7])
+def test_unusual_target_warning_is_one_for_a_stream(rows):
+    """Every chunk finds the unusual targets: one warning (no position in it), torch's value; strict names the
+    first position in the whole array."""
+    rng = np.random.default_rng(5)
+    x, y = rng.normal(size=23), rng.choice([-1.0, 1.0], size=23)
+    y[[6, 15]] = 0.0, 2.0
+    want = F.hinge_embedding_loss(tensor(x), tensor(y)).item()
+    result = losscli.compute("hinge-embedding", x, y, streaming=losscli.Streaming(chunk_rows=rows))
+    assert result.item() == pytest.approx(want, rel=1e-12)
+    assert result.warnings == [f"target holds values other than -1 or 1; {UNUSUAL['hinge-embedding']}"]
+    with pytest.raises(ValueDomainError, match=r"\(strict=True\), but got 0.0 at index 6; "):
+        losscli.compute("hinge-embedding", x, y, strict=True, streaming=losscli.Streaming(chunk_rows=rows))

@@ -479,6 +479,8 @@ def linear_cases(draw, dtypes=FLOATS) -> LinearCase:
         if draw(st.booleans()) and y.size:
             axis = 0 if layout == "unbatched" else 1
             y = softmax_of(y, axis, dtype)
+        elif not draw(st.integers(0, 3)):  # torch's whole domain: any float target of the logits' shape
+            y = draw(arrays(dtype, logits_shape, -2.0, 3.0))
     else:
         ignore_index = draw(st.sampled_from([-100, -1]) | st.integers(0, classes - 1))
         labels = st.integers(0, classes - 1) | st.just(ignore_index)
@@ -609,6 +611,9 @@ X, W = np.ones((3, 2)), np.ones((4, 2))
     ((X, W, np.array([0.0, 1.0, 1.0])), {}, ValueDomainError,
      "target: expected integer class indices, but got float64 values; save them as integers (float targets are "
      "class probabilities, of the logits' shape (3, 4))"),
+    ((X, W, np.zeros((3, 4), np.int32)), {}, ValueDomainError,
+     "target: expected floating point class probabilities for a target of the logits' shape (3, 4), but got int32 "
+     "values (torch refuses them too); save class indices with shape (3,), or probabilities as floats"),
     ((X, W, np.full((3, 4), 0.25)), {"ignore_index": 1}, OptionError,
      "ignore_index: expected the default -100 with class-probability targets (nothing is ignored there), but "
      "got 1"),
@@ -625,6 +630,14 @@ def test_linear_cross_entropy_bad_input_is_a_one_line_error(args, kw, error, mes
     with pytest.raises(error) as info:
         losscli.compute("linear-cross-entropy", *args, **kw)
     assert str(info.value) == message
+
+
+def test_torch_refuses_integer_targets_of_the_logits_shape():
+    with pytest.raises(RuntimeError, match="Expected floating point type for target with class probabilities"):
+        F.linear_cross_entropy(torch.tensor(X), torch.tensor(W), torch.zeros((3, 4), dtype=torch.int32))
+    for backend in ("numpy", "torch"):
+        with pytest.raises(ValueDomainError, match="^target: expected floating point class probabilities"):
+            losscli.compute("linear-cross-entropy", X, W, np.zeros((3, 4), np.int64), backend=backend)
 
 
 def test_linear_cross_entropy_refuses_ctcs_options_and_ctc_refuses_linear_bias():

@@ -119,6 +119,9 @@ def _common_params(spec: LossSpec) -> list[inspect.Parameter]:
              help="exit 1 when the value is below X (NaN fails)"),
         _opt("nan_policy", "--nan-policy", panel=LOSS, default=NanPolicy.propagate, kind=NanPolicy,
              help="NaN/Inf in inputs: propagate (with a warning) or raise (exit 2)"),
+        _opt("strict", "--strict", panel=LOSS, default=False, kind=bool,
+             help="refuse (exit 2) values torch computes with but the loss does not expect, such as a hinge "
+                  "target other than -1 or 1 (default: torch's value, with a warning)"),
         _opt("format", "--format", "-f", panel=OUTPUT, default=Format.table, kind=Format,
              help="table for people; json, plain or csv for scripts"),
         _opt("output", "--output", "-o", panel=OUTPUT, metavar="FILE",
@@ -142,7 +145,7 @@ def run(spec: LossSpec, *, reduction: str, size_average: bool | None, reduce: bo
         cross_check: bool, tolerance: float, fail_above: float | None, fail_below: float | None,
         nan_policy: NanPolicy, format: Format, output: str | None, grad: str | None, debug: bool,
         broadcast: bool = False, per_sample: bool = False, top: int | None = None, hist: bool = False,
-        quiet: bool = False, **given: Any) -> None:
+        quiet: bool = False, strict: bool = False, **given: Any) -> None:
     """One loss command: load, compute, write, render, judge. ``given`` holds the files and the loss's options."""
     with exit_on_error(debug):
         check_thresholds(fail_above=fail_above, fail_below=fail_below, tolerance=tolerance)
@@ -162,7 +165,7 @@ def run(spec: LossSpec, *, reduction: str, size_average: bool | None, reduce: bo
         try:
             result = compute(
                 spec, *arrays, **named, **given, reduction=reduction, size_average=size_average, reduce=reduce,
-                backend=backend, nan_policy=nan_policy, broadcast=broadcast,
+                backend=backend, nan_policy=nan_policy, strict=strict, broadcast=broadcast,
                 outputs=Outputs(grad is not None, per_sample, top, hist, cross_check, tolerance),
                 streaming=Streaming(progress=bar, sink=sink))
         finally:

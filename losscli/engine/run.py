@@ -56,10 +56,11 @@ class Task(NamedTuple):
     broadcast: bool = False
     nan_policy: str = "propagate"
     grad: bool = False
+    strict: bool = False  # values torch computes with but the loss does not expect: refused, not warned about
 
     def prepare(self, args: dict[str, Any]) -> Batch:
         return self.spec.family.prepare(self.spec, args, self.params, broadcast=self.broadcast,
-                                        nan_policy=self.nan_policy)
+                                        nan_policy=self.nan_policy, strict=self.strict)
 
 
 class Feeds:

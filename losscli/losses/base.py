@@ -261,6 +261,27 @@ class NonFinite(str):
         return NonFinite(self.label, self.count + later.count, self.where)
 
 
+class Unusual(str):
+    """A warning about values torch computes with but the loss's usual reading does not expect (a target other
+    than -1 or 1, ...); under ``strict`` the template refuses them with :attr:`error`, which names the first."""
+
+    def __new__(cls, text: str, error: str) -> Unusual:
+        warning = super().__new__(cls, text)
+        warning.error = error
+        return warning
+
+
+def note_unusual(warnings: list[str], arg: Arg, bad: np.ndarray, expected: str, torch_does: str) -> None:
+    """Warn that ``arg`` holds values other than ``expected`` where ``bad``, saying what torch does with them.
+    The text names no position, so that the chunks of a stream give one warning; the error under strict does."""
+    where = first(bad)
+    if where is None:
+        return
+    shown = offending(arg.array, where, arg.offset)
+    warnings.append(Unusual(f"{arg.label} holds values other than {expected}; {torch_does}",
+                            f"{arg.label}: expected {expected} ({{strict=True}}), but got {shown}; {torch_does}"))
+
+
 def check_finite(arg: Arg, nan_policy: str, warnings: list[str]) -> None:
     """Warn about NaN/Inf (``propagate``), or refuse them (``raise``)."""
     finite = np.isfinite(arg.array)
@@ -412,10 +433,11 @@ class Family:
                          if name not in self.shared_files and shape[:1] == lead[:1])
 
     def prepare(self, spec: LossSpec, args: dict[str, Arg], params: dict[str, Any], *,
-                broadcast: bool, nan_policy: str) -> Batch:
+                broadcast: bool, nan_policy: str, strict: bool = False) -> Batch:
         """The user's arrays, checked and converted, as a batch for the backends. Every loss goes through
         these steps in this order: shapes, dtype, the loss's own files, its named files (``spec.extras``),
-        the loss's own check (``spec.check``), the batch, and the non-finite values."""
+        the loss's own check (``spec.check``), the batch, and the non-finite values. Values torch computes
+        with but the loss does not expect are warnings (:class:`Unusual`), or with ``strict`` refused."""
         layout = self.layout(spec, args, params, broadcast)
         dtype = self.dtype(spec, args, layout)
         arrays = self.convert(spec, args, params, layout, dtype)
@@ -423,6 +445,9 @@ class Family:
         if spec.check is not None:
             spec.check(args, arrays, params)
         batch = self.batch(arrays, mask, layout, dtype)
+        unusual = [w for w in batch.warnings if isinstance(w, Unusual)]
+        if strict and unusual:
+            raise ValueDomainError(unusual[0].error)
         self.non_finite(batch, args, nan_policy)
         return batch
 

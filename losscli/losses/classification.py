@@ -45,6 +45,7 @@ class Classes(Family):
         index_shape = x.shape[:1] + x.shape[2:] if x.ndim > 1 else ()
         kind = self._kind(spec, params.get("target_kind", TargetKind.auto), x, t_arg)
         if kind is TargetKind.prob:
+            self._check_probabilities(t_arg, x_arg.shape, "the input's")
             self._check_nothing_ignored(spec, params)
         elif t.shape != index_shape:
             raise ShapeError(
@@ -84,6 +85,18 @@ class Classes(Family):
         if params["ignore_index"] != default:
             raise OptionError(f"expected the default {default} with class-probability targets (nothing is "
                               f"ignored there), but got {params['ignore_index']}", argument="ignore_index")
+
+    @staticmethod
+    def _check_probabilities(t_arg: Arg, shape: tuple[int, ...], of: str) -> None:
+        """A target of the input's (logits') whole ``shape`` holds class probabilities: torch decides by the
+        shapes, then refuses integer ones ("Expected floating point type for target with class probabilities")."""
+        dtype = t_arg.array.dtype
+        if dtype.kind != "f":
+            index_shape = shape[:1] + shape[2:] if len(shape) > 1 else ()
+            raise ValueDomainError(
+                f"{t_arg.label}: expected floating point class probabilities for a target of {of} shape "
+                f"{shape_str(shape)}, but got {dtype} values (torch refuses them too); save class indices with "
+                f"shape {shape_str(index_shape)}, or probabilities as floats")
 
     def _kind(self, spec: LossSpec, asked: TargetKind, x: np.ndarray, t_arg: Arg) -> TargetKind:
         if not self.probabilities:

@@ -1,11 +1,15 @@
-"""Margin losses: margin-ranking, hinge-embedding, soft-margin (element-wise, targets -1 or 1), and
+"""Margin losses: margin-ranking, hinge-embedding, soft-margin (element-wise, targets usually -1 or 1), and
 multilabel-soft-margin, multilabel-margin, multi-margin (one loss per sample over its class scores).
 
 Element-wise losses take files of one shape, and a mask selects elements. Class-score losses take input
-``(N, C)`` or ``(C,)`` (multilabel-soft-margin: ``(..., C)``, the class axis last, as torch reads it) and
-give one loss per sample, averaged over the ``C`` classes inside the sample as torch does; a mask selects
-samples (shape ``(N,)``, or ``()`` unbatched), and ``mean`` divides by the number of samples selected,
-whatever the class weights (torch divides by ``N``).
+``(N, C)`` or ``(C,)`` (multilabel-soft-margin: ``(..., C)``, the class axis last, as torch reads it; multi-margin
+and multilabel-margin also a 0-d input, one class) and give one loss per sample, averaged over the ``C`` classes
+inside the sample as torch does; a mask selects samples (the loss's shape: ``(N,)``, or ``()`` unbatched), and
+``mean`` divides by the number of samples selected, whatever the class weights (torch divides by ``N``).
+
+Targets torch computes with but the loss does not expect (a hinge target of 0 or 2, a multi-hot target of
+-1, class indices after a row's first -1) give torch's value and a warning saying what torch does with them
+(:func:`~.base.note_unusual`); ``strict`` refuses them.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import numpy as np
 from ..errors import OptionError, ShapeError, ValueDomainError
 from ..reduction import Elements
 from .base import (Arg, Family, FileArg, Layout, LossSpec, Option, class_weight, first, float_dtype, integers,
-                   numeric, offending, shape_str)
+                   note_unusual, numeric, offending, shape_str)
 from .binary import log_sigmoid, sigmoid
 from .classification import CLASS_WEIGHT_HELP
 
@@ -25,7 +29,7 @@ from .classification import CLASS_WEIGHT_HELP
 
 
 def check_signs(arg: Arg, why: str) -> None:
-    """Targets of -1 or 1, where the loss's math assumes them (torch would read other values silently)."""
+    """Targets of -1 or 1, where the loss's math assumes them (cosine-embedding's; torch reads other values)."""
     t = numeric(arg)
     where = first((t != 1) & (t != -1))
     if where is not None:
@@ -33,14 +37,15 @@ def check_signs(arg: Arg, why: str) -> None:
 
 
 class SameShape(Family):
-    """Element-wise losses of files of one shape; the target holds -1 or 1."""
+    """Element-wise losses of files of one shape; the target usually holds -1 or 1 (torch takes any number)."""
 
-    shapes = "every file of one shape; target -1 or 1"
+    shapes = "every file of one shape; target -1 or 1 (other values: torch's value, with a warning)"
     stream_rank = 1
 
-    def __init__(self, dtype_from: tuple[str, ...], why: str):
+    def __init__(self, dtype_from: tuple[str, ...], torch_does: str, negates: bool = False):
         self.dtype_from = dtype_from  # the files whose float dtypes torch promotes into the result's
-        self.why = why  # what torch would do with a target other than -1 or 1
+        self.torch_does = torch_does  # what torch does with a target other than -1 or 1
+        self.negates = negates  # torch negates the target: it refuses a boolean one
 
     def layout(self, spec, args, params, broadcast):
         names = [f.name for f in spec.files]
@@ -56,7 +61,12 @@ class SameShape(Family):
         return float_dtype(*(args[n] for n in self.dtype_from))
 
     def convert(self, spec, args, params, layout, dtype):
-        check_signs(args["target"], self.why)
+        t_arg = args["target"]
+        t = numeric(t_arg)
+        if self.negates and t.dtype == bool:
+            raise ValueDomainError(f"{t_arg.label}: expected numbers, but got bool values (torch cannot negate a "
+                                   "boolean target); save them as -1 and 1")
+        note_unusual(layout.warnings, t_arg, (t != 1) & (t != -1), "-1 or 1", self.torch_does)
         return {f.name: args[f.name].array.astype(dtype, copy=False) for f in spec.files}
 
 
@@ -72,28 +82,50 @@ class PerSample(Family):
 
 
 class ClassScores(PerSample):
-    """Class scores ``(N, C)`` or ``(C,)`` (``any_rank``: ``(..., C)``) and one loss per sample. ``target``:
-    ``multi_hot`` (0/1 of the input's shape), ``lists`` (class indices of the input's shape, padded with -1)
-    or ``labels`` (one class index per sample)."""
+    """Class scores ``(N, C)``, ``(C,)`` or ``()`` (``any_rank``: ``(..., C)``) and one loss per sample.
+    ``target``: ``multi_hot`` (0/1 of the input's shape), ``lists`` (class indices of the input's shape, padded
+    with -1) or ``labels`` (one class index per sample). The backends see ``(N, C)`` (``(..., C)``)."""
 
     def __init__(self, target: str, shapes: str, any_rank: bool = False):
         self.target, self.shapes, self.any_rank = target, shapes, any_rank
 
+    def stream(self, spec, shapes, broadcast):
+        split = super().stream(spec, shapes, broadcast)
+        if split is None or (self.target == "labels" and len(shapes["target"]) != 1):
+            return None  # a (1, C) input with a 0-d target: one sample
+        w, x = shapes.get("weight", ()), shapes["input"]
+        if self.target == "multi_hot" and len(w) == len(x) and w[:1] == x[:1]:
+            return split | {"weight"}  # a weight of the input's rows (it broadcasts to the input)
+        return split
+
     def layout(self, spec, args, params, broadcast):
         x_arg, t_arg = args["input"], args["target"]
-        x = numeric(x_arg)
-        if x.ndim == 0 or (x.ndim > 2 and not self.any_rank):
-            forms = "(..., C)" if self.any_rank else "(N, C) or (C,)"
+        x, t = numeric(x_arg), numeric(t_arg)
+        if (x.ndim == 0 and self.any_rank) or (x.ndim > 2 and not self.any_rank):
+            forms = "(..., C)" if self.any_rank else "(N, C), (C,) or ()"
             raise ShapeError(f"{x_arg.label}: expected class scores of shape {forms}, but got {shape_str(x.shape)}")
-        classes, loss_shape = x.shape[-1], x.shape[:-1]
-        if classes == 0:
+        if x.ndim and x.shape[-1] == 0:
             raise ShapeError(f"{x_arg.label}: expected at least one class, but got shape {shape_str(x.shape)}")
-        want = loss_shape if self.target == "labels" else x.shape
-        if t_arg.array.shape != want:
-            what = "one class index per sample" if self.target == "labels" else "the input's shape"
+        classes = x.shape[-1] if x.ndim else 1
+        if self.any_rank:
+            self._check_target_shape(t_arg, x.shape, t.shape == x.shape, "the input's shape")
+            return Layout(x.shape[:-1], classes=classes,
+                          batch_axis=None if x.ndim > 1 else ("input", "target", "weight"))
+        if self.target == "labels":  # torch: one index per sample, in <= 1 dimension; the loss has its shape
+            rows = x.shape[0] if x.ndim == 2 else 1
+            self._check_target_shape(t_arg, x.shape[:1] if x.ndim == 2 else (), t.ndim <= 1 and t.size == rows,
+                                     "one class index per sample")
+            return Layout(t.shape, classes=classes)
+        # lists: the input's shape; unbatched, torch takes any target of <= 1 dimension with C entries
+        fits = t.shape == x.shape if x.ndim == 2 else t.ndim <= 1 and t.size == classes
+        self._check_target_shape(t_arg, x.shape, fits, "the input's shape")
+        return Layout(x.shape[:1] if x.ndim == 2 else (), classes=classes)
+
+    @staticmethod
+    def _check_target_shape(t_arg: Arg, want: tuple[int, ...], fits: bool, what: str) -> None:
+        if not fits:
             raise ShapeError(f"{t_arg.label}: expected {what}, {shape_str(want)}, but got "
                              f"{shape_str(t_arg.array.shape)}")
-        return Layout(loss_shape, classes=classes, batch_axis=None if loss_shape else ("input", "target"))
 
     def dtype(self, spec, args, layout):
         if self.target == "multi_hot":
@@ -102,21 +134,47 @@ class ClassScores(PerSample):
 
     def convert(self, spec, args, params, layout, dtype):
         t_arg = args["target"]
+        x = args["input"].array.astype(dtype, copy=False)
         if self.target == "multi_hot":
             target = numeric(t_arg)
-            where = first(~((target >= 0) & (target <= 1)))
-            if where is not None:
-                raise ValueDomainError(f"{t_arg.label}: expected 0 or 1 (or probabilities in [0, 1]), but got "
-                                       f"{offending(target, where, t_arg.offset)}")
-            target = target.astype(dtype, copy=False)
+            if target.dtype == bool:
+                raise ValueDomainError(f"{t_arg.label}: expected numbers, but got bool values (torch cannot "
+                                       "subtract a boolean target from 1); save them as 0 and 1")
+            note_unusual(layout.warnings, t_arg, ~((target >= 0) & (target <= 1)),
+                         "0 or 1 (or probabilities in [0, 1])",
+                         "torch computes -(y·log σ(x) + (1 - y)·log σ(-x)) with them as they are")
+            return {"input": x, "target": target.astype(dtype, copy=False)}
+        target = integers(t_arg, "class indices")
+        if self.target == "lists":
+            self._check_lists(t_arg, target, layout.classes, layout.warnings)
         else:
-            target = integers(t_arg, "class indices")
-            check = self._check_lists if self.target == "lists" else self._check_labels
-            check(t_arg, target, layout.classes)
-        return {"input": args["input"].array.astype(dtype, copy=False), "target": target}
+            self._check_labels(t_arg, target, layout.classes)
+        x = x.reshape(-1, layout.classes)  # (N, C): a (C,) or 0-d input is one sample
+        return {"input": x, "target": target.reshape(x.shape if self.target == "lists" else x.shape[:1])}
 
     def weight(self, arg, layout, dtype):
-        return class_weight(arg, layout.classes, dtype)
+        if self.target != "multi_hot":
+            return class_weight(arg, layout.classes, dtype)
+        shape = tuple(layout.loss_shape) + (layout.classes,)
+        w = numeric(arg)
+        try:
+            fits = np.broadcast_shapes(w.shape, shape) == shape
+        except ValueError:
+            fits = False
+        if not fits:  # torch broadcasts any weight with the input: one that grows the loss's shape is refused here
+            raise ShapeError(f"{arg.label}: expected one weight per class, shape ({layout.classes},), or a shape "
+                             f"that broadcasts to the input's {shape_str(shape)}, but got {shape_str(w.shape)}")
+        return np.broadcast_to(w.astype(dtype, copy=False), shape)
+
+    def batch(self, arrays, mask, layout, dtype):
+        if mask is not None and not self.any_rank:
+            mask = mask.reshape(arrays["input"].shape[:1])  # the loss's shape () or (1,): one sample
+        return super().batch(arrays, mask, layout, dtype)
+
+    def torch_select(self, torch, tensors, mask, params, batch):
+        if self.target == "multi_hot":  # the weight has the input's shape (broadcast): its rows are selected too
+            return {k: v[mask] for k, v in tensors.items()}
+        return super().torch_select(torch, tensors, mask, params, batch)
 
     @staticmethod
     def _check_labels(arg: Arg, t: np.ndarray, classes: int) -> None:
@@ -126,17 +184,15 @@ class ClassScores(PerSample):
                                    f"{offending(t, where, arg.offset)}")
 
     @staticmethod
-    def _check_lists(arg: Arg, t: np.ndarray, classes: int) -> None:
+    def _check_lists(arg: Arg, t: np.ndarray, classes: int, warnings: list[str]) -> None:
         where = first((t < -1) | (t >= classes))
         if where is not None:
             raise ValueDomainError(f"{arg.label}: expected class indices in [0, {classes}) padded with -1, but "
                                    f"got {offending(t, where, arg.offset)}")
         rows = t.reshape(-1, classes)
         after = np.cumsum(rows == -1, axis=1) > 0  # at or after each row's first -1
-        where = first((after & (rows != -1)).reshape(t.shape))
-        if where is not None:
-            raise ValueDomainError(f"{arg.label}: expected only -1 after a row's first -1 (torch would ignore "
-                                   f"the rest of the row), but got {offending(t, where, arg.offset)}")
+        note_unusual(warnings, arg, (after & (rows != -1)).reshape(t.shape), "-1 after a row's first -1",
+                     "torch ignores the rest of such a row")
 
 
 # -- math -------------------------------------------------------------------------------------------
@@ -147,13 +203,16 @@ def _ranking(a: dict[str, np.ndarray], p: dict[str, Any]) -> np.ndarray:
 
 
 def _hinge(a: dict[str, np.ndarray], p: dict[str, Any]) -> np.ndarray:
-    x = a["input"]
-    return np.where(a["target"] == 1, x, np.maximum(p["margin"] - x, 0))
+    """torch's sum of both terms: ``x`` where the target is not -1, ``max(0, margin - x)`` where it is not 1
+    (so a target of 0, 2 or NaN adds both)."""
+    x, y = a["input"], a["target"]
+    return np.where(y != -1, x, 0.0) + np.where(y != 1, np.maximum(p["margin"] - x, 0), 0.0)
 
 
 def _hinge_grad(a: dict[str, np.ndarray], p: dict[str, Any], coef: np.ndarray) -> np.ndarray:
     # torch's clamp_min passes the gradient at the kink (margin - x == 0)
-    return coef * np.where(a["target"] == 1, 1.0, np.where(p["margin"] - a["input"] >= 0, -1.0, 0.0))
+    x, y = a["input"], a["target"]
+    return coef * (np.where(y != -1, 1.0, 0.0) + np.where((y != 1) & (p["margin"] - x >= 0), -1.0, 0.0))
 
 
 def _soft(a: dict[str, np.ndarray]) -> np.ndarray:
@@ -250,10 +309,10 @@ MARGIN_RANKING = LossSpec(
     name="margin-ranking",
     torch_name="margin_ranking_loss",
     summary="Ranking hinge: input1 should rank above input2 where the target is 1, below where it is -1.",
-    formula="l = max(0, -y·(x1 - x2) + margin)  (y: -1 or 1)",
+    formula="l = max(0, -y·(x1 - x2) + margin)  (y: -1 or 1; torch takes any number, with a warning)",
     mean_rule="n elements",
     family=SameShape(("input1", "input2", "target"),
-                     "torch would scale the ranking term by it instead of reading a direction"),
+                     "torch scales the ranking term by them: max(0, -y·(x1 - x2) + margin)", negates=True),
     files=(FileArg("input1", "first scores"), FileArg("input2", "second scores"),
            FileArg("target", "targets, -1 or 1")),
     numpy=lambda a, p, b: Elements(np.maximum(_ranking(a, p), 0)),
@@ -270,9 +329,10 @@ HINGE_EMBEDDING = LossSpec(
     torch_name="hinge_embedding_loss",
     summary="Hinge embedding: distances of similar pairs (target 1) pulled down, of dissimilar (-1) pushed "
     "past the margin.",
-    formula="l = x if y = 1, max(0, margin - x) if y = -1  (x: typically a distance)",
+    formula="l = x if y = 1, max(0, margin - x) if y = -1, their sum for any other y (as torch; with a warning)"
+    "  (x: typically a distance)",
     mean_rule="n elements",
-    family=SameShape(("input",), "torch would add both terms for it"),
+    family=SameShape(("input",), "torch adds both terms for them: x + max(0, margin - x)"),
     files=(FileArg("input", "distances (or other scores)"), FileArg("target", "targets, -1 or 1")),
     numpy=lambda a, p, b: Elements(_hinge(a, p)),
     torch=lambda F, t, p, r: F.hinge_embedding_loss(t["input"], t["target"], margin=p["margin"], reduction=r),
@@ -285,9 +345,9 @@ SOFT_MARGIN = LossSpec(
     name="soft-margin",
     torch_name="soft_margin_loss",
     summary="Two-class logistic loss of scores against -1/1 targets.",
-    formula="l = log(1 + exp(-y·x))  (y: -1 or 1)",
+    formula="l = log(1 + exp(-y·x))  (y: -1 or 1; torch takes any number, with a warning)",
     mean_rule="n elements",
-    family=SameShape(("input",), "torch would scale the input by it"),
+    family=SameShape(("input",), "torch scales the input by them: log(1 + exp(-y·x))"),
     numpy=lambda a, p, b: Elements(_soft(a)),
     torch=lambda F, t, p, r: F.soft_margin_loss(t["input"], t["target"], reduction=r),
     grad=lambda a, p, b, c: c * -a["target"] * sigmoid(-a["input"] * a["target"]),
@@ -301,7 +361,8 @@ MULTILABEL_SOFT_MARGIN = LossSpec(
     formula="l = -1/C·Σ_c w_c·(y_c·log σ(x_c) + (1 - y_c)·log σ(-x_c))  (one value per sample)",
     mean_rule=PER_SAMPLE_MEAN,
     family=ClassScores("multi_hot", "input (N, C), (C,) or (..., C), the class axis last; target 0/1 of the "
-                       "input's shape; one loss per sample", any_rank=True),
+                       "input's shape; --weight (C,) or broadcasting to the input; one loss per sample",
+                       any_rank=True),
     numpy=lambda a, p, b: _multilabel_soft(a),
     torch=lambda F, t, p, r: F.multilabel_soft_margin_loss(t["input"], t["target"], weight=t.get("weight"),
                                                            reduction=r),
@@ -317,8 +378,8 @@ MULTILABEL_MARGIN = LossSpec(
     summary="Multi-label hinge: every listed class should score 1 above every unlisted one.",
     formula="l = Σ_j Σ_{i not listed} max(0, 1 - (x[y_j] - x[i])) / C  (y: class indices, padded with -1)",
     mean_rule="N samples (those selected)",
-    family=ClassScores("lists", "input (N, C) or (C,); target of the input's shape: each row's class indices, "
-                       "then -1 padding; one loss per sample"),
+    family=ClassScores("lists", "input (N, C), (C,) or (); target of the input's shape: each row's class "
+                       "indices, then -1 padding; one loss per sample"),
     numpy=lambda a, p, b: _multilabel_margin(a),
     torch=lambda F, t, p, r: _torch_empty_mean(
         lambda red: F.multilabel_margin_loss(t["input"], t["target"], reduction=red), t, r),
@@ -332,8 +393,8 @@ MULTI_MARGIN = LossSpec(
     summary="Multi-class hinge: the target class should score a margin above every other class.",
     formula="l = w[y]·Σ_{i != y} max(0, margin - x[y] + x[i])^p / C  (y: a class index per sample)",
     mean_rule=PER_SAMPLE_MEAN,
-    family=ClassScores("labels", "input (N, C) or (C,); target class indices (N,) or (); one loss per "
-                       "sample"),
+    family=ClassScores("labels", "input (N, C), (C,) or (); target class indices (N,), or () or (1,) for one "
+                       "sample; one loss per sample, of the target's shape"),
     numpy=lambda a, p, b: _multi_margin(a, p),
     torch=lambda F, t, p, r: _torch_empty_mean(
         lambda red: F.multi_margin_loss(t["input"], t["target"], p=p["p"], margin=p["margin"],

@@ -407,6 +407,7 @@ class LinearClasses(Classes):
         index_shape = x.shape[:-1] + positions
         kind = TargetKind.prob if t.shape == logits_shape else TargetKind.index  # torch's rule
         if kind is TargetKind.prob:
+            self._check_probabilities(t_arg, x_arg.shape[:-1] + w.shape[:1] + w.shape[1:-1], "the logits'")
             self._check_nothing_ignored(spec, params)
         elif t.shape != index_shape:
             raise ShapeError(
