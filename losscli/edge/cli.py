@@ -56,7 +56,7 @@ app = typer.Typer(
     help="Loss values from saved predictions, exactly as torch.nn.functional computes them.\n\n"
     "Example: [bold]losscli cross-entropy logits.npy labels.csv --format json[/bold]",
     rich_markup_mode="rich",
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion: no measurable start-up cost (imports nothing more)
     pretty_exceptions_enable=False,
     context_settings=HELP,
 )
