@@ -8,7 +8,8 @@
 array([ 0., -1.])
 
 The public surface: :func:`compute`, :func:`check` (a gate file), :class:`LossResult`, :class:`Outputs`,
-:class:`Streaming` and the errors (:class:`LossCliError` and its subclasses). Importing it imports neither
+:class:`Streaming`, the errors (:class:`LossCliError` and its subclasses) and :class:`LossCliWarning` (the
+result's warnings, also emitted through Python's :mod:`warnings`). Importing it imports neither
 rich, typer, click nor torch.
 """
 
@@ -16,12 +17,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .errors import BackendUnavailable, InputError, LossCliError, OptionError, ShapeError, ValueDomainError
+from .errors import (BackendUnavailable, InputError, LossCliError, LossCliWarning, OptionError, ShapeError,
+                     ValueDomainError)
 
 __version__ = "0.1.0"
 
-__all__ = ["BackendUnavailable", "InputError", "LossCliError", "LossResult", "OptionError", "Outputs",
-           "ShapeError", "Streaming", "ValueDomainError", "__version__", "check", "compute"]
+__all__ = ["BackendUnavailable", "InputError", "LossCliError", "LossCliWarning", "LossResult", "OptionError",
+           "Outputs", "ShapeError", "Streaming", "ValueDomainError", "__version__", "check", "compute"]
 
 if TYPE_CHECKING:
     from .api import Outputs, Streaming, compute

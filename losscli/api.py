@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 import math
 import os
+import warnings as python_warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
@@ -19,8 +20,9 @@ from .backends import Backend
 from .engine.run import Computation, Feeds, Progress, Task, compute_batch, run
 from .engine.sinks import Sink
 from .engine.sources import Source, plan, source
-from .errors import OptionError
+from .errors import InputError, LossCliWarning, OptionError
 from .io import Loader
+from .judge import check_thresholds
 from .losses import CATALOG, Batch, LossSpec
 from .reduction import Reduction, resolve
 from .result import CrossCheck, InputInfo, LossResult
@@ -91,6 +93,7 @@ def compute(loss: str | LossSpec, *arrays: Any, reduction: Reduction | str = Red
                           f"{resolved.value}", argument="reduction")
     if broadcast and not spec.family.broadcasts:
         raise OptionError(f"{spec.name} does not broadcast (torch requires matching shapes)", argument="broadcast")
+    check_thresholds(tolerance=outputs.tolerance)
     sources = _sources(spec, arrays, named)
     task = Task(spec, sources, _params(spec, named), resolved, broadcast, nan_policy.value, outputs.grad)
     asked: dict[str, Any] = {}
@@ -101,13 +104,21 @@ def compute(loss: str | LossSpec, *arrays: Any, reduction: Reduction | str = Red
     warnings = ([legacy_warning] if legacy_warning else []) + done.warnings
     if resolved is Reduction.mean and done.selected == 0:
         warnings.append("mean over 0 selected elements (all masked out or ignored) is NaN, as in torch")
-    return LossResult(
+    result = LossResult(
         loss=spec.name, torch_name=spec.torch_name, reduction=resolved, backend=backend, value=done.value,
         params=task.params, inputs=[_info(s) for s in sources.values()], count=math.prod(done.loss_shape),
         selected=done.selected, warnings=list(dict.fromkeys(warnings)), grad=_grad(task, done),
         cross_check=_cross_check(task, done, backend, outputs) if outputs.cross_check else None,
         **{name: view.finish() for name, view in asked.items()},
     )
+    _warn(result.warnings)
+    return result
+
+
+def _warn(messages: list[str]) -> None:
+    """The result's warnings, also through Python's :mod:`warnings` (as from compute()'s caller)."""
+    for message in messages:
+        python_warnings.warn(str(message), LossCliWarning, stacklevel=3)
 
 
 def lookup(loss: str | LossSpec) -> LossSpec:
@@ -129,11 +140,25 @@ def _sources(spec: LossSpec, arrays: tuple[Any, ...], named: dict[str, Any]) -> 
     given.update((f.name, named[f.name]) for f in spec.extras if named.get(f.name) is not None)
     loader = Loader()  # a file that two arguments name is read once
     return {name: source(name, loader.load(os.fspath(value), role=name) if isinstance(value, (str, os.PathLike))
-                         else value) for name, value in given.items()}
+                         else _untracked(name, value)) for name, value in given.items()}
+
+
+def _untracked(name: str, value: Any) -> Any:
+    """A torch tensor as a numpy array, detached from autograd and moved to the CPU (duck-typed on ``detach``
+    and ``numpy``, so that torch is never imported here); anything else as given."""
+    if not (hasattr(value, "detach") and hasattr(value, "numpy")):
+        return value
+    try:
+        value = value.detach()
+        return (value.cpu() if hasattr(value, "cpu") else value).numpy()
+    except (TypeError, RuntimeError) as e:  # bfloat16 and other dtypes numpy has not
+        raise InputError(f"{name}: expected a tensor that converts to a numpy array, but got one that does not "
+                         f"({e})") from None
 
 
 def _params(spec: LossSpec, named: dict[str, Any]) -> dict[str, Any]:
-    """The loss's options: the defaults, with those given converted (str -> enum, int -> float)."""
+    """The loss's options: the defaults, with those given converted (str -> enum, int -> float) and checked
+    against their domains (the one check of option values: the command line and gate files come here too)."""
     files = {f.name for f in spec.extras}
     for name in sorted(set(named) - files - set(spec.defaults())):
         if name in {f.name for other in CATALOG.values() for f in other.extras}:  # a file this loss takes not
@@ -144,6 +169,7 @@ def _params(spec: LossSpec, named: dict[str, Any]) -> dict[str, Any]:
     params = {**spec.defaults(), **{k: v for k, v in named.items() if k in spec.defaults()}}
     for option in spec.options:
         params[option.name] = _convert(option.name, option.type, params[option.name])
+        option.check(params[option.name])
     return params
 
 

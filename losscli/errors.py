@@ -86,3 +86,9 @@ class OptionError(LossCliError):
 
 class BackendUnavailable(LossCliError):
     """``backend="torch"`` without torch installed."""
+
+
+class LossCliWarning(UserWarning):
+    """A warning of a result (``LossResult.warnings``: torch's own warnings, NaN in the inputs, ...), which
+    :func:`losscli.compute` also emits through Python's :mod:`warnings`. The command line prints a result's
+    warnings itself and silences these."""

@@ -12,6 +12,8 @@ import math
 from collections.abc import Mapping
 from decimal import Decimal
 
+from .errors import OptionError
+
 BOUNDS = ("max", "min", "max_increase", "max_increase_pct")
 REGRESSION = ("max_increase", "max_increase_pct")
 
@@ -33,6 +35,17 @@ class Verdict:
     def fail(self, kind: str, reason: str) -> None:
         self.failed.append(kind)
         self.reasons.append(reason)
+
+
+def check_thresholds(*, fail_above: float | None = None, fail_below: float | None = None,
+                     tolerance: float | None = None) -> None:
+    """Refuse, before any work, a threshold that is NaN (a NaN bound would pass or fail every value) and a
+    negative cross-check tolerance; None: not given. Infinite bounds are fine."""
+    for name, value in (("fail_above", fail_above), ("fail_below", fail_below)):
+        if value is not None and math.isnan(value):
+            raise OptionError(f"expected a number, but got {value}", argument=name)
+    if tolerance is not None and not tolerance >= 0:
+        raise OptionError(f"expected a value of 0 or more, but got {tolerance}", argument="tolerance")
 
 
 def judge(printed: str, bounds: Mapping[str, float], baseline: float | None = None,

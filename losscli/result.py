@@ -52,6 +52,14 @@ class LossResult:
     top: Top | None = None  # the largest losses; with Outputs(top=K)
     hist: Hist | None = None  # a histogram of the losses; with Outputs(hist=True)
 
+    def __repr__(self) -> str:
+        """One short line: the value as the command line prints it (for ``none``: its shape and dtype), and how
+        many elements counted; never a whole array."""
+        value = str(self.value[()]) if self.is_scalar else f"<{self.value.dtype} array of shape {self.value.shape}>"
+        extra = f", warnings={len(self.warnings)}" if self.warnings else ""
+        return (f"LossResult(loss={self.loss!r}, reduction={self.reduction.value!r}, backend={self.backend.value!r}, "
+                f"value={value}, selected={self.selected}/{self.count}{extra})")
+
     @property
     def is_scalar(self) -> bool:
         return self.value.ndim == 0

@@ -153,7 +153,9 @@ def test_mse_json_equals_torch_with_reproducibility_fields():
     assert out["value"] == pytest.approx(expected, rel=1e-6)
     assert out["loss"] == "mse" and out["reduction"] == "mean" and out["backend"] == "numpy"
     assert out["shape"] == [] and out["dtype"] == "float32"
-    assert out["inputs"]["input"] == {"file": str(REG / "pred.npy"), "shape": [8, 4], "dtype": "float32"}
+    assert out["inputs"] == [{"role": "input", "file": str(REG / "pred.npy"), "shape": [8, 4], "dtype": "float32"},
+                             {"role": "target", "file": str(REG / "target.npy"), "shape": [8, 4], "dtype": "float32"}]
+    assert out["schema_version"] == 1 and out["tool"]["name"] == "losscli"
     assert out["versions"]["numpy"] == np.__version__ and "losscli" in out["versions"]
     assert "torch" not in out["versions"]  # the numpy backend never imports torch
 
@@ -169,7 +171,7 @@ def test_cross_entropy_with_class_weights_and_mask_equals_torch(backend):
                                label_smoothing=0.1).item()
     assert out["value"] == pytest.approx(expected, rel=1e-6)
     assert out["selected"] == int(mask.sum())
-    assert out["params"] == {"ignore_index": -100, "label_smoothing": 0.1, "target_kind": "auto"}
+    assert out["parameters"] == {"ignore_index": -100, "label_smoothing": 0.1, "target_kind": "auto"}
 
 
 def test_cross_entropy_probability_targets_and_k_dim():

@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+import jsonschema
 import numpy as np
 import pytest
 from typer.testing import CliRunner
@@ -121,6 +122,8 @@ def test_with_output_stdout_carries_the_summary_and_the_file_in_every_format(pai
     document = json.loads(result.stdout)
     assert result.exit_code == 0 and document["value"] is None and document["output"] == str(target)
     assert document["shape"] == [70_000]
+    schema = json.loads((ROOT / "losscli" / "result.schema.json").read_text())
+    jsonschema.validate(document, schema, cls=jsonschema.Draft202012Validator)
     assert_summary(document["summary"], expected)
     if out == "o.npy":
         assert np.array_equal(np.load(target), expected, equal_nan=True)

@@ -658,8 +658,8 @@ def test_cli_ctc_json_is_torchs_value(targets, backend):
     assert result.exit_code == 0, result.stderr
     out = json.loads(result.stdout)
     assert out["loss"] == "ctc" and out["torch"] == "torch.nn.functional.ctc_loss" and out["dtype"] == "float32"
-    assert out["params"] == {"blank": 0, "zero_infinity": False} and out["count"] == 3
-    assert list(out["inputs"]) == ["log_probs", "targets", "input_lengths", "target_lengths"]
+    assert out["parameters"] == {"blank": 0, "zero_infinity": False} and out["count"] == 3
+    assert [i["role"] for i in out["inputs"]] == ["log_probs", "targets", "input_lengths", "target_lengths"]
     np.testing.assert_allclose(out["value"], samples_ctc_torch().item(), rtol=1e-6)
 
 
@@ -703,7 +703,8 @@ def test_cli_linear_cross_entropy_json_and_grad_are_torchs(tmp_path, backend):
                     "0.1", "--format", "json", "--grad", tmp_path / "g.npy", "--backend", backend)
     assert result.exit_code == 0, result.stderr
     out = json.loads(result.stdout)
-    assert out["inputs"]["linear_bias"]["shape"] == [50] and out["params"]["label_smoothing"] == 0.1
+    bias = [i for i in out["inputs"] if i["role"] == "linear_bias"]
+    assert [b["shape"] for b in bias] == [[50]] and out["parameters"]["label_smoothing"] == 0.1
     x = torch.from_numpy(np.load(SAMPLES / "hidden.npy")).requires_grad_(True)
     tokens = np.loadtxt(SAMPLES / "next_tokens.csv", skiprows=1, dtype=np.int64)
     weight, bias = (torch.from_numpy(np.load(SAMPLES / name)) for name in ("vocab_weight.npy", "vocab_bias.npy"))

@@ -5,7 +5,10 @@ calls the core, hands what it prints to the render layer and what it writes to t
 from __future__ import annotations
 
 import enum
+import json
+import warnings
 from collections.abc import Iterator, MutableMapping
+from datetime import datetime, timezone
 from typing import Annotated, Any, Optional
 
 import typer
@@ -13,7 +16,7 @@ from rich.markup import escape
 from typer.core import TyperCommand, TyperGroup
 
 from .. import __version__
-from ..errors import LossCliError
+from ..errors import LossCliError, LossCliWarning
 from ..losses import CATALOG, LossSpec
 from .commands import help_text, loss_command
 from .console import (EXIT_BAD_INPUT, exit_on_error, say, stderr, stdout, terminal_errors, terminate_as_exception,
@@ -101,6 +104,7 @@ def list_losses() -> None:
 class CheckFormat(str, enum.Enum):
     table = "table"
     json = "json"
+    metrics = "metrics"
 
 
 @app.command()
@@ -123,41 +127,80 @@ def check(
     skip: Annotated[Optional[list[str]], typer.Option(
         "--skip", metavar="NAME", help="leave this check out (repeatable)")] = None,
     format: Annotated[CheckFormat, typer.Option(
-        "--format", "-f", help="table and a verdict line for people; json: the report, for scripts")] = CheckFormat.table,
+        "--format", "-f", help="table and a verdict line for people; json: the report, for scripts; metrics: "
+        "{\"CHECK\": value}, for dvc and mlflow")] = CheckFormat.table,
+    quiet: Annotated[bool, typer.Option(
+        "--quiet", "-q", help="no table and no notes: the FAIL and error lines, warnings and the verdict on "
+        "stderr")] = False,
     debug: Annotated[bool, typer.Option("--debug", help="show tracebacks")] = False,
 ) -> None:
     """Run the quality gates of a gate file: every check, each against its bounds (and a baseline).
     Exit status 0 when all pass, 1 when any failed a bound or gave NaN, 2 when the gate file or an input
-    is invalid (2 wins over 1).
+    is invalid (2 wins over 1). The reports asked for are written in every case, an invalid gate file or
+    baseline included (they then state the error).
 
     Example: [bold]losscli check samples/gates.toml --junit junit.xml --markdown summary.md[/bold]
     """
+    from ..gates import GateError
     from ..gates import check as run_gates
     from . import reports
 
     with exit_on_error(debug):
+        warnings.filterwarnings("ignore", category=LossCliWarning)  # the reports show each check's warnings
         if write_baseline and (only or skip):
             raise LossCliError("--write-baseline: a baseline records every check, so it cannot be combined "
                                "with --only or --skip")
         targets = {"--report": report, "--junit": junit, "--markdown": markdown, "--write-baseline": write_baseline}
         inputs = [ref.path or "" for c in _checks_or_none(gates) for ref in (*c.files, *c.extras)]
         check_targets(targets, [gates, baseline or "", *inputs])
-        run_ = run_gates(gates, baseline=baseline, only=only or [], skip=skip or [])
+        try:
+            run_ = run_gates(gates, baseline=baseline, only=only or [], skip=skip or [])
+        except GateError as exc:  # like pytest's collection error: every report asked for says why
+            _stopped(reports.Stopped(gates, baseline, exc.with_flags(), type(exc).__name__,
+                                     datetime.now(timezone.utc).replace(microsecond=0)), targets, format)
+            raise
         document = reports.to_json_text(run_)
         texts = {"--report": document, "--junit": reports.to_junit(run_), "--markdown": reports.to_markdown(run_),
                  "--write-baseline": document if run_.all_passed else None}
         for option, path in targets.items():
             if path and texts[option] is not None:
                 write_text(path, texts[option], option)
+    _show_run(run_, document, format, quiet, write_baseline)
+    raise typer.Exit(run_.exit_code)
+
+
+def _stopped(stopped: Any, targets: dict[str, Optional[str]], format: CheckFormat) -> None:
+    """A run that stopped before any check: the reports asked for (not a baseline) state the error; -f json
+    prints that report, -f metrics an empty object. The caller then says the error on stderr, exit 2."""
+    from . import reports
+
+    texts = {"--report": reports.to_json_text(stopped), "--junit": reports.error_junit(stopped),
+             "--markdown": reports.error_markdown(stopped)}
+    for option, text in texts.items():
+        if targets[option]:
+            write_text(targets[option], text, option)
+    if format is CheckFormat.json:
+        print(texts["--report"], end="")
+    elif format is CheckFormat.metrics:
+        print("{}")
+
+
+def _show_run(run_: Any, document: str, format: CheckFormat, quiet: bool, write_baseline: Optional[str]) -> None:
+    """stdout: the table, the JSON report or the metrics; stderr: why checks failed or errored, notes (not
+    with --quiet), warnings, the baseline line; the verdict last (on stdout under the table)."""
+    from . import reports
+
     if format is CheckFormat.json:
         print(document, end="")
-    else:
+    elif format is CheckFormat.metrics:
+        print(json.dumps(reports.to_metrics(run_), indent=2, ensure_ascii=False, allow_nan=True))
+    elif not quiet:
         stdout.print(reports.to_check_table(run_))
     for level, line in reports.messages(run_, write_baseline):
-        say(level, line, reports.LEVEL_STYLE[level])
-    (stdout if format is CheckFormat.table else stderr).print(
+        if not (quiet and level == "note"):
+            say(level, line, reports.LEVEL_STYLE[level])
+    (stdout if format is CheckFormat.table and not quiet else stderr).print(
         reports.verdict(run_), style=("bold green", "bold red", "bold yellow")[run_.exit_code])
-    raise typer.Exit(run_.exit_code)
 
 
 def _checks_or_none(gates: str) -> list[Any]:

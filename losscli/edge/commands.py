@@ -7,6 +7,7 @@ from __future__ import annotations
 import enum
 import inspect
 import sys
+import warnings
 from typing import Annotated, Any, Optional
 
 import typer
@@ -14,9 +15,9 @@ from rich.markup import escape
 
 from ..api import NanPolicy, Outputs, Streaming, compute
 from ..backends import Backend
-from ..errors import LossCliError, flag
+from ..errors import LossCliError, LossCliWarning, flag
 from ..io import Loaded, Loader, Shards
-from ..judge import judge
+from ..judge import check_thresholds, judge
 from ..losses import LossSpec
 from ..losses.base import FileArg
 from ..reduction import Reduction, resolve
@@ -147,11 +148,13 @@ def run(spec: LossSpec, *, reduction: str, size_average: bool | None, reduce: bo
         quiet: bool = False, **given: Any) -> None:
     """One loss command: load, compute, write, render, judge. ``given`` holds the files and the loss's options."""
     with exit_on_error(debug):
+        check_thresholds(fail_above=fail_above, fail_below=fail_below, tolerance=tolerance)
+        warnings.filterwarnings("ignore", category=LossCliWarning)  # _show prints result.warnings itself
         if (fail_above is not None or fail_below is not None) and \
                 resolve(reduction, size_average, reduce)[0] is Reduction.none:
             raise LossCliError("--fail-above/--fail-below: expected a reduced value (mean or sum), but the "
                                "reduction is none")
-        check_format(format, top, hist)
+        check_format(format, top, hist, resolve(reduction, size_average, reduce)[0])
         loader = Loader()
         arrays = [_load_file(loader, given.pop(f.name), f) for f in spec.files]
         named = {f.name: loader.load(path, role=f.name) for f in spec.extras if (path := given.pop(f.name)) is not None}

@@ -14,9 +14,10 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from .. import __version__
 from ..errors import OptionError, flag
 from ..losses import LossSpec
-from ..reduction import legacy_table
+from ..reduction import Reduction, legacy_table
 from ..result import LossResult
 from .cells import array_csv, cell, csv_header, csv_rows, grid, json_number, json_value, shape_text
 from .render_views import view_csv, view_json, view_parts, view_plain
@@ -37,18 +38,35 @@ class Format(str, enum.Enum):
     json = "json"
     plain = "plain"
     csv = "csv"
+    metrics = "metrics"
 
 
-def check_format(fmt: Format, top: int | None, hist: bool) -> None:
-    """plain and csv print one view: refuse two before any work is done."""
+SCHEMA_VERSION = 1  # of the loss commands' JSON (losscli/result.schema.json); bump on an incompatible change
+
+
+def check_format(fmt: Format, top: int | None, hist: bool, reduction: Reduction | None = None) -> None:
+    """plain and csv print one view, metrics one number: refuse what they cannot show before any work."""
     if fmt in (Format.plain, Format.csv) and top is not None and hist:
         raise OptionError(f"--format {fmt.value}: expected one of --top and --hist (it prints one table of "
                           "numbers), but got both; use --format table or json to see both")
+    if fmt is Format.metrics and (reduction is Reduction.none or top is not None or hist):
+        got = "--reduction none" if reduction is Reduction.none else ("--top" if top is not None else "--hist")
+        raise OptionError(f"--format metrics: expected one reduced value (it prints {{\"LOSS\": value}}), but "
+                          f"got {got}; use --format json for per-element values and views")
+
+
+def inputs_json(result: LossResult) -> list[dict[str, Any]]:
+    """Each input as the JSON vocabulary records it: a file with its shape and dtype, or a number."""
+    return [{"role": i.role, "value": i.number} if i.number is not None else
+            {"role": i.role, "file": i.source, "shape": list(i.shape), "dtype": i.dtype} for i in result.inputs]
 
 
 def to_json(result: LossResult) -> dict[str, Any]:
-    """Everything needed to read and reproduce the number."""
+    """Everything needed to read and reproduce the number: schema ``losscli/result.schema.json``, in the
+    vocabulary of the check report (``parameters``, ``inputs`` as a list, ``schema_version``, ``tool``)."""
     out: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "tool": {"name": "losscli", "version": __version__},
         "loss": result.loss,
         "torch": f"torch.nn.functional.{result.torch_name}",
         "reduction": result.reduction.value,
@@ -58,10 +76,8 @@ def to_json(result: LossResult) -> dict[str, Any]:
         "value": json_value(result.value),
         "count": result.count,
         "selected": result.selected,
-        "params": {k: (v.value if isinstance(v, enum.Enum) else v) for k, v in result.params.items()},
-        "inputs": {
-            i.role: {"file": i.source, "shape": list(i.shape), "dtype": i.dtype} for i in result.inputs
-        },
+        "parameters": {k: (v.value if isinstance(v, enum.Enum) else v) for k, v in result.params.items()},
+        "inputs": inputs_json(result),
         "warnings": result.warnings,
         "versions": result.versions,
     }
@@ -79,6 +95,17 @@ def to_json(result: LossResult) -> dict[str, Any]:
             "ok": check.ok,
         }
     return out
+
+
+def to_metrics(result: LossResult) -> dict[str, float]:
+    """``{"LOSS": value}``: the flat form ``dvc metrics`` and ``mlflow.log_metrics`` read, the value as printed
+    (a reduced loss; :func:`check_format` refuses ``none``)."""
+    return {result.loss: float(str(result.value[()]))}
+
+
+def metrics_text(metrics: dict[str, float]) -> str:
+    """Flat JSON; a non-finite value is written as ``NaN``/``Infinity``, which Python's json (dvc, mlflow) reads."""
+    return json.dumps(metrics, indent=2, ensure_ascii=False, allow_nan=True)
 
 
 def to_plain(result: LossResult) -> str:
@@ -199,6 +226,8 @@ def render(result: LossResult, fmt: Format) -> Any:
         return json.dumps(to_json(result), indent=2, allow_nan=False)
     if fmt is Format.csv:
         return to_csv(result)
+    if fmt is Format.metrics:
+        return metrics_text(to_metrics(result))
     return to_plain(result)
 
 

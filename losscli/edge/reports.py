@@ -1,13 +1,15 @@
 """A gate run (:class:`losscli.gates.Run`) -> what people and CI systems read: a rich table with a verdict
-line, the JSON report (``losscli/report.schema.json``), JUnit XML and a Markdown summary. Each returns
-an object or a string and prints nothing."""
+line, the JSON report (``losscli/report.schema.json``), JUnit XML, a Markdown summary and flat metrics. Each
+returns an object or a string and prints nothing. A run that stopped before any check (:class:`Stopped`: the
+gate file or the baseline is invalid) has the same reports, stating the error, as pytest's collection error."""
 
 from __future__ import annotations
 
 import json
 import re
 import xml.etree.ElementTree as ET
-from typing import Any
+from datetime import datetime
+from typing import Any, NamedTuple
 
 from rich import box
 from rich.table import Table
@@ -24,6 +26,20 @@ STATUS_MARK = {Status.passed: "✅", Status.failed: "❌", Status.error: "⚠️
 LEVEL_STYLE = {"FAIL": "red", "error": "red", "warning": "yellow", "note": "yellow", "baseline": "cyan"}
 COLUMNS = ("check", "loss", "value", "bound", "baseline", "delta", "status")
 BOUND_SHOWN = {"max": "≤ {}", "min": "≥ {}", "max_increase": "Δ ≤ +{}", "max_increase_pct": "Δ ≤ +{}%"}
+
+
+class Stopped(NamedTuple):
+    """A ``losscli check`` that stopped before any check ran: what its reports say instead of the checks."""
+
+    gate_file: str
+    baseline: str | None  # the --baseline given, if any
+    message: str  # the one line stderr shows (arguments as flags)
+    error_type: str  # the error's class name ("GateError")
+    created: datetime
+
+    @property
+    def verdict(self) -> str:
+        return "ERROR: no check ran"
 
 
 def verdict_word(run: Run) -> str:
@@ -120,11 +136,36 @@ def to_report(run: Run) -> dict[str, Any]:
         },
         "seconds": round(run.seconds, 6),
         "checks": [_check_json(o) for o in run.outcomes],
+        "error": None,
     }
 
 
-def to_json_text(run: Run) -> str:
-    return json.dumps(to_report(run), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+def error_report(stopped: Stopped) -> dict[str, Any]:
+    """The JSON report of a run that stopped before any check: no checks, verdict error, and the error."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "tool": {"name": "losscli", "version": __version__},
+        "created": stopped.created.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "gate_file": stopped.gate_file,
+        "baseline": None if stopped.baseline is None else {"file": stopped.baseline, "created": None},
+        "verdict": "error",
+        "exit_code": 2,
+        "summary": {"checks": 0, "passed": 0, "failed": 0, "errors": 0, "skipped": 0, "without_baseline": 0},
+        "seconds": 0.0,
+        "checks": [],
+        "error": {"message": stopped.message, "type": stopped.error_type},
+    }
+
+
+def to_metrics(run: Run) -> dict[str, float]:
+    """``{"CHECK": value}``, the flat form ``dvc metrics`` and ``mlflow.log_metrics`` read: the value of every
+    check that has one (a check that errored or was skipped has none and is left out)."""
+    return {o.check.name: o.value for o in run.outcomes if o.value is not None}
+
+
+def to_json_text(run: Run | Stopped) -> str:
+    report = error_report(run) if isinstance(run, Stopped) else to_report(run)
+    return json.dumps(report, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
 
 
 def _check_json(outcome: Outcome) -> dict[str, Any]:
@@ -165,16 +206,31 @@ def _xml_text(text: str) -> str:
     return _NOT_XML.sub("", text)
 
 
+def _junit_suites(gate_file: str, created: datetime, seconds: float, counts: dict[str, int]) -> ET.Element:
+    """``<testsuites>`` with its one ``<testsuite>`` and the counts CI systems read: on ``<testsuites>`` only
+    the attributes the Jenkins xunit-plugin schema (junit-10.xsd) allows there (no ``skipped``)."""
+    time = f"{seconds:.3f}"
+    root = ET.Element("testsuites", name="losscli check", time=time,
+                      **{k: str(counts[k]) for k in ("tests", "failures", "errors")})
+    suite = ET.SubElement(root, "testsuite", name=_xml_text(f"losscli check {gate_file}"),
+                          **{k: str(v) for k, v in counts.items()}, time=time,
+                          timestamp=created.strftime("%Y-%m-%dT%H:%M:%S"))
+    return root
+
+
+def _junit_text(root: ET.Element) -> str:
+    ET.indent(root)
+    return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
+
+
 def to_junit(run: Run) -> str:
     """One ``<testsuite>`` (in ``<testsuites>``), one ``<testcase classname="losscli.check">`` per check:
     ``<failure>`` for a failed bound or NaN, ``<error>`` for an invalid input, ``<skipped>`` for a check
     left out by --only/--skip. The counts and times are the attributes GitHub, GitLab and Jenkins read."""
-    counts = {"tests": str(len(run.outcomes)), "failures": str(run.count(Status.failed)),
-              "errors": str(run.count(Status.error)), "skipped": str(run.count(Status.skipped)),
-              "time": f"{run.seconds:.3f}"}
-    root = ET.Element("testsuites", name="losscli check", **counts)
-    suite = ET.SubElement(root, "testsuite", name=_xml_text(f"losscli check {run.gate_file}"), **counts,
-                          timestamp=run.created.strftime("%Y-%m-%dT%H:%M:%S"))
+    counts = {"tests": len(run.outcomes), "failures": run.count(Status.failed), "errors": run.count(Status.error),
+              "skipped": run.count(Status.skipped)}
+    root = _junit_suites(run.gate_file, run.created, run.seconds, counts)
+    suite = root[0]
     properties = ET.SubElement(suite, "properties")
     for name, value in (("losscli.version", __version__), ("gate_file", run.gate_file),
                         ("baseline", run.baseline.path if run.baseline else "")):
@@ -193,8 +249,19 @@ def to_junit(run: Run) -> str:
         if outcome.status is not Status.skipped:
             ET.SubElement(case, "system-out").text = _xml_text("\n".join([_details(outcome)] + outcome.notes +
                                                                          outcome.warnings))
-    ET.indent(root)
-    return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
+    return _junit_text(root)
+
+
+def error_junit(stopped: Stopped) -> str:
+    """A run that stopped before any check: one ``<testcase>`` named after the gate file, holding the
+    ``<error>`` (as pytest reports a collection error), so the CI's test report shows why."""
+    root = _junit_suites(stopped.gate_file, stopped.created, 0.0,
+                         {"tests": 1, "failures": 0, "errors": 1, "skipped": 0})
+    case = ET.SubElement(root[0], "testcase", classname="losscli.check", name=_xml_text(stopped.gate_file),
+                         time="0.000")
+    message = _xml_text(stopped.message)
+    ET.SubElement(case, "error", message=message, type=stopped.error_type).text = message
+    return _junit_text(root)
 
 
 def _details(outcome: Outcome) -> str:
@@ -205,18 +272,35 @@ def _details(outcome: Outcome) -> str:
 # -- Markdown --------------------------------------------------------------------------------------------
 
 
+_MARKUP = re.compile(r"([\\`*_\[\]|~])")
+
+
 def _md(text: str) -> str:
-    """A table cell: | would end the cell, < could open HTML, a newline would end the row."""
-    return text.replace("\\", "\\\\").replace("|", "\\|").replace("<", "&lt;").replace("\n", " ")
+    """Text shown as typed in Markdown (GitHub's): the characters that open emphasis, code, links,
+    strikethrough or end a table cell are backslash-escaped, ``&`` and ``<`` written as entities (so neither
+    HTML nor a literal ``&lt;`` is interpreted), and a newline, which would end the row, is a space."""
+    text = _MARKUP.sub(r"\\\1", text).replace("&", "&amp;").replace("<", "&lt;")
+    return text.replace("\r\n", " ").replace("\n", " ").replace("\r", " ")
+
+
+def _code(text: str) -> str:
+    """A code span holding ``text`` exactly: fenced by more backticks than any run inside it."""
+    text = text.replace("\n", " ")
+    fence = "`" * (max((len(run) for run in re.findall("`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def _heading(mark: str, gate_file: str, verdict_line: str) -> list[str]:
+    return [f"### {mark} losscli check {_code(gate_file)}", "", f"**{verdict_line}**", ""]
 
 
 def to_markdown(run: Run) -> str:
     """A table with a verdict line, for ``$GITHUB_STEP_SUMMARY`` and pull-request comments."""
     mark = STATUS_MARK[(Status.passed, Status.failed, Status.error)[run.exit_code]]
-    lines = [f"### {mark} losscli check `{run.gate_file.replace('`', '')}`", "",
-             f"**{verdict(run)}**", "",
-             "| " + " | ".join(COLUMNS) + " |",
-             "|" + "|".join("---:" if c in ("value", "baseline", "delta") else "---" for c in COLUMNS) + "|"]
+    lines = _heading(mark, run.gate_file, verdict(run)) + [
+        "| " + " | ".join(COLUMNS) + " |",
+        "|" + "|".join("---:" if c in ("value", "baseline", "delta") else "---" for c in COLUMNS) + "|"]
     for outcome in run.outcomes:
         row = cells(outcome)
         row["status"] = f"{STATUS_MARK[outcome.status]} {row['status']}"
@@ -228,5 +312,12 @@ def to_markdown(run: Run) -> str:
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["cells", "messages", "to_check_table", "to_json_text", "to_junit", "to_markdown", "to_report", "verdict",
-           "write"]
+def error_markdown(stopped: Stopped) -> str:
+    """A run that stopped before any check: the heading, the verdict and the error, so a step that appends the
+    summary shows why."""
+    return "\n".join(_heading(STATUS_MARK[Status.error], stopped.gate_file, stopped.verdict) +
+                     [f"error: {_md(stopped.message)}"]) + "\n"
+
+
+__all__ = ["Stopped", "cells", "error_junit", "error_markdown", "error_report", "messages", "to_check_table",
+           "to_json_text", "to_junit", "to_markdown", "to_metrics", "to_report", "verdict"]

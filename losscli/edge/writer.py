@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from typing import IO
 
@@ -66,6 +65,8 @@ class _Staged:
     """A temporary file beside ``path`` that becomes ``path`` on :meth:`commit`, or vanishes on :meth:`discard`."""
 
     def __init__(self, path: str, suffix: str = ".tmp") -> None:
+        import tempfile  # 1 ms of start-up, paid only by a run that writes
+
         folder, name = os.path.split(os.path.abspath(path))
         self.path = path
         fd, self.temp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=suffix)

@@ -9,7 +9,8 @@ A spec is what the user typed for one argument::
     scores.tsv          tab-delimited
     -:pred,label        CSV text on stdin
     'preds-*.npy'       shards: the .npy files that a glob matches (or a directory's .npy files),
-    preds/              concatenated along axis 0 in sorted name order, read chunk by chunk when streaming
+    preds/              concatenated along axis 0 in sorted name order, read chunk by chunk when streaming;
+                        a name with *, ? or [ that an existing file has is that file, not a pattern
 
 ``Loader`` parses each file once, however many specs name it. A loaded argument keeps its :class:`Rows`: the
 whole shape and dtype without reading anything, rows read on demand, and the whole array (``Loaded.array``).
@@ -233,7 +234,7 @@ class Loader:
         return self._parsed[path]
 
     def _parse(self, path: str) -> NpyFile | NpzFile | Table | _ShardSet:
-        if any(c in path for c in GLOB) or (os.path.isdir(path) and not path.lower().endswith(SUFFIXES)):
+        if is_pattern(path) or (os.path.isdir(path) and not path.lower().endswith(SUFFIXES)):
             return _ShardSet(shards(path))
         if path == "-":
             return Table("-", ",", self._read_stdin())
@@ -269,6 +270,13 @@ def _naming(role: str, spec: str) -> Iterator[None]:
         raise InputError(f"{role} ({spec}): {e}") from e
     except OSError as e:  # the common ones get their own words in open_binary
         raise InputError(f"{role} ({spec}): cannot read the file: {e.strerror or e}") from e
+
+
+def is_pattern(path: str) -> bool:
+    """Whether ``path`` is a glob of shards: it has ``*``, ``?`` or ``[`` and no file has that very name (an
+    existing file is always that file: ``p[1].npy`` is ``p[1].npy`` when it exists, else a pattern matching
+    ``p1.npy``)."""
+    return any(c in path for c in GLOB) and not os.path.lexists(path)
 
 
 def shards(path: str) -> Shards:

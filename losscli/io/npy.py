@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import os
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 from numpy.lib import format as npy_format
@@ -12,6 +12,9 @@ from numpy.lib import format as npy_format
 from ..errors import InputError
 from .files import open_binary
 
+# deflate's largest expansion (a run of 258 bytes from a 2-bit code, about 1032:1); an archive's member
+# that claims more bytes than its compressed size allows is not read
+DEFLATE_RATIO = 1032
 _KIND_NAMES = {"c": "complex numbers", "U": "strings", "S": "bytes", "V": "records",
                "M": "datetimes", "m": "timedeltas"}
 
@@ -51,7 +54,7 @@ class NpyFile:
             self.path, self.shape, self.dtype, self.offset = path, shape, dtype, f.tell()
             self.contiguous_rows = not fortran or len(shape) <= 1
             have = os.fstat(f.fileno()).st_size - f.tell()
-        need = int(np.prod(shape)) * dtype.itemsize
+        need = math.prod(shape) * dtype.itemsize  # Python ints: a header may claim more than int64 holds
         if have < need:
             raise InputError(f"expected {need} bytes of {dtype} data for shape {shape}, "
                              f"but got {have} (the file is truncated)")
@@ -128,10 +131,31 @@ class NpzFile:
         what = f"array {key!r} of the .npz file"
         try:
             with zipfile.ZipFile(self.path) as z, z.open(self.members[key]) as f:
-                read_header(f, what)
+                shape, dtype = read_header(f, what)
+                _check_sizes(z.getinfo(self.members[key]), f.tell(), math.prod(shape) * dtype.itemsize,
+                             os.path.getsize(self.path), what)
                 f.seek(0)
                 return npy_format.read_array(f, allow_pickle=False)
         except InputError:
             raise
         except Exception as e:  # on damaged bytes: BadZipFile, zlib.error, EOFError, NotImplementedError...
             raise InputError(f"expected a readable {what}, but it is corrupt: {e}") from None
+
+
+def _check_sizes(info: Any, header: int, data: int, archive: int, what: str) -> None:
+    """Before anything is allocated: the bytes a member's .npy header claims (``header`` + ``data``) against the
+    member's size in the archive's directory, and that size against what its compressed bytes can hold (a
+    forged entry, or a zip bomb, claims more) and the archive's own size."""
+    import zipfile
+
+    ratio = {zipfile.ZIP_STORED: 1, zipfile.ZIP_DEFLATED: DEFLATE_RATIO}.get(info.compress_type)
+    if info.compress_size > archive:
+        why = f"its entry claims {info.compress_size} compressed bytes, more than the archive's {archive}"
+    elif ratio is not None and info.file_size > max(info.compress_size, 1) * ratio:
+        why = (f"its entry claims {info.file_size} bytes, more than {ratio}x its {info.compress_size} compressed "
+               "bytes (a forged entry or a zip bomb)")
+    elif header + data > info.file_size:
+        why = f"its header declares {data} bytes of data, but the member holds {info.file_size - header}"
+    else:
+        return
+    raise InputError(f"expected a readable {what}, but it is corrupt: {why}")

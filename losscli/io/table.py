@@ -360,7 +360,11 @@ class Table:
     def _index(self, token: str) -> int:
         ncols = self.ncols
         if self.names is not None and token in self.names:
-            return self.names.index(token)
+            same = [i for i, name in enumerate(self.names) if name == token]
+            if len(same) > 1:
+                raise InputError(f"expected a column name that names one column, but {token!r} names columns "
+                                 f"{', '.join(map(str, same))} (0-based); pick one by index, as in :{same[0]}")
+            return same[0]
         if token.isdecimal() and int(token) < ncols:
             return int(token)
         indices = "index 0" if ncols == 1 else f"indices 0..{ncols - 1}"

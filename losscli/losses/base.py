@@ -11,12 +11,13 @@ that class weights keep torch's denominator.
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
 import numpy as np
 
-from ..errors import ShapeError, ValueDomainError
+from ..errors import OptionError, ShapeError, ValueDomainError
 from ..reduction import STANDARD, Elements, Reduction
 
 if TYPE_CHECKING:  # torch is imported lazily, by the torch backend only
@@ -31,17 +32,62 @@ class TargetKind(str, enum.Enum):
     prob = "prob"
 
 
+class Domain(NamedTuple):
+    """The numbers a float option takes: from ``low`` to ``high``, each end included unless it is ``open``.
+    NaN is never one of them. The default is every number, infinities included (torch checks most options
+    for nothing); an option whose values torch refuses declares the ones it takes.
+
+    >>> 0.5 in Domain(0, 1), 0 in Domain(0, open_low=True), float("nan") in Domain()
+    (True, False, False)
+    >>> str(Domain(0, 1)), str(Domain(0, open_low=True)), str(Domain())
+    ('a value in [0, 1]', 'a value of more than 0', 'a number')
+    """
+
+    low: float = -math.inf
+    high: float = math.inf
+    open_low: bool = False
+    open_high: bool = False
+
+    def __contains__(self, value: object) -> bool:
+        if not isinstance(value, (int, float)):
+            return False
+        above = value > self.low if self.open_low else value >= self.low
+        below = value < self.high if self.open_high else value <= self.high
+        return above and below  # False for NaN
+
+    def __str__(self) -> str:
+        low, high = _bound(self.low), _bound(self.high)
+        if self.low == -math.inf and self.high == math.inf:
+            return "a number"  # of any size: NaN is the one value refused
+        if self.high == math.inf and not self.open_high:
+            return f"a value of more than {low}" if self.open_low else f"a value of {low} or more"
+        if self.low == -math.inf and not self.open_low:
+            return f"a value of less than {high}" if self.open_high else f"a value of {high} or less"
+        return f"a value in {'(' if self.open_low else '['}{low}, {high}{')' if self.open_high else ']'}"
+
+
+def _bound(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
 class Option(NamedTuple):
-    """A scalar, loss-specific option such as ``--beta`` or ``--ignore-index``."""
+    """A scalar, loss-specific option such as ``--beta`` or ``--ignore-index``. A float option takes the
+    numbers of its ``domain`` (every number but NaN unless it says otherwise: torch's own limits)."""
 
     name: str  # keyword of losscli.compute and torch.nn.functional ("ignore_index")
     type: type
     default: Any
     help: str
+    domain: Domain = Domain()
 
     @property
     def flag(self) -> str:
         return "--" + self.name.replace("_", "-")
+
+    def check(self, value: Any) -> None:
+        """Refuse a float outside the option's domain (NaN always), naming the option."""
+        if self.type is float and value not in self.domain:
+            raise OptionError(f"expected {self.domain}, but got {value}", argument=self.name)
 
 
 @dataclass
@@ -294,7 +340,21 @@ def integers(arg: Arg, what: str) -> np.ndarray:
     if t.dtype.kind not in "iu":
         raise ValueDomainError(f"{arg.label}: expected integer {what}, but got {t.dtype} values; save them as "
                                "integers")
-    return t.astype(np.int64, copy=False)
+    return as_int64(arg, t, what)
+
+
+INT64_MAX = np.iinfo(np.int64).max
+
+
+def as_int64(arg: Arg, array: np.ndarray, what: str) -> np.ndarray:
+    """Integers as int64, torch's index type; uint64 values beyond it are refused (and shown as they are),
+    not wrapped around to negative numbers."""
+    if array.dtype == np.uint64:
+        where = first(array > INT64_MAX)
+        if where is not None:
+            raise ValueDomainError(f"{arg.label}: expected {what} that fit in int64 (torch's index type), but got "
+                                   f"{offending(array, where, arg.offset)}")
+    return array.astype(np.int64, copy=False)
 
 
 def with_batch_axis(arrays: dict[str, np.ndarray], mask: np.ndarray | None,

@@ -14,8 +14,8 @@ import numpy as np
 
 from ..errors import OptionError, ShapeError, ValueDomainError
 from ..reduction import Elements
-from .base import (Arg, Batch, Family, Layout, LossSpec, Option, TargetKind, class_weight, first, float_dtype,
-                   numeric, offending, shape_str)
+from .base import (Arg, Batch, Domain, Family, Layout, LossSpec, Option, TargetKind, as_int64, class_weight, first,
+                   float_dtype, numeric, offending, shape_str)
 
 CLASS_WEIGHT_HELP = "class weights (FILE), shape (C,)"
 IGNORE_INDEX = Option("ignore_index", int, -100, "class index whose targets count for nothing")
@@ -66,7 +66,6 @@ class Classes(Family):
         else:
             integral_floats = params.get("target_kind") is TargetKind.index  # asked for, not inferred
             target = self._indices(t_arg, layout.classes, params["ignore_index"], integral_floats)
-        self._check_smoothing(params)
         return {"input": args["input"].array.astype(dtype, copy=False), "target": target}
 
     def weight(self, arg, layout, dtype):
@@ -85,12 +84,6 @@ class Classes(Family):
         if params["ignore_index"] != default:
             raise OptionError(f"expected the default {default} with class-probability targets (nothing is "
                               f"ignored there), but got {params['ignore_index']}", argument="ignore_index")
-
-    @staticmethod
-    def _check_smoothing(params: dict[str, Any]) -> None:
-        smoothing = params.get("label_smoothing", 0.0)
-        if not 0.0 <= smoothing <= 1.0:
-            raise OptionError(f"expected a value in [0, 1], but got {smoothing}", argument="label_smoothing")
 
     def _kind(self, spec: LossSpec, asked: TargetKind, x: np.ndarray, t_arg: Arg) -> TargetKind:
         if not self.probabilities:
@@ -114,7 +107,7 @@ class Classes(Family):
                 )
         elif t.dtype.kind not in "iu":
             raise ValueDomainError(f"{t_arg.label}: expected integer class indices, but got {t.dtype} values")
-        t = t.astype(np.int64, copy=False)
+        t = as_int64(t_arg, t, "class indices")
         bad = ((t < 0) | (t >= classes)) & (t != ignore_index)
         where = first(bad)
         if where is not None:
@@ -243,7 +236,8 @@ CROSS_ENTROPY = LossSpec(
                                              label_smoothing=p["label_smoothing"]),
     options=(
         IGNORE_INDEX,
-        Option("label_smoothing", float, 0.0, "ε in [0, 1]: mix the target with the uniform distribution"),
+        Option("label_smoothing", float, 0.0, "ε in [0, 1]: mix the target with the uniform distribution",
+               Domain(0, 1)),
         Option("target_kind", TargetKind, TargetKind.auto,
                "auto: probabilities when target and input shapes match (torch's rule), else indices"),
     ),

@@ -16,9 +16,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..errors import OptionError, ShapeError
+from ..errors import ShapeError
 from ..reduction import Elements
-from .base import FileArg, Layout, LossSpec, Option, float_dtype, numeric, shape_str
+from .base import Domain, FileArg, Layout, LossSpec, Option, float_dtype, numeric, shape_str
 from .margin import PerSample, check_signs
 
 
@@ -162,14 +162,6 @@ def _triplet(a: dict[str, np.ndarray], p: dict[str, Any], grad_coef: np.ndarray 
     return active * (dist_grad(anchor, positive) - share[..., None] * dist_grad(anchor, negative))
 
 
-def _check_triplet(args: dict[str, Any], arrays: dict[str, np.ndarray], params: dict[str, Any]) -> None:
-    if not params["margin"] > 0:
-        raise OptionError(f"expected a value of more than 0 (torch refuses others), but got {params['margin']}",
-                          argument="margin")
-    if "p" in params and not 0 < params["p"] < math.inf:
-        raise OptionError(f"expected a finite norm degree of more than 0, but got {params['p']}", argument="p")
-
-
 def _torch_distance(F: Any, p: dict[str, Any]):
     if p["distance"] is Distance.cosine:
         return lambda u, v: 1 - F.cosine_similarity(u, v, dim=-1)
@@ -179,7 +171,8 @@ def _torch_distance(F: Any, p: dict[str, Any]):
 TRIPLETS = (FileArg("anchor", "anchor embeddings"), FileArg("positive", "positive embeddings"),
             FileArg("negative", "negative embeddings"))
 TRIPLET_SHAPES = "anchor, positive and negative of one shape, (N, D), (D,) or (..., D); one loss per triplet"
-MARGIN = Option("margin", float, 1.0, "how much closer the positive must be than the negative (> 0)")
+MARGIN = Option("margin", float, 1.0, "how much closer the positive must be than the negative (> 0)",
+                Domain(0, open_low=True))
 SWAP = Option("swap", bool, False, "use min(d(a, n), d(p, n)) as the negative distance (distance swap)")
 
 COSINE_EMBEDDING = LossSpec(
@@ -213,9 +206,9 @@ TRIPLET_MARGIN = LossSpec(
     torch=lambda F, t, p, r: F.triplet_margin_loss(t["anchor"], t["positive"], t["negative"], margin=p["margin"],
                                                    p=p["p"], eps=p["eps"], swap=p["swap"], reduction=r),
     grad=lambda a, p, b, c: _triplet(a, p, c),
-    options=(MARGIN, Option("p", float, 2.0, "degree of the norm (> 0)"),
+    options=(MARGIN, Option("p", float, 2.0, "degree of the norm (> 0, finite)",
+                                  Domain(0, open_low=True, open_high=True)),
              Option("eps", float, 1e-6, "added to u - v before the norm, as torch does"), SWAP),
-    check=_check_triplet,
     example="losscli triplet-margin samples/margin/anchor.npy samples/margin/positive.npy "
     "samples/margin/negative.npy --swap",
 )
@@ -237,7 +230,6 @@ TRIPLET_MARGIN_WITH_DISTANCE = LossSpec(
     options=(Option("distance", Distance, Distance.pairwise,
                     "pairwise: ‖a - b + 1e-6‖₂ (torch's default); cosine: 1 - cosine_similarity(a, b)"),
              MARGIN, SWAP),
-    check=_check_triplet,
     example="losscli triplet-margin-with-distance samples/margin/anchor.npy samples/margin/positive.npy "
     "samples/margin/negative.npy --distance cosine --margin 0.5",
 )

@@ -11,9 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import OptionError
 from ..reduction import Elements
-from .base import (BROADCAST_WARNING, Family, Layout, LossSpec, Option, element_rows, shared_shape,
+from .base import (BROADCAST_WARNING, Domain, Family, Layout, LossSpec, Option, element_rows, shared_shape,
                    torch_size)
 
 
@@ -77,16 +76,6 @@ def _torch_smooth_l1(F: Any, t: dict[str, Any], p: dict[str, Any], reduction: st
     if reduction == "none":
         return loss
     return loss.sum() if reduction == "sum" else loss.sum() / t["weight"].sum()
-
-
-def _positive(name: str, *, allow_zero: bool):
-    def check(args: dict[str, Any], arrays: dict[str, np.ndarray], params: dict[str, Any]) -> None:
-        value = params[name]
-        if value < 0 or (value == 0 and not allow_zero):
-            bound = "0 or more" if allow_zero else "more than 0"
-            raise OptionError(f"expected a value of {bound}, but got {value}", argument=name)
-
-    return check
 
 
 def _smooth_l1(d: np.ndarray, beta: float) -> np.ndarray:
@@ -156,9 +145,8 @@ SMOOTH_L1 = LossSpec(
     numpy=lambda a, p, b: _weighted(_smooth_l1(_diff(a), p["beta"]), a, weighted_mean=True),
     torch=_torch_smooth_l1,
     grad=lambda a, p, b, c: elementwise_grad(a, c, _smooth_l1_grad(_diff(a), p["beta"])),
-    options=(Option("beta", float, 1.0, "where the loss turns from quadratic to linear (0: plain l1)"),),
+    options=(Option("beta", float, 1.0, "where the loss turns from quadratic to linear (0: plain l1)", Domain(0)),),
     weight_help=WEIGHT_HELP,
-    check=_positive("beta", allow_zero=True),
     example="losscli smooth-l1 samples/regression/pred.npy samples/regression/target.npy --beta 0.5",
 )
 
@@ -172,9 +160,9 @@ HUBER = LossSpec(
     numpy=lambda a, p, b: _weighted(_huber(_diff(a), p["delta"]), a, weighted_mean=False),
     torch=lambda F, t, p, r: F.huber_loss(*_pair(t), reduction=r, delta=p["delta"], weight=t.get("weight")),
     grad=lambda a, p, b, c: elementwise_grad(a, c, _huber_grad(_diff(a), p["delta"])),
-    options=(Option("delta", float, 1.0, "where the loss turns from quadratic to linear (> 0)"),),
+    options=(Option("delta", float, 1.0, "where the loss turns from quadratic to linear (> 0)",
+                    Domain(0, open_low=True)),),
     weight_help=WEIGHT_HELP,
-    check=_positive("delta", allow_zero=False),
     example="losscli huber samples/regression/pred.npy samples/regression/target.npy --delta 2",
 )
 

@@ -433,7 +433,6 @@ class LinearClasses(Classes):
                                    f"logits' shape {shape_str(whole)})")
         else:
             target = self._indices(t_arg, layout.classes, params["ignore_index"], integral_floats=False)
-        self._check_smoothing(params)
         return {"input": x_arg.array.astype(dtype, copy=False), "linear_weight": w_arg.array.astype(dtype, copy=False),
                 "target": target}
 
