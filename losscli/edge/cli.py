@@ -19,25 +19,37 @@ from .. import __version__
 from ..errors import LossCliError, LossCliWarning
 from ..losses import CATALOG, LossSpec
 from .commands import help_text, loss_command
-from .console import exit_on_error, say, stderr, stdout, usage_errors
+from .console import (EXIT_BAD_INPUT, exit_on_error, say, stderr, stdout, terminal_errors, terminate_as_exception,
+                      usage_errors)
 from .render import legacy_flags_table, losses_table
 from .writer import check_targets, write_text
 
 
+HELP = {"help_option_names": ["-h", "--help"]}
+
+
 class LossCliGroup(TyperGroup):
-    """Usage errors as one line on stderr (exit 2), instead of a usage block and a panel. The loss commands
-    are built when first looked up (see :class:`LossCommands`)."""
+    """Usage errors as one line on stderr (exit 2), instead of a usage block and a panel; stdout's failures,
+    a closed pipe and interrupts as :func:`~losscli.edge.console.terminal_errors` says. Bare ``losscli``
+    prints the help alone, with exit status 2 (no command was given). The loss commands are built when first
+    looked up (see :class:`LossCommands`)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.commands = LossCommands(self.commands)
 
     def make_context(self, *args: Any, **kwargs: Any) -> typer.Context:
-        with usage_errors():
+        with terminal_errors(), usage_errors():
             return super().make_context(*args, **kwargs)
 
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
+        if not args and not ctx.resilient_parsing:
+            typer.echo(ctx.get_help(), nl=False)  # rich prints the help itself and returns ""
+            raise typer.Exit(EXIT_BAD_INPUT)
+        return super().parse_args(ctx, args)
+
     def invoke(self, ctx: typer.Context) -> Any:
-        with usage_errors():
+        with terminal_errors(), usage_errors():
             return super().invoke(ctx)
 
 
@@ -47,9 +59,9 @@ app = typer.Typer(
     help="Loss values from saved predictions, exactly as torch.nn.functional computes them.\n\n"
     "Example: [bold]losscli cross-entropy logits.npy labels.csv --format json[/bold]",
     rich_markup_mode="rich",
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion: no measurable start-up cost (imports nothing more)
     pretty_exceptions_enable=False,
-    no_args_is_help=True,
+    context_settings=HELP,
 )
 
 
@@ -139,7 +151,8 @@ def check(
             raise LossCliError("--write-baseline: a baseline records every check, so it cannot be combined "
                                "with --only or --skip")
         targets = {"--report": report, "--junit": junit, "--markdown": markdown, "--write-baseline": write_baseline}
-        check_targets(targets, [gates, baseline or ""])
+        inputs = [ref.path or "" for c in _checks_or_none(gates) for ref in (*c.files, *c.extras)]
+        check_targets(targets, [gates, baseline or "", *inputs])
         try:
             run_ = run_gates(gates, baseline=baseline, only=only or [], skip=skip or [])
         except GateError as exc:  # like pytest's collection error: every report asked for says why
@@ -190,9 +203,21 @@ def _show_run(run_: Any, document: str, format: CheckFormat, quiet: bool, write_
         reports.verdict(run_), style=("bold green", "bold red", "bold yellow")[run_.exit_code])
 
 
+def _checks_or_none(gates: str) -> list[Any]:
+    """The gate file's checks, parsed before any work so that the files they read are never a target; none
+    when it is invalid (running it then reports the error)."""
+    from ..gates import load_gates
+
+    try:
+        return load_gates(gates)
+    except LossCliError:
+        return []
+
+
 def _loss_command(spec: LossSpec) -> TyperCommand:
     """The command Typer builds for one loss."""
-    one = typer.Typer(rich_markup_mode=app.rich_markup_mode, add_completion=False, pretty_exceptions_enable=False)
+    one = typer.Typer(rich_markup_mode=app.rich_markup_mode, add_completion=False, pretty_exceptions_enable=False,
+                      context_settings=HELP)
     one.command(spec.name, help=help_text(spec), short_help=spec.summary)(loss_command(spec))
     return typer.main.get_command(one)
 
@@ -230,5 +255,7 @@ class LossCommands(MutableMapping[str, Any]):
 
 
 def entry() -> None:
-    """Console-script entry point."""
+    """Console-script entry point: SIGTERM ends a run as SIGINT does (files being written are abandoned, no
+    debris), with exit status 143."""
+    terminate_as_exception()
     app()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import enum
 import inspect
+import sys
 import warnings
 from typing import Annotated, Any, Optional
 
@@ -21,9 +22,11 @@ from ..losses import LossSpec
 from ..losses.base import FileArg
 from ..reduction import Reduction, resolve
 from ..result import LossResult
-from .console import EXIT_THRESHOLD, exit_on_error, say, stderr, stdout
+from .console import EXIT_THRESHOLD, exit_on_error, flush_stdout, say, stderr, stdout
 from .progress import ProgressBar, wants_progress
-from .render import Format, check_format, render
+from .render import (Format, Written, check_format, csv_pieces, plain_pieces, render, to_json, to_table,
+                     written_csv, written_plain)
+from .render_json import json_pieces, written_json
 from .writer import ArrayFile, check_array_path, check_targets, save_array
 
 FILES = "Inputs"
@@ -175,7 +178,7 @@ def run(spec: LossSpec, *, reduction: str, size_average: bool | None, reduce: bo
             save_array(result.per_sample if per_sample else result.value, output, "--output")
         if grad is not None:
             save_array(result.grad, grad, "--grad")
-    _show(result, format)
+    _show(result, format, Written(output, sink.summary) if sink is not None and not result.is_scalar else None)
     failures = _failures(result, fail_above, fail_below)
     for reason in failures:
         say("FAIL", reason)
@@ -210,14 +213,28 @@ def _paths(inputs: list[Any]) -> list[str]:
     return found
 
 
-def _show(result: LossResult, format: Format) -> None:
+def _show(result: LossResult, format: Format, written: Written | None) -> None:
+    """Print the result. A ``none`` loss's values are never held as one text: with ``--output`` (``written``)
+    stdout carries their summary and the file instead, else they are printed a slice at a time."""
     for warning in result.warnings:
         say("warning", warning, "yellow")
-    rendered = render(result, format)
+    view = result.top is not None or result.hist is not None  # plain and csv print the view instead
     if format is Format.table:
-        stdout.print(rendered)
+        stdout.print(to_table(result, written))
+    elif result.is_scalar or format.value not in _PIECES:
+        print(render(result, format))
+    elif written is not None and (format is Format.json or not view):
+        print(_WRITTEN[format.value](result, written))
     else:
-        print(rendered)
+        for piece in _PIECES[format.value](result):
+            sys.stdout.write(piece)
+        sys.stdout.write("\n")
+    flush_stdout()
+
+
+_PIECES = {"json": lambda result: json_pieces(result, to_json), "plain": plain_pieces, "csv": csv_pieces}
+_WRITTEN = {"json": lambda result, written: written_json(result, written, to_json), "plain": written_plain,
+            "csv": written_csv}
 
 
 def _failures(result: LossResult, fail_above: float | None, fail_below: float | None) -> list[str]:

@@ -1,9 +1,13 @@
 """The terminal: the two consoles, and the one place errors become exit statuses (2: bad input, 1: a failed
-threshold or cross-check, 3: a bug in losscli)."""
+threshold or cross-check, 3: a bug in losscli; a closed stdout pipe 141, SIGINT 130, SIGTERM 143)."""
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import os
+import signal
+import sys
 import traceback
 from collections.abc import Iterator
 
@@ -16,6 +20,8 @@ from ..errors import LossCliError
 EXIT_THRESHOLD = 1
 EXIT_BAD_INPUT = 2
 EXIT_BUG = 3
+EXIT_SIGNAL = 128  # + the signal's number, as a shell reports a process killed by it
+EXIT_PIPE = EXIT_SIGNAL + 13  # stdout's reader went away (SIGPIPE): quiet, as coreutils end
 
 # emoji=False: a file name such as "run:smile:.csv" is printed as it is (and rich's emoji table, ~3 ms, is not loaded)
 stdout = Console(highlight=False, emoji=False)
@@ -60,3 +66,60 @@ def usage_errors() -> Iterator[None]:
         hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
         stderr.print(f"[red]error:[/red] {escape(exc.format_message())}{hint}")
         raise typer.Exit(getattr(exc, "exit_code", EXIT_BAD_INPUT)) from None
+
+
+class Terminated(BaseException):
+    """A signal (SIGTERM) raised as an exception in the main thread, so that every ``finally`` and every sink's
+    ``abandon`` run as for SIGINT's KeyboardInterrupt. A BaseException: no ``except Exception`` takes it for a
+    bug."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated(signum)
+
+
+def terminate_as_exception() -> None:
+    """SIGTERM raises :class:`Terminated` (the console script installs this; tests through CliRunner do not)."""
+    signal.signal(signal.SIGTERM, _raise_terminated)
+
+
+def _quiet_stdout() -> None:
+    """stdout onto /dev/null, so that what is still buffered can go nowhere quietly when Python exits."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+
+
+def flush_stdout() -> None:
+    """Everything printed reaches stdout now, so that a failure to write it surfaces inside the command."""
+    sys.stdout.flush()
+
+
+@contextlib.contextmanager
+def terminal_errors() -> Iterator[None]:
+    """Around a command: an interrupt ends it with 128 + the signal (130 SIGINT, 143 SIGTERM) and one line; a
+    closed stdout pipe ends it quietly with 141, as coreutils end on SIGPIPE; any other failure to write stdout
+    (a full disk, ``> /dev/full``) is one line on stderr and exit 2. Never a traceback. What is printed is
+    flushed inside the block, so that its failure is seen here, not when Python exits."""
+    try:
+        try:
+            yield
+        finally:
+            flush_stdout()
+    except KeyboardInterrupt:
+        say("interrupted", "SIGINT: stopped; files being written were left as they were")
+        raise typer.Exit(EXIT_SIGNAL + signal.SIGINT) from None
+    except Terminated as exc:
+        say("interrupted", f"{signal.Signals(exc.signum).name}: stopped; files being written were left as they were")
+        raise typer.Exit(EXIT_SIGNAL + exc.signum) from None
+    except OSError as exc:
+        _quiet_stdout()
+        if exc.errno == errno.EPIPE:
+            raise typer.Exit(EXIT_PIPE) from None
+        say("error", f"stdout: expected to write the output, but got '{exc.strerror or exc}'")
+        raise typer.Exit(EXIT_BAD_INPUT) from None

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import enum
 import json
-from typing import Any, Iterable
+import math
+from typing import Any, Iterable, Iterator, NamedTuple
 
 import numpy as np
 from rich import box
@@ -18,8 +19,18 @@ from ..errors import OptionError, flag
 from ..losses import LossSpec
 from ..reduction import Reduction, legacy_table
 from ..result import LossResult
-from .cells import array_csv, cell, grid, json_number, json_value, shape_text
+from .cells import array_csv, cell, csv_header, csv_rows, grid, json_number, json_value, shape_text
 from .render_views import view_csv, view_json, view_parts, view_plain
+from .summary import Summary
+
+PIECE = 1 << 16  # elements rendered at a time when per-element values are printed
+
+
+class Written(NamedTuple):
+    """Where ``--output`` put a ``none`` loss's values, and their summary: what stdout shows instead of them."""
+
+    path: str
+    summary: Summary
 
 
 class Format(str, enum.Enum):
@@ -99,30 +110,74 @@ def metrics_text(metrics: dict[str, float]) -> str:
 
 def to_plain(result: LossResult) -> str:
     """The number alone (one value a line for ``none``), for ``$(losscli ...)``; or the view asked for."""
+    return "".join(plain_pieces(result))
+
+
+def plain_pieces(result: LossResult) -> Iterator[str]:
+    """:func:`to_plain`'s text in pieces of at most :data:`PIECE` values, to print a large ``none`` as it is
+    rendered (joined, the pieces are the text; no newline at the end)."""
     view = view_plain(result)
-    return view if view is not None else "\n".join(str(v) for v in result.value.reshape(-1))
+    if view is not None:
+        yield view
+        return
+    flat = result.value.reshape(-1)
+    for begin in range(0, flat.size, PIECE):
+        yield ("\n" if begin else "") + "\n".join(map(str, flat[begin:begin + PIECE]))
 
 
 def to_csv(result: LossResult) -> str:
     """Index columns ``i0, i1, ...`` and ``value``; a scalar is a single ``value`` column; or the view asked
     for."""
+    return "".join(csv_pieces(result))
+
+
+def csv_pieces(result: LossResult) -> Iterator[str]:
+    """:func:`to_csv`'s text in pieces of about :data:`PIECE` values (as :func:`plain_pieces`)."""
     view = view_csv(result)
-    return view if view is not None else array_csv(result.value)
+    value = result.value
+    if view is not None or value.ndim == 0:
+        yield view if view is not None else array_csv(value)
+        return
+    yield csv_header(value.ndim)
+    rows = max(1, PIECE // max(1, math.prod(value.shape[1:])))
+    for begin in range(0, value.shape[0], rows):
+        yield "".join("\n" + line for line in csv_rows(value[begin:begin + rows], begin))
+
+
+def written_fields(result: LossResult, written: Written) -> dict[str, str]:
+    """With ``--output``, what ``plain`` and ``csv`` print instead of the values: the summary and the file."""
+    exact = result.value.dtype.type
+    summary = written.summary
+    return {"count": str(summary.count), "mean": str(np.float64(summary.mean)), "min": str(exact(summary.min)),
+            "max": str(exact(summary.max)), "nan": str(summary.nan), "output": written.path}
+
+
+def written_plain(result: LossResult, written: Written) -> str:
+    """One ``name value`` line each: count, mean, min, max, nan, output (the path is the rest of its line)."""
+    return "\n".join(f"{name} {value}" for name, value in written_fields(result, written).items())
+
+
+def written_csv(result: LossResult, written: Written) -> str:
+    """A header ``count,mean,min,max,nan,output`` and one row (the path quoted when CSV needs it)."""
+    import csv
+    import io
+
+    text = io.StringIO()
+    fields = written_fields(result, written)
+    csv.writer(text, lineterminator="\n").writerows([list(fields), list(fields.values())])
+    return text.getvalue()[:-1]
 
 
 # -- table ---------------------------------------------------------------------------------------------
 
-def _summary(array: np.ndarray, note: str = "") -> Text:
-    v = array.astype(np.float64)
-    parts = [f"{v.size} values"]
-    if v.size:
-        with np.errstate(all="ignore"):
-            parts += [f"mean {np.mean(v):.6g}", f"min {np.min(v):.6g}", f"max {np.max(v):.6g}"]
-    return Text(" · ".join(parts + ([note] if note else [])), style="dim")
+def _summary(summary: Summary, note: str = "") -> Text:
+    """count, mean, min, max (and NaN count), accumulated in slices: never a float64 copy of the whole array."""
+    return Text(" · ".join([summary.text()] + ([note] if note else [])), style="dim")
 
 
-def to_table(result: LossResult) -> Group:
-    """A summary table (loss, reduction, backend, inputs, counts, value); for ``none`` also the values."""
+def to_table(result: LossResult, written: Written | None = None) -> Group:
+    """A summary table (loss, reduction, backend, inputs, counts, value); for ``none`` also the values (head
+    and tail) and their summary, or with ``written`` (``--output``) where they went and their summary."""
     table = Table(show_header=False, title=f"{result.loss}", title_style="bold", box=None, pad_edge=False)
     table.add_column(style="dim")
     table.add_column()
@@ -139,6 +194,8 @@ def to_table(result: LossResult) -> Group:
     table.add_row("elements", f"{result.count}{selected}")
     if result.is_scalar:
         table.add_row("value", Text(str(result.value[()]), style="bold cyan"))
+    elif written is not None:
+        table.add_row("value", Text(f"{shape_text(result.value.shape)} {result.value.dtype}, written to {written.path}"))
     else:
         table.add_row("value", f"{shape_text(result.value.shape)} {result.value.dtype}, below")
     check = result.cross_check
@@ -150,12 +207,14 @@ def to_table(result: LossResult) -> Group:
     parts: list[Any] = [table]
     if not result.is_scalar:
         masked = result.count - result.selected
-        note = f"{masked} masked out or ignored (shown as 0)" if masked else ""
-        parts += [Text(), grid(result.value), _summary(result.value, note)]
+        note = f"{masked} masked out or ignored ({'written' if written else 'shown'} as 0)" if masked else ""
+        shown = [] if written is not None else [grid(result.value)]
+        parts += [Text(), *shown, _summary(written.summary if written else Summary.of(result.value), note)]
     if result.grad is not None:
         title = f"d(loss)/d({result.inputs[0].role}), {shape_text(result.grad.shape)} {result.grad.dtype}"
         parts += [Text(), Text(title, style="bold")]
-        parts += [Text(str(result.grad[()]))] if result.grad.ndim == 0 else [grid(result.grad, "grad"), _summary(result.grad)]
+        parts += [Text(str(result.grad[()]))] if result.grad.ndim == 0 else [grid(result.grad, "grad"),
+                                                                              _summary(Summary.of(result.grad))]
     return Group(*parts, *view_parts(result))
 
 

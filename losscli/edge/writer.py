@@ -18,6 +18,7 @@ import numpy as np
 
 from ..errors import InputError
 from .cells import array_csv, csv_header, csv_rows
+from .summary import Summary
 
 ARRAY_SUFFIXES = (".npy", ".csv")
 
@@ -127,7 +128,8 @@ def save_array(array: np.ndarray, path: str, option: str) -> None:
 class ArrayFile:
     """A :class:`~losscli.engine.sinks.Sink` that streams a ``none`` loss into ``.npy`` (rows written with
     ``pwrite``, so no page stays mapped) or ``.csv`` (rows in order, the values also kept in a temporary
-    ``.npy`` beside it that the result maps), renamed into place when the engine closes it."""
+    ``.npy`` beside it that the result maps), renamed into place when the engine closes it. ``summary``: the
+    :class:`~losscli.edge.summary.Summary` of every value written, so that showing it never reads the file."""
 
     def __init__(self, path: str, option: str = "--output") -> None:
         check_array_path(path, option)
@@ -146,8 +148,10 @@ class ArrayFile:
             header = np.lib.format.open_memmap(self.values.temp, mode="w+", dtype=dtype, shape=shape)
             self.dtype, self.offset, self.row_bytes = dtype, header.offset, math.prod(shape[1:]) * dtype.itemsize
             del header
+            self.summary = Summary(dtype)
 
     def write(self, start: int, values: np.ndarray) -> None:
+        self.summary.add(values)
         data = memoryview(np.ascontiguousarray(values, self.dtype).reshape(-1).view(np.uint8))
         position = self.offset + start * self.row_bytes
         with _unwritable(self.path, self.option):

@@ -28,6 +28,7 @@ from ..errors import OptionError
 from ..reduction import Elements, Reduction
 
 FLOAT64 = np.dtype(np.float64)
+MAX_TOP = 1_000_000  # --top K keeps up to K candidates in memory and sorts them: 16 MB each of values and indices
 BINS = 12  # at most this many histogram bins (at least about half as many when the values spread)
 
 
@@ -73,6 +74,10 @@ def accumulators(per_sample: bool, top: int | None, hist: bool, reduction: Reduc
     if top is not None:
         if isinstance(top, bool) or not isinstance(top, (int, np.integer)) or top < 1:
             raise OptionError(f"expected a count of 1 or more, but got {top!r}", argument="top")
+        if top > MAX_TOP:
+            raise OptionError(f"expected a count of at most {MAX_TOP} (the K largest are held in memory and "
+                              f"sorted), but got {top}; to rank more, write every value (reduction none) to a "
+                              "file and sort it there", argument="top")
         if not loss_shape:
             raise OptionError("expected a loss with samples to rank, but this loss is a single value (shape ())",
                               argument="top")
