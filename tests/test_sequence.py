@@ -618,7 +618,7 @@ X, W = np.ones((3, 2)), np.ones((4, 2))
      "ignore_index: expected the default -100 with class-probability targets (nothing is ignored there), but "
      "got 1"),
     ((X, W, np.zeros(3, int)), {"label_smoothing": 1.5}, OptionError,
-     "label_smoothing: expected a value in [0, 1], but got 1.5"),
+     "label_smoothing: expected a value of 1 or less, but got 1.5"),
     ((X, W, np.zeros(3, int)), {"weight": np.ones(3)}, ShapeError,
      "weight: expected one weight per class, shape (4,), but got (3,)"),
     ((X, W, np.zeros(3, int)), {"broadcast": True}, OptionError,

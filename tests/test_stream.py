@@ -328,6 +328,7 @@ def test_progress_is_called_after_each_chunk():
 @pytest.mark.parametrize("terminal, quiet, fmt, shown", [
     (True, False, "table", True), (True, False, "csv", True), (False, False, "table", False),
     (True, True, "table", False), (True, False, "json", False), (True, False, "plain", False),
+    (True, False, "metrics", False),
 ])
 def test_progress_bar_decision(terminal, quiet, fmt, shown):
     assert progress_bar.wants_progress(terminal=terminal, quiet=quiet, fmt=fmt) is shown

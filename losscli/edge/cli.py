@@ -146,7 +146,6 @@ def check(
     from . import reports
 
     with exit_on_error(debug):
-        warnings.filterwarnings("ignore", category=LossCliWarning)  # the reports show each check's warnings
         if write_baseline and (only or skip):
             raise LossCliError("--write-baseline: a baseline records every check, so it cannot be combined "
                                "with --only or --skip")
@@ -154,7 +153,9 @@ def check(
         inputs = [ref.path or "" for c in _checks_or_none(gates) for ref in (*c.files, *c.extras)]
         check_targets(targets, [gates, baseline or "", *inputs])
         try:
-            run_ = run_gates(gates, baseline=baseline, only=only or [], skip=skip or [])
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", LossCliWarning)  # the reports show each check's warnings
+                run_ = run_gates(gates, baseline=baseline, only=only or [], skip=skip or [])
         except GateError as exc:  # like pytest's collection error: every report asked for says why
             _stopped(reports.Stopped(gates, baseline, exc.with_flags(), type(exc).__name__,
                                      datetime.now(timezone.utc).replace(microsecond=0)), targets, format)

@@ -126,7 +126,7 @@ def _common_params(spec: LossSpec) -> list[inspect.Parameter]:
              help="refuse (exit 2) values torch computes with but the loss does not expect, such as a hinge "
                   "target other than -1 or 1 (default: torch's value, with a warning)"),
         _opt("format", "--format", "-f", panel=OUTPUT, default=Format.table, kind=Format,
-             help="table for people; json, plain or csv for scripts"),
+             help="table for people; json, plain, csv or metrics ({name: value}) for scripts"),
         _opt("output", "--output", "-o", panel=OUTPUT, metavar="FILE",
              help="also write the value to FILE.npy or FILE.csv"),
         _opt("grad", "--grad", panel=OUTPUT, metavar="FILE",
@@ -139,7 +139,7 @@ def _common_params(spec: LossSpec) -> list[inspect.Parameter]:
         _opt("hist", "--hist", panel=VIEWS, default=False, kind=bool,
              help="a histogram of the losses (elements, or samples with --per-sample); NaN and inf counted apart"),
         _opt("quiet", "--quiet", "-q", panel=OUTPUT, default=False, kind=bool,
-             help="no progress bar (it shows on a terminal for work over a second, except with --format json or plain)"),
+             help="no progress bar (it shows on a terminal for work over a second, except with --format json, plain or metrics)"),
         _opt("debug", "--debug", panel=OUTPUT, default=False, kind=bool, help="show tracebacks"),
     ]
 
@@ -152,12 +152,11 @@ def run(spec: LossSpec, *, reduction: str, size_average: bool | None, reduce: bo
     """One loss command: load, compute, write, render, judge. ``given`` holds the files and the loss's options."""
     with exit_on_error(debug):
         check_thresholds(fail_above=fail_above, fail_below=fail_below, tolerance=tolerance)
-        warnings.filterwarnings("ignore", category=LossCliWarning)  # _show prints result.warnings itself
-        if (fail_above is not None or fail_below is not None) and \
-                resolve(reduction, size_average, reduce)[0] is Reduction.none:
+        resolved = resolve(reduction, size_average, reduce)[0]  # to refuse before any work what needs a value
+        if (fail_above is not None or fail_below is not None) and resolved is Reduction.none:
             raise LossCliError("--fail-above/--fail-below: expected a reduced value (mean or sum), but the "
                                "reduction is none")
-        check_format(format, top, hist, resolve(reduction, size_average, reduce)[0])
+        check_format(format, top, hist, resolved)
         loader = Loader()
         arrays = [_load_file(loader, given.pop(f.name), f) for f in spec.files]
         named = {f.name: loader.load(path, role=f.name) for f in spec.extras if (path := given.pop(f.name)) is not None}
@@ -166,11 +165,13 @@ def run(spec: LossSpec, *, reduction: str, size_average: bool | None, reduce: bo
         bar = ProgressBar(stderr, spec.name) if wants_progress(
             terminal=stderr.is_terminal, quiet=quiet, fmt=format.value) else None
         try:
-            result = compute(
-                spec, *arrays, **named, **given, reduction=reduction, size_average=size_average, reduce=reduce,
-                backend=backend, nan_policy=nan_policy, strict=strict, broadcast=broadcast,
-                outputs=Outputs(grad is not None, per_sample, top, hist, cross_check, tolerance),
-                streaming=Streaming(progress=bar, sink=sink))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", LossCliWarning)  # _show prints result.warnings itself
+                result = compute(
+                    spec, *arrays, **named, **given, reduction=reduction, size_average=size_average,
+                    reduce=reduce, backend=backend, nan_policy=nan_policy, strict=strict, broadcast=broadcast,
+                    outputs=Outputs(grad is not None, per_sample, top, hist, cross_check, tolerance),
+                    streaming=Streaming(progress=bar, sink=sink))
         finally:
             if bar is not None:
                 bar.close()

@@ -9,9 +9,9 @@ PROGRESS_DELAY = 1.0  # seconds of work before a progress bar appears
 
 
 def wants_progress(*, terminal: bool, quiet: bool, fmt: str) -> bool:
-    """A progress bar on stderr: only on a terminal, not with --quiet, not with --format json or plain (scripts
-    read those)."""
-    return terminal and not quiet and fmt not in ("json", "plain")
+    """A progress bar on stderr: only on a terminal, not with --quiet, not with --format json, plain or metrics
+    (scripts read those)."""
+    return terminal and not quiet and fmt not in ("json", "plain", "metrics")
 
 
 class ProgressBar:

@@ -172,7 +172,7 @@ def _from_log_probs(logp: np.ndarray, a: dict[str, np.ndarray], p: dict[str, Any
     Index targets: ``l = (1-ε)·w[t]·(-logp[t]) + ε/C·Σ_c w_c·(-logp[c])``, mean divides by ``Σ w[t]``.
     Probability targets y: ``l = -Σ_c w_c·y'_c·logp[c]`` with ``y' = (1-ε)·y + ε/C``, mean divides by n.
     """
-    eps, classes, w = p.get("label_smoothing", 0.0), logp.shape[1], a.get("weight")
+    eps, classes, w = max(p.get("label_smoothing", 0.0), 0.0), logp.shape[1], a.get("weight")  # ε < 0: 0
     w_along = None if w is None else _class_weights_along(w, logp.ndim)
     if batch.target_kind is TargetKind.prob:
         y = a["target"]
@@ -196,7 +196,7 @@ def _from_log_probs(logp: np.ndarray, a: dict[str, np.ndarray], p: dict[str, Any
 def _grad_log_probs(logp: np.ndarray, a: dict[str, np.ndarray], p: dict[str, Any], batch: Batch,
                     coef: np.ndarray) -> np.ndarray:
     """d(loss)/d(log-probabilities) for :func:`_from_log_probs`, each element's loss receiving ``coef``."""
-    eps, classes, w = p.get("label_smoothing", 0.0), logp.shape[1], a.get("weight")
+    eps, classes, w = max(p.get("label_smoothing", 0.0), 0.0), logp.shape[1], a.get("weight")  # ε < 0: 0
     w_along = 1.0 if w is None else _class_weights_along(w, logp.ndim)
     coef = coef[:, None]
     if batch.target_kind is TargetKind.prob:
@@ -249,8 +249,8 @@ CROSS_ENTROPY = LossSpec(
                                              label_smoothing=p["label_smoothing"]),
     options=(
         IGNORE_INDEX,
-        Option("label_smoothing", float, 0.0, "ε in [0, 1]: mix the target with the uniform distribution",
-               Domain(0, 1)),
+        Option("label_smoothing", float, 0.0, "ε of 1 or less (a negative ε is 0, as in torch): mix the target "
+               "with the uniform distribution", Domain(high=1)),
         Option("target_kind", TargetKind, TargetKind.auto,
                "auto: probabilities when target and input shapes match (torch's rule), else indices"),
     ),

@@ -496,7 +496,7 @@ class _LinearCE:
         bias = a.get("linear_bias")
         self.bias = None if bias is None else bias.reshape(classes, positions)
         self.cw = cw = a.get("weight")
-        self.eps = p["label_smoothing"]
+        self.eps = max(p["label_smoothing"], 0.0)  # torch reads a negative ε as 0
         self.prob = batch.target_kind is TargetKind.prob
         self.mask = batch.mask
         if self.prob:
