@@ -232,7 +232,7 @@ def embedding_cases(draw, loss: str, dtypes=FLOATS) -> Case:
                                                                                              "cosine-embedding" else 3))
     params: dict[str, Any] = {}
     if loss == "cosine-embedding":
-        files += (draw(signs(loss_shape)),)
+        files += (draw(any_targets(loss, loss_shape)),)
         params["margin"] = draw(st.sampled_from([0.0, 0.3, -0.5, 1.0]))
     else:
         params["margin"] = draw(st.sampled_from([1.0, 0.5, 2.0]))
@@ -384,10 +384,24 @@ def test_multi_margin_mean_divides_by_samples_not_weights():
 # ---------------------------------------------------------------------------------------- errors
 
 
-def test_cosine_embedding_targets_must_be_minus_one_or_one():
+def test_cosine_embedding_targets_other_than_minus_one_or_one_give_torchs_value():
+    """torch gives a pair whose target is neither 1 nor -1 a loss of 0 (NaN included); losscli too, with a
+    warning, and refuses such a target under strict."""
+    rng = np.random.default_rng(5)
+    x1, x2 = rng.normal(size=(5, 3)), rng.normal(size=(5, 3))
+    y = np.array([1.0, -1.0, 0.0, 2.0, np.nan])
+    leaf = torch.tensor(x1, requires_grad=True)
+    want = F.cosine_embedding_loss(leaf, torch.tensor(x2), torch.tensor(y), margin=-0.5, reduction="sum")
+    want.backward()
     for backend in ("numpy", "torch"):
-        with pytest.raises(ValueDomainError, match=r"^target: expected -1 or 1, but got 0 at index 0 \(torch "):
-            losscli.compute("cosine-embedding", np.ones((2, 3)), np.ones((2, 3)), np.array([0, 1]), backend=backend)
+        result = losscli.compute("cosine-embedding", x1, x2, y, margin=-0.5, reduction="sum", backend=backend,
+                                 outputs=losscli.Outputs(grad=True))
+        np.testing.assert_allclose(result.value, want.item(), rtol=1e-12)
+        np.testing.assert_allclose(result.grad, leaf.grad.numpy(), rtol=1e-10, atol=1e-12)
+        assert "target holds values other than -1 or 1; torch gives such a pair a loss of 0" in result.warnings
+        with pytest.raises(ValueDomainError, match=r"^target: expected -1 or 1 \(strict=True\), but got 0.0 at "
+                                                   r"index 2; torch gives such a pair a loss of 0"):
+            losscli.compute("cosine-embedding", x1, x2, y, backend=backend, strict=True)
 
 
 UNUSUAL = {  # what each loss's warning says torch does with a target other than -1 or 1

@@ -19,7 +19,7 @@ from ..errors import OptionError, flag
 from ..losses import LossSpec
 from ..reduction import Reduction, legacy_table
 from ..result import LossResult
-from .cells import array_csv, cell, csv_header, csv_rows, grid, json_number, json_value, shape_text
+from .cells import array_csv, csv_header, csv_rows, grid, json_value, shape_text
 from .render_views import view_csv, view_json, view_parts, view_plain
 from .summary import Summary
 

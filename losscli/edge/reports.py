@@ -212,7 +212,7 @@ def _junit_suites(gate_file: str, created: datetime, seconds: float, counts: dic
     time = f"{seconds:.3f}"
     root = ET.Element("testsuites", name="losscli check", time=time,
                       **{k: str(counts[k]) for k in ("tests", "failures", "errors")})
-    suite = ET.SubElement(root, "testsuite", name=_xml_text(f"losscli check {gate_file}"),
+    ET.SubElement(root, "testsuite", name=_xml_text(f"losscli check {gate_file}"),
                           **{k: str(v) for k, v in counts.items()}, time=time,
                           timestamp=created.strftime("%Y-%m-%dT%H:%M:%S"))
     return root

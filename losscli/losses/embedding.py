@@ -18,13 +18,13 @@ import numpy as np
 
 from ..errors import ShapeError
 from ..reduction import Elements
-from .base import Domain, FileArg, Layout, LossSpec, Option, float_dtype, numeric, shape_str
-from .margin import PerSample, check_signs
+from .base import Domain, FileArg, Layout, LossSpec, Option, float_dtype, note_unusual, numeric, shape_str
+from .margin import PerSample
 
 
 class Embeddings(PerSample):
     """Files of embeddings of one shape, ``(N, D)`` or ``(D,)`` (``any_rank``: ``(..., D)``), and for
-    cosine-embedding a target of -1 or 1 per sample."""
+    cosine-embedding a target per pair: -1 or 1 (other values: a loss of 0, as in torch, with a warning)."""
 
     def __init__(self, shapes: str, any_rank: bool = False):
         self.shapes, self.any_rank = shapes, any_rank
@@ -55,8 +55,11 @@ class Embeddings(PerSample):
     def convert(self, spec, args, params, layout, dtype):
         arrays = {n: args[n].array.astype(dtype, copy=False) for n in self._embeddings(spec)}
         if "target" in args:
-            check_signs(args["target"], "torch would give it a loss of 0")
-            arrays["target"] = args["target"].array.astype(dtype, copy=False)
+            t_arg = args["target"]
+            t = numeric(t_arg)
+            note_unusual(layout.warnings, t_arg, (t != 1) & (t != -1), "-1 or 1",
+                         "torch gives such a pair a loss of 0")
+            arrays["target"] = t_arg.array.astype(dtype, copy=False)
         return arrays
 
     @staticmethod
@@ -120,9 +123,10 @@ def _cosine_embedding(a: dict[str, np.ndarray], p: dict[str, Any], grad_coef: np
     denom = np.sqrt(m1 * ((x2 * x2).sum(axis=-1) + EPSILON))
     cos = (x1 * x2).sum(axis=-1) / denom
     if grad_coef is None:
-        return Elements(np.where(y == 1, 1 - cos, np.maximum(cos - p["margin"], 0)))
+        return Elements(np.where(y == 1, 1 - cos, np.where(y == -1, np.maximum(cos - p["margin"], 0), 0.0)))
     d_cos = x2 / denom[:, None] - (cos / m1)[:, None] * x1
-    slope = np.where(y == 1, -1.0, np.where(cos - p["margin"] >= 0, 1.0, 0.0))  # clamp_min: 1 at the kink
+    pushed = (y == -1) & (cos - p["margin"] >= 0)  # clamp_min: 1 at the kink
+    slope = np.where(y == 1, -1.0, np.where(pushed, 1.0, 0.0))
     return (grad_coef * slope)[:, None] * d_cos
 
 
@@ -180,9 +184,10 @@ COSINE_EMBEDDING = LossSpec(
     torch_name="cosine_embedding_loss",
     summary="Cosine embedding: pairs with target 1 pulled to cosine 1, with -1 pushed below the margin.",
     formula="l = 1 - cos(x1, x2) if y = 1, max(0, cos(x1, x2) - margin) if y = -1  "
-    "(cos = x1·x2 / sqrt((‖x1‖² + 1e-12)(‖x2‖² + 1e-12)))",
+    "(cos = x1·x2 / sqrt((‖x1‖² + 1e-12)(‖x2‖² + 1e-12))), 0 for any other y",
     mean_rule="N pairs (those selected)",
-    family=Embeddings("input1 and input2 (N, D) or (D,); target -1 or 1, (N,) or (); one loss per pair"),
+    family=Embeddings("input1 and input2 (N, D) or (D,); target -1 or 1 (other values: a loss of 0, as in torch, "
+                      "with a warning), (N,) or (); one loss per pair"),
     files=(FileArg("input1", "first embeddings"), FileArg("input2", "second embeddings"),
            FileArg("target", "targets, -1 or 1, one per pair")),
     numpy=lambda a, p, b: _cosine_embedding(a, p),

@@ -28,14 +28,6 @@ from .classification import CLASS_WEIGHT_HELP
 # -- families --------------------------------------------------------------------------------------
 
 
-def check_signs(arg: Arg, why: str) -> None:
-    """Targets of -1 or 1, where the loss's math assumes them (cosine-embedding's; torch reads other values)."""
-    t = numeric(arg)
-    where = first((t != 1) & (t != -1))
-    if where is not None:
-        raise ValueDomainError(f"{arg.label}: expected -1 or 1, but got {offending(t, where, arg.offset)} ({why})")
-
-
 class SameShape(Family):
     """Element-wise losses of files of one shape; the target usually holds -1 or 1 (torch takes any number)."""
 
