@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -132,3 +134,51 @@ def test_a_new_file_gets_the_usual_permissions_and_an_old_one_keeps_its_own(tmp_
 
 def test_targets_that_do_not_exist_yet_are_not_the_same_file(tmp_path):
     check_targets({"--output": str(tmp_path / "a.npy"), "--grad": str(tmp_path / "b.npy")}, [str(tmp_path / "c.npy")])
+
+
+def _limited(limit: int, argv: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    """``python -m losscli ARGV`` under a file-size limit of ``limit`` bytes (a stand-in for a full disk: a
+    write past it fails with EFBIG; Python ignores SIGXFSZ)."""
+    code = ("import resource, runpy, sys\n"
+            f"resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit}))\n"
+            f"sys.argv = ['losscli', *{argv!r}]\n"
+            "runpy.run_module('losscli', run_name='__main__')\n")
+    return subprocess.run([sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+def test_a_streamed_csv_past_a_file_size_limit_is_one_line_and_leaves_the_old_file(tmp_path):
+    rng = np.random.default_rng(4)
+    np.save(tmp_path / "p.npy", rng.normal(size=(600_000, 4)).astype(np.float32))  # streams: > 2**21 elements
+    np.save(tmp_path / "t.npy", rng.normal(size=(600_000, 4)).astype(np.float32))
+    (tmp_path / "out.csv").write_text("old\n")
+    done = _limited(8 << 20, ["mse", "p.npy", "t.npy", "-r", "none", "-o", "out.csv", "-f", "plain"], tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.count("\n") == 1 and done.stderr.startswith("error: --output (out.csv): expected a writable path")
+    assert (tmp_path / "out.csv").read_text() == "old\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.csv", "p.npy", "t.npy"]
+
+
+def test_a_baseline_past_a_file_size_limit_keeps_the_old_one(tmp_path):
+    baseline = tmp_path / "baseline.json"
+    baseline.write_text("old")
+    done = _limited(400, ["check", str(SAMPLES / "gates.toml"), "--write-baseline", str(baseline)], tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert "--write-baseline (" in done.stderr and "Traceback" not in done.stderr
+    assert baseline.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["baseline.json"]
+
+
+def test_two_runs_writing_one_output_leave_one_whole_result(tmp_path):
+    """Concurrent writers: the last complete one wins, whole: never rows of both."""
+    rng = np.random.default_rng(6)
+    a, b = (rng.normal(size=(400_000, 4)).astype(np.float32) for _ in range(2))
+    zero = np.zeros_like(a)
+    for name, array in (("a.npy", a), ("b.npy", b), ("z.npy", zero)):
+        np.save(tmp_path / name, array)
+    runs = [subprocess.Popen([sys.executable, "-m", "losscli", "l1", name, "z.npy", "-r", "none", "-o", "out.npy",
+                              "-f", "plain"], cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for name in ("a.npy", "b.npy")]
+    assert [run.wait(timeout=120) for run in runs] == [0, 0]
+    out = np.load(tmp_path / "out.npy")
+    assert np.array_equal(out, np.abs(a)) or np.array_equal(out, np.abs(b))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.npy", "b.npy", "out.npy", "z.npy"]
