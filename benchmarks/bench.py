@@ -3,6 +3,7 @@
     python benchmarks/bench.py                       # every case, 5 timed runs of each tool
     python benchmarks/bench.py --cases mse,startup --repeat 9
     python benchmarks/bench.py --quick               # small inputs, one run each: a smoke test
+    python benchmarks/bench.py --cases startup --also ../old-checkout   # start-up against another checkout
 
 The inputs are built in a temporary folder. Each run is a child process, timed from start to exit,
 and its peak RSS is what the kernel reports for it (``os.wait4``). The tools of a case take turns,
@@ -64,9 +65,15 @@ def python(code: str) -> list[str]:
 SETUP = "import numpy as np\nrng = np.random.default_rng(0)\n"
 
 
-def build_startup(quick: bool) -> tuple[str, list[Tool]]:
+def build_startup(quick: bool, also: list[Path] = ()) -> tuple[str, list[Tool]]:
+    """losscli on tiny files, against importing numpy; ``also``: the same command from other checkouts (an
+    earlier commit, to compare start-up across a change), each with its bytecode cached like this one's."""
+    others = [Tool(f"losscli mse tiny.npy tiny.npy ({tree})",
+                   python(f"import runpy, sys; sys.path.insert(0, {str(tree)!r}); "
+                          "sys.argv = ['losscli', 'mse', 'tiny.npy', 'tiny.npy']; "
+                          "runpy.run_module('losscli', run_name='__main__')")) for tree in also]
     return SETUP + "np.save('tiny.npy', np.arange(4, dtype=np.float32))", [
-        Tool("losscli mse tiny.npy tiny.npy", losscli("mse", "tiny.npy", "tiny.npy")),
+        Tool("losscli mse tiny.npy tiny.npy", losscli("mse", "tiny.npy", "tiny.npy")), *others,
         Tool('python -c "import numpy"', python("import numpy"))]
 
 
@@ -216,6 +223,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeat", type=int, default=None, help="timed runs of each tool (default 5; --quick: 1)")
     parser.add_argument("--quick", action="store_true",
                         help=f"small inputs and no warm-up run, to see that it works; its times mean little ({QUICK_SIZES})")
+    parser.add_argument("--also", action="append", default=[], type=Path, metavar="CHECKOUT",
+                        help="startup: also time losscli from this checkout (repeatable)")
     args = parser.parse_args(argv)
     names = [name.strip() for name in args.cases.split(",") if name.strip()]
     unknown = [name for name in names if name not in CASES]
@@ -231,7 +240,7 @@ def main(argv: list[str] | None = None) -> None:
             if case.needs_torch and importlib.util.find_spec("torch") is None:
                 print(f"{name}: skipped, torch is not installed", file=sys.stderr)
                 continue
-            setup, tools = case.build(args.quick)
+            setup, tools = case.build(args.quick, args.also) if name == "startup" else case.build(args.quick)
             run_setup(setup, env, folder)
             print(f"{name}: {len(tools)} tools x {repeat} runs ...", file=sys.stderr, flush=True)
             measure(tools, env, folder, repeat, warmup=not args.quick)
