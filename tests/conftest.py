@@ -18,6 +18,8 @@ if str(ROOT) not in sys.path:  # run from a checkout, installed or not
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
 from hypothesis import HealthCheck, settings  # noqa: E402
 
 _COMMON = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -25,3 +27,12 @@ _COMMON = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, Healt
 settings.register_profile("ci", max_examples=100, derandomize=True, print_blob=True, **_COMMON)
 settings.register_profile("dev", max_examples=300, **_COMMON)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> Path:
+    """Gate-file inputs: l1(input.npy, target.npy) = mean(|1 - 1.5|, |2 - 3|) = 0.75 exactly; nan.npy gives NaN."""
+    np.save(tmp_path / "input.npy", np.array([1.0, 2.0], dtype=np.float32))
+    np.save(tmp_path / "target.npy", np.array([1.5, 3.0], dtype=np.float32))
+    np.save(tmp_path / "nan.npy", np.array([np.nan, 2.0], dtype=np.float32))
+    return tmp_path

@@ -57,15 +57,6 @@ def check_toml(name: str, loss: str = "l1", input: str = "input.npy", target: st
     return "\n".join(lines) + "\n\n"
 
 
-@pytest.fixture
-def data(tmp_path: Path) -> Path:
-    """l1(input, target) = mean(|0.5|, |1.0|) = 0.75 exactly; nan.npy gives NaN."""
-    np.save(tmp_path / "input.npy", np.array([1.0, 2.0], dtype=np.float32))
-    np.save(tmp_path / "target.npy", np.array([1.5, 3.0], dtype=np.float32))
-    np.save(tmp_path / "nan.npy", np.array([np.nan, 2.0], dtype=np.float32))
-    return tmp_path
-
-
 def baseline_file(folder: Path, values: dict[str, float], loss: str = "l1", parameters: dict | None = None) -> Path:
     """A minimal report of an earlier run, written out by hand."""
     checks = [{"name": name, "loss": loss, "reduction": "mean", "backend": "numpy", "inputs": [],

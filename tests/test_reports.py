@@ -40,15 +40,6 @@ def check_toml(name: str, input: str = "input.npy", **bounds: object) -> str:
     return "\n".join(lines + [f"{k} = {json.dumps(v)}" for k, v in bounds.items()]) + "\n\n"
 
 
-@pytest.fixture
-def data(tmp_path: Path) -> Path:
-    """l1([1, 2], [1.5, 3]) = mean(0.5, 1.0) = 0.75 exactly; nan.npy gives NaN."""
-    np.save(tmp_path / "input.npy", np.array([1.0, 2.0], dtype=np.float32))
-    np.save(tmp_path / "target.npy", np.array([1.5, 3.0], dtype=np.float32))
-    np.save(tmp_path / "nan.npy", np.array([np.nan, 2.0], dtype=np.float32))
-    return tmp_path
-
-
 def gates(folder: Path, text: str) -> Path:
     path = folder / "gates.toml"
     path.write_text(text)

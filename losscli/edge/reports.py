@@ -119,42 +119,30 @@ def _finite_or_word(value: float | None) -> float | str | None:
     return None if value is None else json_number(value)
 
 
+def _report(created: Any, gate_file: str, baseline: dict[str, Any] | None, verdict: str, exit_code: int,
+            **rest: Any) -> dict[str, Any]:
+    """The fields every JSON report starts with, in order, then ``rest``."""
+    return {"schema_version": SCHEMA_VERSION, "tool": {"name": "losscli", "version": __version__},
+            "created": created.strftime("%Y-%m-%dT%H:%M:%SZ"), "gate_file": gate_file, "baseline": baseline,
+            "verdict": verdict, "exit_code": exit_code, **rest}
+
+
 def to_report(run: Run) -> dict[str, Any]:
     """The JSON report: schema ``losscli/report.schema.json``, version :data:`SCHEMA_VERSION`."""
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "tool": {"name": "losscli", "version": __version__},
-        "created": run.created.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "gate_file": run.gate_file,
-        "baseline": None if run.baseline is None else {"file": run.baseline.path, "created": run.baseline.created},
-        "verdict": verdict_word(run),
-        "exit_code": run.exit_code,
-        "summary": {
-            "checks": len(run.outcomes), "passed": run.count(Status.passed), "failed": run.count(Status.failed),
-            "errors": run.count(Status.error), "skipped": run.count(Status.skipped),
-            "without_baseline": run.without_baseline,
-        },
-        "seconds": round(run.seconds, 6),
-        "checks": [_check_json(o) for o in run.outcomes],
-        "error": None,
-    }
+    baseline = None if run.baseline is None else {"file": run.baseline.path, "created": run.baseline.created}
+    counts = {"checks": len(run.outcomes), "passed": run.count(Status.passed), "failed": run.count(Status.failed),
+              "errors": run.count(Status.error), "skipped": run.count(Status.skipped),
+              "without_baseline": run.without_baseline}
+    return _report(run.created, run.gate_file, baseline, verdict_word(run), run.exit_code, summary=counts,
+                   seconds=round(run.seconds, 6), checks=[_check_json(o) for o in run.outcomes], error=None)
 
 
 def error_report(stopped: Stopped) -> dict[str, Any]:
     """The JSON report of a run that stopped before any check: no checks, verdict error, and the error."""
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "tool": {"name": "losscli", "version": __version__},
-        "created": stopped.created.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "gate_file": stopped.gate_file,
-        "baseline": None if stopped.baseline is None else {"file": stopped.baseline, "created": None},
-        "verdict": "error",
-        "exit_code": 2,
-        "summary": {"checks": 0, "passed": 0, "failed": 0, "errors": 0, "skipped": 0, "without_baseline": 0},
-        "seconds": 0.0,
-        "checks": [],
-        "error": {"message": stopped.message, "type": stopped.error_type},
-    }
+    baseline = None if stopped.baseline is None else {"file": stopped.baseline, "created": None}
+    counts = {"checks": 0, "passed": 0, "failed": 0, "errors": 0, "skipped": 0, "without_baseline": 0}
+    return _report(stopped.created, stopped.gate_file, baseline, "error", 2, summary=counts, seconds=0.0,
+                   checks=[], error={"message": stopped.message, "type": stopped.error_type})
 
 
 def to_metrics(run: Run) -> dict[str, float]:
