@@ -32,12 +32,12 @@ from typing import Protocol, TextIO
 import numpy as np
 
 from ..errors import InputError
-from .npy import NpyFile, NpzFile
+from .formats import SUFFIXES, Parsed, open_file
+from .npy import NpyFile
 from .table import Table
 
 __all__ = ["ArrayRows", "CsvRows", "Loaded", "Loader", "Rows", "Shards", "parse_spec"]
 
-SUFFIXES = (".npy", ".npz", ".csv", ".tsv")
 GLOB = "*?["
 
 
@@ -212,7 +212,7 @@ class Loader:
 
     def __init__(self, stdin: TextIO | None = None) -> None:
         self._stdin = stdin  # None: sys.stdin, looked up when "-" is first loaded
-        self._parsed: dict[str, NpyFile | NpzFile | Table] = {}
+        self._parsed: dict[str, Parsed | _ShardSet] = {}
 
     def load(self, spec: str, *, role: str) -> Loaded:
         """``role`` names the argument in messages: ``input (results.csv:pred): ...``."""
@@ -226,27 +226,19 @@ class Loader:
             rows = ArrayRows(selected) if isinstance(selected, np.ndarray) else selected
         return Loaded(rows=rows, spec=spec, path=path, selector=selector)
 
-    def _parsed_file(self, path: str, selector: str | None) -> NpyFile | NpzFile | Table | _ShardSet:
+    def _parsed_file(self, path: str, selector: str | None) -> Parsed | _ShardSet:
         if selector == "":
             raise InputError("expected a column or key after ':', but got nothing")
         if path not in self._parsed:
             self._parsed[path] = self._parse(path)
         return self._parsed[path]
 
-    def _parse(self, path: str) -> NpyFile | NpzFile | Table | _ShardSet:
+    def _parse(self, path: str) -> Parsed | _ShardSet:
         if is_pattern(path) or (os.path.isdir(path) and not path.lower().endswith(SUFFIXES)):
             return _ShardSet(shards(path))
         if path == "-":
             return Table("-", ",", self._read_stdin())
-        suffix = os.path.splitext(path)[1].lower()
-        if suffix == ".npy":
-            return NpyFile(path)
-        if suffix == ".npz":
-            return NpzFile(path)
-        if suffix in (".csv", ".tsv"):
-            return Table(path, "," if suffix == ".csv" else "\t")
-        raise InputError("expected a .npy, .npz, .csv or .tsv file (or - for CSV on stdin), "
-                         f"but got {suffix or 'a name without a suffix'}")
+        return open_file(path)
 
     def _read_stdin(self) -> str:
         stdin = self._stdin if self._stdin is not None else sys.stdin
