@@ -41,7 +41,21 @@ def _tsv(path: str) -> Parsed:
     return Table(path, "\t")
 
 
+def _safetensors(path: str) -> Parsed:
+    from .tensors import SafetensorsFile
+
+    return SafetensorsFile(path)
+
+
+def _pt(path: str) -> Parsed:
+    from .tensors import PtFile
+
+    return PtFile(path)
+
+
 READERS: dict[str, Callable[[str], Parsed]] = {".npy": _npy, ".npz": _npz, ".csv": _csv, ".tsv": _tsv}
+# tensor files (losscli/io/tensors.py)
+READERS.update({".safetensors": _safetensors, ".pt": _pt, ".pth": _pt})
 SUFFIXES = tuple(READERS)
 
 
