@@ -180,6 +180,40 @@ def sequence(root: Path, rng: np.random.Generator) -> None:
     write_csv(out / "next_tokens.csv", {"token": rng.integers(0, vocab, size=6)})
 
 
+def write_safetensors(path: Path, tensors: dict[str, tuple[str, np.ndarray]]) -> None:
+    """A .safetensors file without the safetensors package: the header's length (8 bytes, little-endian), its
+    JSON (names sorted, padded with spaces to a multiple of 8, as the package pads it), then each tensor's
+    little-endian bytes in that order. ``tensors`` maps a name to (safetensors dtype, array of its bytes)."""
+    header, data, offset = {}, [], 0
+    for name in sorted(tensors):
+        dtype, array = tensors[name]
+        raw = np.ascontiguousarray(array).tobytes()
+        header[name] = {"dtype": dtype, "shape": list(array.shape), "data_offsets": [offset, offset + len(raw)]}
+        data.append(raw)
+        offset += len(raw)
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    path.write_bytes(len(text).to_bytes(8, "little") + text + b"".join(data))
+
+
+def bfloat16_bits(values: np.ndarray) -> np.ndarray:
+    """float32 values rounded to the nearest bfloat16 (ties to even), as its uint16 bits (finite values)."""
+    bits = values.astype("<f4").view("<u4").astype(np.uint64)
+    return ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16).astype("<u2")
+
+
+def tensors(root: Path, rng: np.random.Generator) -> None:
+    """A .safetensors file as a model's evaluation might save it: bfloat16 logits and int64 labels."""
+    out = root / "tensors"
+    out.mkdir(exist_ok=True)
+    n, c = 8, 4
+    labels = rng.integers(0, c, size=n)
+    logits = rng.normal(size=(n, c)).astype(np.float32)
+    logits[np.arange(n), labels] += 1.0
+    write_safetensors(out / "outputs.safetensors", {"logits": ("BF16", bfloat16_bits(logits)),
+                                                     "labels": ("I64", labels.astype("<i8"))})
+
+
 GATES = """\
 # Quality gates on the sample predictions: losscli check samples/gates.toml
 # Files are relative to this file. Each [[check]] names a loss, its files, options and bounds.
@@ -278,6 +312,7 @@ def main(root: Path) -> None:
     # each later group draws from its own generator, so adding one leaves the others' bytes alone
     for seed, group in enumerate((divergence, margin, sequence), start=1):
         group(root, np.random.default_rng([20261123, seed]))
+    tensors(root, np.random.default_rng([20261123, 11, 2]))  # issue 11, item 2: tensor files
     gates(root)  # last: the baseline records the sha256 of files written above
 
 
