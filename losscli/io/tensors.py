@@ -220,16 +220,23 @@ class PtFile:
 
 def _torch_load(torch: Any, path: str) -> Any:
     import pickle
+    import warnings
 
     try:
-        return torch.load(path, weights_only=True, map_location="cpu")
+        with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": the refusal below says what matters
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.load(path, weights_only=True, map_location="cpu")
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()
-        why = next((line for line in first if "Unsupported global" in line or "GLOBAL" in line), first[0] if first
-                   else "")
-        raise InputError("expected tensors that torch.load(weights_only=True) reads, but the file needs "
-                         f"arbitrary unpickling, which losscli refuses ({why.strip()[:160]})") from None
-    except (RuntimeError, EOFError, ValueError, OSError, KeyError, AttributeError) as e:
-        why = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise InputError("expected tensors that torch.load(weights_only=True) reads, but its unpickler refuses "
+                         f"the file ({_first_reason(str(e))}); losscli never unpickles arbitrary objects") from None
+    except Exception as e:  # on damaged bytes: RuntimeError, KeyError (a bad magic number), EOFError, ...
         raise InputError(f"expected a file that torch.load reads, but it is corrupt or not a torch file "
-                         f"({why[:160]})") from None
+                         f"({type(e).__name__}: {_first_reason(str(e))})") from None
+
+
+def _first_reason(text: str) -> str:
+    """The reason in torch's multi-paragraph weights_only message: ``Unsupported global: GLOBAL io.open was not
+    an allowed global by default``."""
+    after = text.partition("WeightsUnpickler error:")[2] or text
+    line = next((part.strip() for part in after.splitlines() if part.strip()), "no reason given")
+    return line.split(". ")[0].rstrip(".")[:160]
