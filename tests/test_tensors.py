@@ -176,14 +176,19 @@ def test_bfloat16_from_pt_is_upcast_too(tmp_path):
         np.testing.assert_array_equal(got, x.float().numpy())
 
 
-def test_bfloat16_with_float64_computes_in_float64_as_torch_promotes(tmp_path):
+def test_bfloat16_with_a_wider_float_computes_as_torch_promotes(tmp_path):
     pred = torch.randn(10, generator=torch.Generator().manual_seed(9)).bfloat16()
     target = torch.randn(10, dtype=torch.float64)
-    save_torch({"pred": pred, "target": target}, str(tmp_path / "p.safetensors"))
+    save_torch({"pred": pred, "target": target, "target32": target.float()}, str(tmp_path / "p.safetensors"))
     f = tmp_path / "p.safetensors"
-    got = value("mse", f"{f}:pred", f"{f}:target")
-    assert_torch(got, F.mse_loss(pred, target))  # torch: bfloat16 with float64 gives float64
-    assert got.dtype == np.float64
+    for backend in ("numpy", "torch"):
+        got = value("mse", f"{f}:pred", f"{f}:target", backend=backend)
+        assert_torch(got, F.mse_loss(pred, target))  # torch: bfloat16 with float64 gives float64
+        assert got.dtype == np.float64
+        got = value("mse", f"{f}:pred", f"{f}:target32", backend=backend)
+        assert_torch(got, F.mse_loss(pred, target.float()))  # and with float32, float32: the same value
+        if backend == "torch":  # the same call on the same float32 values
+            assert got.item() == F.mse_loss(pred, target.float()).item()
 
 
 # ------------------------------------------------------------------- streaming, --grad, losscli check
