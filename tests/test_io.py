@@ -230,7 +230,8 @@ def test_other_os_errors_are_wrapped(monkeypatch):
 )
 def test_unsupported_suffix(spec, got):
     assert error(spec) == (
-        f"input ({spec}): expected a .npy, .npz, .csv or .tsv file (or - for CSV on stdin), {got}"
+        f"input ({spec}): expected a .npy, .npz, .csv, .tsv, .parquet, .feather, .arrow or .arrows file "
+        f"(or - for CSV on stdin), {got}"
     )
 
 

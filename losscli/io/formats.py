@@ -41,7 +41,19 @@ def _tsv(path: str) -> Parsed:
     return Table(path, "\t")
 
 
+def _columnar(suffix: str) -> Callable[[str], Parsed]:
+    """Parquet, Arrow IPC file (.arrow, .feather) and stream (.arrows): pyarrow, imported when one is read."""
+
+    def read(path: str) -> Parsed:
+        from .columnar import ColumnarFile
+
+        return ColumnarFile(path, suffix)
+
+    return read
+
+
 READERS: dict[str, Callable[[str], Parsed]] = {".npy": _npy, ".npz": _npz, ".csv": _csv, ".tsv": _tsv}
+READERS.update({suffix: _columnar(suffix) for suffix in (".parquet", ".feather", ".arrow", ".arrows")})
 SUFFIXES = tuple(READERS)
 
 
