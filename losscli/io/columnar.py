@@ -98,14 +98,15 @@ class _IpcStream:
 
 KINDS: dict[str, Callable[[ModuleType, str], Any]] = {
     ".parquet": _Parquet, ".feather": _IpcFile, ".arrow": _IpcFile, ".arrows": _IpcStream}
-FORMATS = {".parquet": "Parquet", ".feather": "Feather (Arrow IPC)", ".arrow": "Arrow IPC", ".arrows": "Arrow IPC stream"}
+FORMATS = {".parquet": "a Parquet file", ".feather": "a Feather (Arrow IPC) file", ".arrow": "an Arrow IPC file",
+           ".arrows": "an Arrow IPC stream file"}
 
 
 class ColumnarFile:
     """A columnar file whose metadata is read when made; :meth:`select` gives columns as :class:`ColumnRows`."""
 
     def __init__(self, path: str, suffix: str) -> None:
-        self.what = f"a {FORMATS[suffix]} file"
+        self.what = FORMATS[suffix]
         open_binary(path, self.what).close()  # the usual refusals: no such file, a directory, 0 bytes
         self.pa = pa = pyarrow()
         try:
