@@ -180,6 +180,21 @@ def sequence(root: Path, rng: np.random.Generator) -> None:
     write_csv(out / "next_tokens.csv", {"token": rng.integers(0, vocab, size=6)})
 
 
+def columnar(root: Path) -> None:
+    """classification/eval.parquet: the classification logits (a column of fixed-size lists) and labels, in row
+    groups of 5 rows. Uncompressed, without statistics; the footer names the pyarrow version that wrote it
+    (constraints.txt pins it, so that the bytes are reproducible)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    out = root / "classification"
+    logits = np.load(out / "logits.npy")
+    labels = np.loadtxt(out / "labels.csv", skiprows=1, dtype=np.int64)
+    table = pa.table({"id": np.arange(len(labels)), "label": labels,
+                      "logits": pa.FixedSizeListArray.from_arrays(pa.array(logits.reshape(-1)), logits.shape[1])})
+    pq.write_table(table, out / "eval.parquet", row_group_size=5, compression="none", write_statistics=False)
+
+
 GATES = """\
 # Quality gates on the sample predictions: losscli check samples/gates.toml
 # Files are relative to this file. Each [[check]] names a loss, its files, options and bounds.
@@ -278,6 +293,7 @@ def main(root: Path) -> None:
     # each later group draws from its own generator, so adding one leaves the others' bytes alone
     for seed, group in enumerate((divergence, margin, sequence), start=1):
         group(root, np.random.default_rng([20261123, seed]))
+    columnar(root)
     gates(root)  # last: the baseline records the sha256 of files written above
 
 
