@@ -213,6 +213,20 @@ def tensors(root: Path, rng: np.random.Generator) -> None:
     write_safetensors(out / "outputs.safetensors", {"logits": ("BF16", bfloat16_bits(logits)),
                                                      "labels": ("I64", labels.astype("<i8"))})
 
+def columnar(root: Path) -> None:
+    """classification/eval.parquet: the classification logits (a column of fixed-size lists) and labels, in row
+    groups of 5 rows. Uncompressed, without statistics; the footer names the pyarrow version that wrote it
+    (constraints.txt pins it, so that the bytes are reproducible)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    out = root / "classification"
+    logits = np.load(out / "logits.npy")
+    labels = np.loadtxt(out / "labels.csv", skiprows=1, dtype=np.int64)
+    table = pa.table({"id": np.arange(len(labels)), "label": labels,
+                      "logits": pa.FixedSizeListArray.from_arrays(pa.array(logits.reshape(-1)), logits.shape[1])})
+    pq.write_table(table, out / "eval.parquet", row_group_size=5, compression="none", write_statistics=False)
+
 
 GATES = """\
 # Quality gates on the sample predictions: losscli check samples/gates.toml
@@ -313,6 +327,8 @@ def main(root: Path) -> None:
     for seed, group in enumerate((divergence, margin, sequence), start=1):
         group(root, np.random.default_rng([20261123, seed]))
     tensors(root, np.random.default_rng([20261123, 11, 2]))  # issue 11, item 2: tensor files
+
+    columnar(root)
     gates(root)  # last: the baseline records the sha256 of files written above
 
 

@@ -270,7 +270,7 @@ def test_output_files(tmp_path):
     result = invoke("mse", MASK / "input.csv", MASK / "target.csv", "-o", tmp_path / "v.csv", "-f", "plain")
     assert (tmp_path / "v.csv").read_text() == "value\n1.0\n"
     result = invoke("mse", MASK / "input.csv", MASK / "target.csv", "-o", tmp_path / "v.txt")
-    assert_one_line_error(result, "--output", "v.txt", ".npy or .csv")
+    assert_one_line_error(result, "--output", "v.txt", ".npy, .csv or .parquet")
 
 
 # -- legacy flags, warnings --------------------------------------------------------------------------

@@ -335,6 +335,6 @@ def test_cli_grad_with_another_extension_is_a_one_line_error(pair, tmp_path):
     assert result.exit_code == 2, (result.stdout, result.stderr)
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
-    assert "--grad" in lines[0] and "g.txt" in lines[0] and ".npy or .csv" in lines[0], lines[0]
+    assert "--grad" in lines[0] and "g.txt" in lines[0] and ".npy, .csv or .parquet" in lines[0], lines[0]
     assert "Traceback" not in result.stderr + result.stdout
     assert result.stdout == "" and not out.exists()

@@ -230,7 +230,8 @@ def test_other_os_errors_are_wrapped(monkeypatch):
 )
 def test_unsupported_suffix(spec, got):
     assert error(spec) == (
-        f"input ({spec}): expected a .npy, .npz, .csv, .tsv, .safetensors, .pt or .pth file (or - for CSV on stdin), {got}"
+        f"input ({spec}): expected a .npy, .npz, .csv, .tsv, .parquet, .feather, .arrow, .arrows, .safetensors, .pt "
+        f"or .pth file (or - for CSV on stdin), {got}"
     )
 
 

@@ -399,7 +399,7 @@ def test_reduced_values_are_saved_too(tmp_path):
 
 
 def test_bad_output_name_is_refused_before_writing(tmp_path):
-    with pytest.raises(losscli.errors.InputError, match=r"--output \(.*v.txt\): expected a .npy or .csv file name"):
+    with pytest.raises(losscli.errors.InputError, match=r"--output \(.*v.txt\): expected a .npy, .csv or .parquet file name"):
         losscli.compute("mse", normal(4, 2), normal(4, 2), reduction="none",
                         streaming=losscli.Streaming(chunk_rows=1, sink=ArrayFile(str(tmp_path / "v.txt"))))
 

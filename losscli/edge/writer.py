@@ -12,7 +12,7 @@ import contextlib
 import math
 import os
 from collections.abc import Iterable, Iterator, Mapping
-from typing import IO
+from typing import IO, Any
 
 import numpy as np
 
@@ -20,7 +20,7 @@ from ..errors import InputError
 from .cells import array_csv, csv_header, csv_rows
 from .summary import Summary
 
-ARRAY_SUFFIXES = (".npy", ".csv")
+ARRAY_SUFFIXES = (".npy", ".csv", ".parquet")
 
 
 def check_targets(targets: Mapping[str, str | None], inputs: Iterable[str]) -> None:
@@ -49,7 +49,15 @@ def _same(a: str, b: str) -> bool:
 
 def check_array_path(path: str, option: str) -> None:
     if not path.lower().endswith(ARRAY_SUFFIXES):
-        raise InputError(f"{option} ({path}): expected a .npy or .csv file name, but got another extension")
+        raise InputError(f"{option} ({path}): expected a .npy, .csv or .parquet file name, but got another extension")
+    if _is_parquet(path):
+        from ..io.columnar import INSTALL
+
+        try:
+            import pyarrow.parquet  # noqa: F401
+        except ImportError:
+            raise InputError(f"{option} ({path}): expected pyarrow to write a .parquet file, but it is not "
+                             f"installed: {INSTALL}") from None
 
 
 @contextlib.contextmanager
@@ -115,11 +123,40 @@ def write_text(path: str, text: str, option: str) -> None:
         f.write(text.encode("utf-8"))
 
 
+def _is_parquet(path: str) -> bool:
+    return path.lower().endswith(".parquet")
+
+
+def _parquet_table(values: np.ndarray, start: int = 0, ndim: int | None = None) -> Any:
+    """``values`` (rows ``start``.. of an array of ``ndim`` dimensions) as a pyarrow Table in the CSV output's
+    layout: int64 index columns ``i0``, ``i1``, ... (none for a single number), then ``value``."""
+    from ..io.columnar import pyarrow
+
+    pa = pyarrow()
+    ndim = values.ndim if ndim is None else ndim
+    index = np.indices(values.shape, dtype=np.int64).reshape(ndim, -1) if ndim else np.empty((0, 1), np.int64)
+    columns = {f"i{d}": index[d] + (start if d == 0 else 0) for d in range(ndim)}
+    columns["value"] = np.ascontiguousarray(values).reshape(-1)
+    return pa.table(columns)
+
+
+def _parquet_writer(file: IO[bytes], table: Any) -> Any:
+    """A ParquetWriter of ``table``'s schema onto ``file`` (uncompressed: the values are floats)."""
+    from ..io.columnar import pyarrow
+
+    return pyarrow().parquet.ParquetWriter(file, table.schema, compression="none")
+
+
 def save_array(array: np.ndarray, path: str, option: str) -> None:
-    """An array (a value, per-sample values, a gradient) as ``.npy`` or ``.csv`` (index columns, then value)."""
+    """An array (a value, per-sample values, a gradient) as ``.npy``, or as ``.csv`` or ``.parquet`` (index
+    columns, then value)."""
     check_array_path(path, option)
+    table = _parquet_table(np.asarray(array)) if _is_parquet(path) else None
     with staged(path, option) as f:
-        if path.lower().endswith(".npy"):
+        if table is not None:
+            with _parquet_writer(f, table) as writer:
+                writer.write_table(table)
+        elif path.lower().endswith(".npy"):
             np.save(f, array)
         else:
             f.write((array_csv(array) + "\n").encode("utf-8"))
@@ -127,26 +164,31 @@ def save_array(array: np.ndarray, path: str, option: str) -> None:
 
 class ArrayFile:
     """A :class:`~losscli.engine.sinks.Sink` that streams a ``none`` loss into ``.npy`` (rows written with
-    ``pwrite``, so no page stays mapped) or ``.csv`` (rows in order, the values also kept in a temporary
-    ``.npy`` beside it that the result maps), renamed into place when the engine closes it. ``summary``: the
+    ``pwrite``, so no page stays mapped), ``.csv`` (rows in order) or ``.parquet`` (a row group per chunk, in
+    order, through ``pyarrow.parquet.ParquetWriter``); for the last two the values are also kept in a temporary
+    ``.npy`` beside it that the result maps. Renamed into place when the engine closes it. ``summary``: the
     :class:`~losscli.edge.summary.Summary` of every value written, so that showing it never reads the file."""
 
     def __init__(self, path: str, option: str = "--output") -> None:
         check_array_path(path, option)
         self.path, self.option = path, option
         self.csv = path.lower().endswith(".csv")
+        self.parquet = _is_parquet(path)
         self.stages: list[_Staged] = []
+        self.writer: Any = None
 
     def open(self, shape: tuple[int, ...], dtype: np.dtype) -> None:
         with _unwritable(self.path, self.option):
             self.values = _Staged(self.path, ".npy")
             self.stages.append(self.values)
-            if self.csv:
+            if self.csv or self.parquet:
                 self.text = _Staged(self.path)
                 self.stages.append(self.text)
+            if self.csv:
                 self.text.file.write((csv_header(len(shape)) + "\n").encode("utf-8"))
             header = np.lib.format.open_memmap(self.values.temp, mode="w+", dtype=dtype, shape=shape)
             self.dtype, self.offset, self.row_bytes = dtype, header.offset, math.prod(shape[1:]) * dtype.itemsize
+            self.ndim = len(shape)
             del header
             self.summary = Summary(dtype)
 
@@ -160,13 +202,23 @@ class ArrayFile:
                 data, position = data[written:], position + written
             if self.csv:
                 self.text.file.write("".join(line + "\n" for line in csv_rows(values, start)).encode("utf-8"))
+            elif self.parquet:
+                self._write_parquet(start, values)
+
+    def _write_parquet(self, start: int, values: np.ndarray) -> None:
+        table = _parquet_table(np.asarray(values, self.dtype), start, self.ndim)
+        if self.writer is None:
+            self.writer = _parquet_writer(self.text.file, table)
+        self.writer.write_table(table)
 
     def close(self) -> np.ndarray:
         try:
             with _unwritable(self.path, self.option):
-                if not self.csv:
+                if not (self.csv or self.parquet):
                     self.values.commit()
                     return np.load(self.path, mmap_mode="r")
+                if self.parquet:
+                    self._close_parquet()
                 self.text.commit()
                 mapped = np.load(self.values.temp, mmap_mode="r")
                 self.values.discard()  # the mapping keeps the data until the result is gone
@@ -175,6 +227,18 @@ class ArrayFile:
             self.abandon()
             raise
 
+    def _close_parquet(self) -> None:
+        """Writes the footer (and, for a loss of no rows, the file of no row group)."""
+        if self.writer is None:
+            empty = np.empty((0,) * max(self.ndim, 1), self.dtype)
+            self.writer = _parquet_writer(self.text.file, _parquet_table(empty, 0, self.ndim))
+        writer, self.writer = self.writer, None
+        writer.close()
+
     def abandon(self) -> None:
+        if self.writer is not None:
+            with contextlib.suppress(Exception):
+                self.writer.close()
+            self.writer = None
         for stage in self.stages:
             stage.discard()

@@ -224,6 +224,9 @@ class Loader:
             rows: Rows = CsvRows(parsed, selector, role, spec)
         else:
             rows = ArrayRows(selected) if isinstance(selected, np.ndarray) else selected
+            named = getattr(rows, "named", None)
+            if named is not None:  # rows that a reader reads later (columnar files) name the argument in errors
+                rows = named(role, spec)
         return Loaded(rows=rows, spec=spec, path=path, selector=selector)
 
     def _parsed_file(self, path: str, selector: str | None) -> Parsed | _ShardSet:

@@ -53,7 +53,19 @@ def _pt(path: str) -> Parsed:
     return PtFile(path)
 
 
+def _columnar(suffix: str) -> Callable[[str], Parsed]:
+    """Parquet, Arrow IPC file (.arrow, .feather) and stream (.arrows): pyarrow, imported when one is read."""
+
+    def read(path: str) -> Parsed:
+        from .columnar import ColumnarFile
+
+        return ColumnarFile(path, suffix)
+
+    return read
+
+
 READERS: dict[str, Callable[[str], Parsed]] = {".npy": _npy, ".npz": _npz, ".csv": _csv, ".tsv": _tsv}
+READERS.update({suffix: _columnar(suffix) for suffix in (".parquet", ".feather", ".arrow", ".arrows")})
 # tensor files (losscli/io/tensors.py)
 READERS.update({".safetensors": _safetensors, ".pt": _pt, ".pth": _pt})
 SUFFIXES = tuple(READERS)

@@ -1,0 +1,283 @@
+"""Columnar files -> numpy, read with pyarrow (imported only when such a file is read): Parquet (``.parquet``),
+the Arrow IPC file format (``.arrow``, Feather v2 ``.feather``) and the Arrow IPC stream format (``.arrows``).
+
+A file is a list of *parts*, each a run of rows: Parquet's row groups, IPC record batches. Columns are selected
+as in a CSV file (``preds.parquet:logits``, ``:0,2``; none: all of them): one column of numbers or booleans is a
+1-D array, several are stacked as ``(rows, columns)`` in numpy's common type, and one column of fixed-size lists
+(or of lists of equal length) is ``(rows, width)``. A null, or a list of another length than the first row's, is
+an error naming the column and the (0-based) row.
+
+:class:`ColumnRows` is :class:`~losscli.io.Rows`: its shape and dtype come from the file's metadata (and, for
+a column of variable-length lists, the first row's length), and ``read(start, stop)`` reads only the parts
+overlapping the rows, only the selected columns, keeping the last two parts read so that the engine's chunks
+(smaller than a part) cost one read per part.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError
+from .files import open_binary
+
+_NAMES_SHOWN = 20
+_KEPT = 2  # parts held after a read: a chunk spanning two parts, and threads reading a little out of order
+INSTALL = "pip install 'losscli[arrow]'"
+
+
+def pyarrow() -> ModuleType:
+    """pyarrow with its ipc, parquet and compute modules loaded, or one line saying how to install it."""
+    try:
+        import pyarrow
+        import pyarrow.compute
+        import pyarrow.ipc
+        import pyarrow.parquet
+    except ImportError:
+        raise InputError(f"expected pyarrow to read columnar files, but it is not installed: {INSTALL}") from None
+    return pyarrow
+
+
+def _first_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0]
+
+
+class _Parquet:
+    """A Parquet file's row groups."""
+
+    def __init__(self, pa: ModuleType, path: str) -> None:
+        self.file = pa.parquet.ParquetFile(path)
+        self.schema = self.file.schema_arrow
+        meta = self.file.metadata
+        self.counts = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
+
+    def part(self, i: int, names: list[str]) -> Any:
+        return self.file.read_row_group(i, columns=names)
+
+
+class _IpcFile:
+    """An Arrow IPC file's record batches, memory-mapped (counting them decompresses a compressed file's once)."""
+
+    def __init__(self, pa: ModuleType, path: str) -> None:
+        self.reader = pa.ipc.open_file(pa.memory_map(path))
+        self.schema = self.reader.schema
+        self.counts = [self.reader.get_batch(i).num_rows for i in range(self.reader.num_record_batches)]
+
+    def part(self, i: int, names: list[str]) -> Any:
+        return self.reader.get_batch(i).select(names)
+
+
+class _IpcStream:
+    """An Arrow IPC stream's record batches: counted in one pass, then read in order (an earlier batch
+    reads the stream again from its start)."""
+
+    def __init__(self, pa: ModuleType, path: str) -> None:
+        self.pa, self.path = pa, path
+        reader = self._open()
+        self.schema = reader.schema
+        self.counts = [batch.num_rows for batch in reader]
+        self.reader, self.next = reader, len(self.counts)
+
+    def _open(self) -> Any:
+        return self.pa.ipc.open_stream(self.pa.memory_map(self.path))
+
+    def part(self, i: int, names: list[str]) -> Any:
+        if i < self.next:
+            self.reader, self.next = self._open(), 0
+        while True:
+            batch, self.next = self.reader.read_next_batch(), self.next + 1
+            if self.next > i:
+                return batch.select(names)
+
+
+KINDS: dict[str, Callable[[ModuleType, str], Any]] = {
+    ".parquet": _Parquet, ".feather": _IpcFile, ".arrow": _IpcFile, ".arrows": _IpcStream}
+FORMATS = {".parquet": "a Parquet file", ".feather": "a Feather (Arrow IPC) file", ".arrow": "an Arrow IPC file",
+           ".arrows": "an Arrow IPC stream file"}
+
+
+class ColumnarFile:
+    """A columnar file whose metadata is read when made; :meth:`select` gives columns as :class:`ColumnRows`."""
+
+    def __init__(self, path: str, suffix: str) -> None:
+        self.what = FORMATS[suffix]
+        open_binary(path, self.what).close()  # the usual refusals: no such file, a directory, 0 bytes
+        self.pa = pa = pyarrow()
+        try:
+            self.parts = KINDS[suffix](pa, path)
+        except (pa.ArrowException, OSError) as e:
+            raise InputError(f"expected {self.what}, but pyarrow could not read it: {_first_line(e)}") from None
+        self.names: list[str] = list(self.parts.schema.names)
+        self.lock = threading.Lock()
+
+    def select(self, selector: str | None) -> ColumnRows:
+        """Columns by name or 0-based index (``"pred"``, ``"0,2"``; None: all)."""
+        if selector is None:
+            indices = list(range(len(self.names)))
+        else:
+            indices = [self._index(token.strip()) for token in selector.split(",")]
+        if not indices:
+            raise InputError("expected a file with at least one column, but it has none")
+        return ColumnRows(self, [self.names[i] for i in indices])
+
+    def _index(self, token: str) -> int:
+        """As :meth:`losscli.io.table.Table._index` does for a CSV file with a header."""
+        ncols = len(self.names)
+        if token in self.names:
+            same = [i for i, name in enumerate(self.names) if name == token]
+            if len(same) > 1:
+                raise InputError(f"expected a column name that names one column, but {token!r} names columns "
+                                 f"{', '.join(map(str, same))} (0-based); pick one by index, as in :{same[0]}")
+            return same[0]
+        if token.isdecimal() and int(token) < ncols:
+            return int(token)
+        indices = "index 0" if ncols == 1 else f"indices 0..{ncols - 1}"
+        shown = ", ".join(map(repr, self.names[:_NAMES_SHOWN]))
+        more = f", ... ({ncols} in all)" if ncols > _NAMES_SHOWN else ""
+        raise InputError(f"expected a column name or index, but got {token!r}; "
+                         f"the columns are {shown}{more} ({indices})")
+
+    def part(self, i: int, names: list[str]) -> Any:
+        """Part ``i``'s columns ``names`` (a pyarrow Table or RecordBatch)."""
+        with self.lock:
+            try:
+                return self.parts.part(i, names)
+            except (self.pa.ArrowException, OSError) as e:
+                raise InputError(f"expected {self.what}, but pyarrow could not read rows "
+                                 f"{sum(self.parts.counts[:i])}.. of it: {_first_line(e)}") from None
+
+
+def _element_dtype(pa: ModuleType, name: str, kind: Any) -> tuple[np.dtype, int | None]:
+    """The numpy dtype of column ``name`` of arrow type ``kind``, and whether it holds lists: None for
+    scalars, the list size for fixed-size lists, -1 for lists of any length."""
+    width = None
+    if pa.types.is_fixed_size_list(kind):
+        width, kind = kind.list_size, kind.value_type
+    elif pa.types.is_list(kind) or pa.types.is_large_list(kind):
+        width, kind = -1, kind.value_type
+    if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind):
+        return np.dtype(kind.to_pandas_dtype()), width
+    lists = "" if width is None else " in its lists"
+    raise InputError(f"column {name!r}: expected numbers or booleans (or lists of them), but got {kind}{lists}")
+
+
+class ColumnRows:
+    """Columns of a :class:`ColumnarFile` as :class:`~losscli.io.Rows` (see the module docstring)."""
+
+    def __init__(self, file: ColumnarFile, names: list[str]) -> None:
+        self.file, self.names, self.label = file, names, None
+        pa, schema = file.pa, file.parts.schema
+        kinds = [_element_dtype(pa, name, schema.field(name).type) for name in names]
+        self.list_width = kinds[0][1]
+        if len(names) > 1 and any(width is not None for _, width in kinds):
+            name = next(n for n, (_, width) in zip(names, kinds) if width is not None)
+            raise InputError(f"expected columns of numbers to stack, but column {name!r} holds lists; "
+                             "select a column of lists alone")
+        self.dtype = np.result_type(*(dtype for dtype, _ in kinds))
+        self.counts = file.parts.counts
+        self.starts = np.cumsum([0] + self.counts)
+        rows = int(self.starts[-1])
+        if self.list_width == -1:
+            self.list_width = self._first_length()
+        if self.list_width is not None:
+            self.shape: tuple[int, ...] = (rows, self.list_width)
+        else:
+            self.shape = (rows,) if len(names) == 1 else (rows, len(names))
+        self._kept: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._whole: np.ndarray | None = None
+        self._lock = threading.Lock()
+
+    def named(self, role: str, spec: str) -> ColumnRows:
+        """These rows, whose errors when read name the argument (``input (p.parquet:logits): ...``)."""
+        self.label = f"{role} ({spec})"
+        return self
+
+    def _first_length(self) -> int:
+        """The length of the first list of a column of variable-length lists (0 when the file has no rows)."""
+        for i, count in enumerate(self.counts):
+            if count:
+                column = self.file.part(i, self.names).column(0)
+                return int(self.file.pa.compute.list_value_length(column)[0].as_py() or 0)
+        return 0
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        """Rows ``[start, stop)``, in memory of their own."""
+        with self._lock, self._naming():
+            first = int(np.searchsorted(self.starts, start, side="right")) - 1
+            pieces = []
+            for i in range(max(first, 0), len(self.counts)):
+                if self.starts[i] >= stop:
+                    break
+                lo, hi = max(start - self.starts[i], 0), min(stop - self.starts[i], self.counts[i])
+                if lo < hi:
+                    pieces.append(self._part(i)[lo:hi])
+            if not pieces:
+                return np.empty((0,) + self.shape[1:], self.dtype)
+            return pieces[0].copy() if len(pieces) == 1 else np.concatenate(pieces)
+
+    def whole(self) -> np.ndarray:
+        """The whole array, read once (in memory)."""
+        if self._whole is None:
+            with self._naming():
+                parts = [self._convert(i) for i in range(len(self.counts))]
+            self._whole = (np.concatenate(parts) if parts else np.empty((0,) + self.shape[1:], self.dtype))
+        return self._whole
+
+    def _part(self, i: int) -> np.ndarray:
+        if i not in self._kept:
+            self._kept[i] = self._convert(i)
+            while len(self._kept) > _KEPT:
+                self._kept.popitem(last=False)
+        return self._kept[i]
+
+    @contextmanager
+    def _naming(self) -> Iterator[None]:
+        try:
+            yield
+        except InputError as e:
+            if self.label is None:
+                raise
+            raise InputError(f"{self.label}: {e}") from e
+
+    def _convert(self, i: int) -> np.ndarray:
+        """Part ``i``'s selected columns as one array of :attr:`dtype`."""
+        table, offset = self.file.part(i, self.names), int(self.starts[i])
+        if table.num_rows != self.counts[i]:
+            raise InputError(f"expected {self.counts[i]} rows from row {offset} as when the file was first read, "
+                             f"but got {table.num_rows} (it changed while being read)")
+        columns = [self._column(name, table.column(name), offset) for name in self.names]
+        if len(columns) == 1:
+            return columns[0]
+        return np.column_stack(columns)
+
+    def _column(self, name: str, column: Any, offset: int) -> np.ndarray:
+        """One column of a part as numbers: no nulls; lists all of :attr:`list_width` values."""
+        pa = self.file.pa
+        array = column.combine_chunks() if hasattr(column, "combine_chunks") else column
+        _no_null(array, name, offset, 1)
+        if self.list_width is not None:
+            if not pa.types.is_fixed_size_list(array.type):
+                lengths = pa.compute.list_value_length(array).to_numpy(zero_copy_only=False)
+                bad = np.flatnonzero(lengths != self.list_width)
+                if bad.size:
+                    row = int(bad[0])
+                    raise InputError(f"column {name!r}, row {offset + row}: expected a list of {self.list_width} "
+                                     f"values like row 0, but got {lengths[row]}")
+            array = array.flatten()
+            _no_null(array, name, offset, self.list_width)
+        values = array.to_numpy(zero_copy_only=False).astype(self.dtype, copy=False)
+        return values if self.list_width is None else values.reshape(-1, self.list_width)
+
+
+def _no_null(array: Any, name: str, offset: int, per_row: int) -> None:
+    """Refuses a null in ``array`` (``per_row`` values a row), naming its column and row."""
+    if array.null_count:
+        first = int(np.flatnonzero(array.is_null().to_numpy(zero_copy_only=False))[0])
+        where = f"row {offset + first // per_row}" + ("" if per_row == 1 else f", value {first % per_row}")
+        raise InputError(f"column {name!r}, {where}: expected a number, but got a null (a missing value)")
