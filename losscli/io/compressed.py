@@ -50,11 +50,24 @@ def read_checked(f: BinaryIO, size: int, codec: str, what: str) -> bytes:
     except EOFError:
         raise InputError(f"expected {what}, but the {CODECS[codec]} stream is truncated (it ends before its "
                          "end-of-stream marker)") from None
-    except (OSError, ValueError, RuntimeError) as e:  # gzip.BadGzipFile, zlib.error, lzma.LZMAError, bz2's OSError
+    except _decoder_errors(codec) as e:
         if type(e) is OSError and e.errno is not None:  # a real read error: Loader names it
             raise
         detail = str(e).split(" (")[0].rstrip(".") or type(e).__name__
         raise InputError(f"expected {what}, but the {CODECS[codec]} stream is corrupt ({detail})") from None
+
+
+def _decoder_errors(codec: str) -> tuple[type[Exception], ...]:
+    """What each decompressor raises on bytes it cannot decode (bz2: a plain OSError without an errno)."""
+    if codec == ".gz":
+        import zlib
+
+        return OSError, zlib.error  # gzip.BadGzipFile is an OSError
+    if codec == ".bz2":
+        return OSError, ValueError
+    import lzma
+
+    return (lzma.LZMAError,)
 
 
 def too_long(what: str, where: str) -> InputError:

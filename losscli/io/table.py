@@ -217,9 +217,11 @@ class Table:
                  what: str | None = None) -> None:
         """``path``: the file (``-`` for stdin, whose ``text`` is given whole); ``codec``: its compression
         (``.gz``, ``.bz2``, ``.xz``; see :mod:`losscli.io.compressed`), if any; ``what``: the file in messages
-        (``a .csv.gz file``; by default from the name's suffix)."""
+        (``a .csv.gz file``; by default ``a .csv file`` by the name's suffix, or ``CSV text``)."""
         self.path, self.delimiter, self._text, self.codec = path, delimiter, text, codec
-        self._what = what or f"a {os.path.splitext(path)[1].lower()} file"
+        suffix = os.path.splitext(path)[1].lower()
+        named = f"a {suffix} file" if suffix in (".csv", ".tsv") else ("CSV" if delimiter == "," else "TSV") + " text"
+        self._what = what or named
         pieces = self._pieces()
         try:
             first = next(pieces, None)
