@@ -237,6 +237,14 @@ def test_sniffed_formats_without_a_reader_here_are_one_line(tmp_path, head, name
         "which this losscli cannot read")
 
 
+def test_a_file_with_a_suffix_no_reader_has_is_refused_unless_overridden(tmp_path):
+    (tmp_path / "p.txt").write_bytes(b"pred,label\n1,2\n3,5\n")
+    assert error("mse", f"{tmp_path}/p.txt:pred", f"{tmp_path}/p.txt:label") == (
+        f"error: input ({tmp_path}/p.txt:pred): expected a .npy, .npz, .csv or .tsv file (or - for CSV on stdin), "
+        "but got .txt:pred")
+    assert value("mse", f"csv@{tmp_path}/p.txt:pred", f"csv@{tmp_path}/p.txt:label") == 2.5
+
+
 def test_a_missing_name_without_a_suffix_keeps_its_message(tmp_path):
     assert error("mse", tmp_path / "nothing", tmp_path / "nothing") == (
         f"error: input ({tmp_path}/nothing): expected a .npy, .npz, .csv or .tsv file (or - for CSV on stdin), "
@@ -273,6 +281,15 @@ def test_named_pipes_like_process_substitution(unnamed, name):
     assert (done.returncode, done.stdout, done.stderr) == (0, "2.5\n", "")
     for feeder in feeders:
         feeder.join(5)
+
+
+@pytest.mark.skipif(not os.path.exists("/bin/bash"), reason="process substitution needs bash")
+def test_process_substitution(unnamed):
+    command = (f"{sys.executable} -m losscli mse -f plain <(gzip -dc < {unnamed}/gz):pred <(cat {unnamed}/csv):label"
+               f" && {sys.executable} -m losscli mse -f plain <(cat {unnamed}/p.npy) {unnamed}/l.npy")
+    done = subprocess.run(["/bin/bash", "-c", command], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "2.5\n2.5\n", "")
 
 
 @pytest.mark.parametrize("name", ["csv", "tsv", "xz", "npz"])

@@ -36,7 +36,7 @@ from typing import Protocol, TextIO
 import numpy as np
 
 from ..errors import InputError
-from .formats import SUFFIXES, Parsed, open_file, split_override
+from .formats import SUFFIXES, Parsed, open_file, split_override, unnamed
 from .npy import NpyFile
 from .table import Table
 
@@ -200,9 +200,9 @@ class Shards:
 
 def parse_spec(spec: str) -> tuple[str, str | None]:
     """Split ``"file:selector"`` at the last ``:`` when the part before it is ``-``, ends in a supported
-    suffix (``.csv``, ``.csv.gz``, ...), has a format override (``csv@/dev/stdin``), or is an existing file
-    without a suffix (``/dev/fd/63``, a pipe) while the whole spec names none; otherwise the whole spec is
-    the path.
+    suffix (``.csv``, ``.csv.gz``, ...), has a format override (``csv@/dev/stdin``), or is a path whose format
+    is sniffed (:func:`~losscli.io.formats.unnamed`: ``/dev/fd/63``, a pipe) while the whole spec names no
+    file; otherwise the whole spec is the path.
 
     >>> parse_spec("results.csv:pred"), parse_spec("C:/data/pred.npy"), parse_spec("-")
     (('results.csv', 'pred'), ('C:/data/pred.npy', None), ('-', None))
@@ -211,7 +211,7 @@ def parse_spec(spec: str) -> tuple[str, str | None]:
     """
     head, colon, tail = spec.rpartition(":")
     if colon and (head == "-" or head.lower().endswith(SUFFIXES) or split_override(head)[0] is not None
-                  or (os.path.exists(head) and not os.path.isdir(head) and not os.path.lexists(spec))):
+                  or (unnamed(head) and not os.path.isdir(head) and not os.path.lexists(spec))):
         return head, tail
     return spec, None
 

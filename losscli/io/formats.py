@@ -129,7 +129,7 @@ def open_file(path: str) -> Parsed:
     (:func:`losscli.io.compressed.spool`)."""
     key, target = split_override(path)
     key = key or suffix_of(path)
-    if key is None and not os.path.exists(path):
+    if key is None and not unnamed(path):
         known = ", ".join(_PLAIN[:-1]) + f" or {_PLAIN[-1]}"
         got = os.path.splitext(path)[1].lower() or "a name without a suffix"
         raise InputError(f"expected a {known} file (or - for CSV on stdin), but got {got}")
@@ -154,6 +154,13 @@ def open_file(path: str) -> Parsed:
 
         keep(parsed, release)
     return parsed
+
+
+def unnamed(path: str) -> bool:
+    """Whether ``path`` is read by the format its first bytes name: it exists and is a pipe, a terminal or a
+    socket, or its name has no suffix at all (``/dev/stdin``, ``/dev/fd/63``, ``data``). A file with a suffix
+    that no reader has (``p.txt``) is refused: ``csv@p.txt`` reads it as CSV."""
+    return os.path.exists(path) and (not _seekable(path) or not os.path.splitext(os.path.basename(path))[1])
 
 
 def _seekable(path: str) -> bool:
