@@ -27,7 +27,7 @@ from losscli.errors import InputError
 from losscli.io import CsvRows, Loader, parse_spec
 from losscli.io.compressed import MAX_LINE_BYTES
 from losscli.io.files import read_pieces
-from losscli.io.formats import MAGIC, sniff, split_override
+from losscli.io.formats import MAGIC, READERS, sniff, split_override
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPRESS = {"gz": lambda b: gzip.compress(b, mtime=0), "bz2": bz2.compress, "xz": lzma.compress}
@@ -200,6 +200,13 @@ def test_magic_table():
     assert [sniff(b"a\tb\n1\t2\n"), sniff(b"a,b\tc\n"), sniff(b"1\n2\n")] == [".tsv", ".csv", ".csv"]
 
 
+def test_a_torch_zip_is_told_from_an_npz(tmp_path):
+    torch.save({"pred": torch.ones(2)}, tmp_path / "t.pt")
+    np.savez_compressed(tmp_path / "a.npz", pred=np.ones(2))
+    assert sniff((tmp_path / "t.pt").read_bytes()[:1024]) == ".pt"
+    assert sniff((tmp_path / "a.npz").read_bytes()[:1024]) == ".npz"
+
+
 @pytest.fixture
 def unnamed(tmp_path):
     """Files without a suffix, one per format this branch reads, all holding pred = [1, 3], label = [2, 5]."""
@@ -229,12 +236,16 @@ def test_sniffed_npy_without_a_suffix(unnamed):
 @pytest.mark.parametrize(("head", "name"), [
     (b"PAR1\x15\x04", "a Parquet file"), (b"ARROW1\x00\x00", "an Arrow IPC (Feather) file"),
     (b"\x08\x00\x00\x00\x00\x00\x00\x00{\"a\":1}", "a safetensors file"),
-    (b"\x28\xb5\x2f\xfd\x00", "a zstd-compressed stream")])
+    (b"\x28\xb5\x2f\xfd\x00", "a zstd-compressed stream"),
+    (b"PK\x03\x04" + bytes(22) + b"\x0a\x00\x00\x00x/data.pkl", "a torch file (torch.save)")])
 def test_sniffed_formats_without_a_reader_here_are_one_line(tmp_path, head, name):
     (tmp_path / "data").write_bytes(head + b"\x00" * 64)
-    assert error("mse", tmp_path / "data", tmp_path / "data") == (
-        f"error: input ({tmp_path}/data): expected .npy, .npz, .csv, .tsv or compressed CSV/TSV, but got {name}, "
-        "which this losscli cannot read")
+    line = error("mse", tmp_path / "data", tmp_path / "data")
+    if sniff(head) in READERS:  # its reader has landed (tensors, columnar): it reads these bytes, and refuses them
+        assert line.startswith(f"error: input ({tmp_path}/data): ") and "cannot read" not in line
+    else:
+        assert line == (f"error: input ({tmp_path}/data): expected .npy, .npz, .csv, .tsv or compressed CSV/TSV, "
+                        f"but got {name}, which this losscli cannot read")
 
 
 def test_a_file_with_a_suffix_no_reader_has_is_refused_unless_overridden(tmp_path):

@@ -80,6 +80,7 @@ MAGIC: tuple[tuple[bytes, str], ...] = (
 )
 FORMAT_NAMES = {".npy": "a .npy file", ".npz": "an .npz archive", ".parquet": "a Parquet file",
                 ".arrow": "an Arrow IPC (Feather) file", ".safetensors": "a safetensors file",
+                ".pt": "a torch file (torch.save)",
                 ".zst": "a zstd-compressed stream", ".csv": "CSV text", ".tsv": "TSV text",
                 ".gz": "a gzip stream", ".bz2": "a bzip2 stream", ".xz": "an xz stream"}
 HEAD_BYTES = 1 << 16
@@ -87,19 +88,27 @@ OVERRIDE = "@"  # csv@/dev/stdin:pred, npy@/dev/fd/63: the reader of a key, what
 
 
 def sniff(head: bytes) -> str:
-    """The key of the format that a file's first bytes name: a magic number, safetensors' header (its length as
-    8 bytes little-endian, then ``{"``), else text: TSV when the first line has tabs and no commas, else CSV.
+    """The key of the format that a file's first bytes name: a magic number (a zip is ``.npz``, or ``.pt`` when
+    its first member is torch's ``<name>/data.pkl``), safetensors' header (its length as 8 bytes
+    little-endian, then ``{"``), else text: TSV when the first line has tabs and no commas, else CSV.
 
     >>> sniff(b"\\x93NUMPY\\x01\\x00"), sniff(b"pred\\tlabel\\n"), sniff(b"pred,label\\n")
     ('.npy', '.tsv', '.csv')
     """
     for magic, key in MAGIC:
         if head.startswith(magic):
-            return key
+            return ".pt" if key == ".npz" and _torch_zip(head) else key
     if len(head) >= 10 and head[8:10] == b'{"' and 0 < int.from_bytes(head[:8], "little") < 1 << 30:
         return ".safetensors"
     first = head.split(b"\n", 1)[0]
     return ".tsv" if b"\t" in first and b"," not in first else ".csv"
+
+
+def _torch_zip(head: bytes) -> bool:
+    """Whether a zip's first member (its name: 2 bytes of length at offset 26, the name at 30) is a torch
+    file's ``<name>/data.pkl`` rather than an ``.npz`` archive's ``<key>.npy``."""
+    name = head[30:30 + int.from_bytes(head[26:28], "little")]
+    return name.endswith(b"/data.pkl")
 
 
 def split_override(path: str) -> tuple[str | None, str]:
