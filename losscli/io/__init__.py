@@ -7,7 +7,11 @@ A spec is what the user typed for one argument::
     arrays.npz:logits   one array of an archive (the key may be left out when there is only one)
     results.csv:pred    columns by header name or 0-based index: ``:pred``, ``:0,2``; none means all
     scores.tsv          tab-delimited
-    -:pred,label        CSV text on stdin
+    -:pred,label        CSV text on stdin (tsv@- for TSV)
+    x.csv.gz:pred       gzip/bz2/xz-compressed CSV/TSV (.csv.gz, .tsv.bz2, .csv.xz, ...), read in pieces
+    /dev/stdin:pred     a path without a suffix (a pipe, <(...), a file): the format sniffed from its first
+                        bytes; a pipe is spooled to a temporary file first (see losscli.io.compressed)
+    csv@/dev/fd/63      a format override: FORMAT@path reads path as FORMAT (csv, tsv, npy, npz, csv.gz, ...)
     'preds-*.npy'       shards: the .npy files that a glob matches (or a directory's .npy files),
     preds/              concatenated along axis 0 in sorted name order, read chunk by chunk when streaming;
                         a name with *, ? or [ that an existing file has is that file, not a pattern
@@ -32,7 +36,7 @@ from typing import Protocol, TextIO
 import numpy as np
 
 from ..errors import InputError
-from .formats import SUFFIXES, Parsed, open_file
+from .formats import SUFFIXES, Parsed, open_file, split_override, unnamed
 from .npy import NpyFile
 from .table import Table
 
@@ -195,14 +199,19 @@ class Shards:
 
 
 def parse_spec(spec: str) -> tuple[str, str | None]:
-    """Split ``"file:selector"`` at the last ``:`` when the part before it is ``-`` or ends in a
-    supported suffix; otherwise the whole spec is the path.
+    """Split ``"file:selector"`` at the last ``:`` when the part before it is ``-``, ends in a supported
+    suffix (``.csv``, ``.csv.gz``, ...), has a format override (``csv@/dev/stdin``), or is a path whose format
+    is sniffed (:func:`~losscli.io.formats.unnamed`: ``/dev/fd/63``, a pipe) while the whole spec names no
+    file; otherwise the whole spec is the path.
 
     >>> parse_spec("results.csv:pred"), parse_spec("C:/data/pred.npy"), parse_spec("-")
     (('results.csv', 'pred'), ('C:/data/pred.npy', None), ('-', None))
+    >>> parse_spec("x.csv.gz:pred"), parse_spec("tsv@-:label")
+    (('x.csv.gz', 'pred'), ('tsv@-', 'label'))
     """
     head, colon, tail = spec.rpartition(":")
-    if colon and (head == "-" or head.lower().endswith(SUFFIXES)):
+    if colon and (head == "-" or head.lower().endswith(SUFFIXES) or split_override(head)[0] is not None
+                  or (unnamed(head) and not os.path.isdir(head) and not os.path.lexists(spec))):
         return head, tail
     return spec, None
 
@@ -239,8 +248,12 @@ class Loader:
     def _parse(self, path: str) -> Parsed | _ShardSet:
         if is_pattern(path) or (os.path.isdir(path) and not path.lower().endswith(SUFFIXES)):
             return _ShardSet(shards(path))
-        if path == "-":
-            return Table("-", ",", self._read_stdin())
+        key, target = split_override(path)
+        if target == "-":
+            if key not in (None, ".csv", ".tsv"):
+                raise InputError(f"expected csv@- or tsv@- (text on stdin; for other formats, /dev/stdin), but "
+                                 f"got {path}")
+            return Table("-", "\t" if key == ".tsv" else ",", self._read_stdin())
         return open_file(path)
 
     def _read_stdin(self) -> str:

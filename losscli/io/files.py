@@ -5,7 +5,7 @@ from __future__ import annotations
 import codecs
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import BinaryIO
 
 from ..errors import InputError
@@ -37,21 +37,40 @@ def read_text(path: str, what: str) -> str:
         return _decode(f.read(), what, 0)
 
 
-def read_pieces(path: str, what: str, size: int) -> Iterator[str]:
+def read_pieces(path: str, what: str, size: int, codec: str | None = None) -> Iterator[str]:
     """A UTF-8 text file in pieces of about ``size`` bytes, each ending at a line end (the last one: at
     the end of the file), so that a reader holds one piece at a time. A byte-order mark is dropped;
-    the first piece is read (and the file's refusals raised) on the first ``next()``."""
-    with open_binary(path, what) as f:
-        offset, rest = 0, b""
-        while data := f.read(size):
-            data = rest + data
-            cut = data.rfind(b"\n") + 1
-            if cut:
-                yield _decode(data[:cut], what, offset)
-                offset += cut
-            rest = data[cut:]
-        if rest:
-            yield _decode(rest, what, offset)
+    the first piece is read (and the file's refusals raised) on the first ``next()``.
+
+    ``codec`` (``.gz``, ``.bz2``, ``.xz``): the file is compressed, and read through its decompressor a piece
+    at a time; a line longer than :data:`~losscli.io.compressed.MAX_LINE_BYTES` is then refused, so that no
+    stream, however far it inflates, is held in memory whole."""
+    with open_binary(path, what) as raw:
+        if codec is None:
+            yield from _pieces(raw.read, what, size, None)
+        else:
+            from .compressed import MAX_LINE_BYTES, decompressing, read_checked
+
+            with decompressing(raw, codec) as f:
+                yield from _pieces(lambda n: read_checked(f, n, codec, what), what, size, MAX_LINE_BYTES)
+
+
+def _pieces(read: Callable[[int], bytes], what: str, size: int, limit: int | None) -> Iterator[str]:
+    """The pieces of :func:`read_pieces` from ``read(size)``; ``limit``: the longest line let be held, if any."""
+    offset, rest = 0, b""
+    while data := read(size):
+        data = rest + data
+        cut = data.rfind(b"\n") + 1
+        if cut:
+            yield _decode(data[:cut], what, offset)
+            offset += cut
+        rest = data[cut:]
+        if limit is not None and len(rest) > limit:
+            from .compressed import too_long
+
+            raise too_long(what, f"the line at byte {offset} of the decompressed text")
+    if rest:
+        yield _decode(rest, what, offset)
 
 
 def _decode(data: bytes, what: str, offset: int) -> str:

@@ -213,9 +213,15 @@ class Table:
     """A CSV/TSV file (or stdin's text): its header names (or None) and number of columns, read when
     made; its rows, read from the file again for each :meth:`select` or :meth:`blocks`, a piece at a time."""
 
-    def __init__(self, path: str, delimiter: str, text: str | None = None) -> None:
-        """``path``: the file (``-`` for stdin, whose ``text`` is given whole)."""
-        self.path, self.delimiter, self._text = path, delimiter, text
+    def __init__(self, path: str, delimiter: str, text: str | None = None, codec: str | None = None,
+                 what: str | None = None) -> None:
+        """``path``: the file (``-`` for stdin, whose ``text`` is given whole); ``codec``: its compression
+        (``.gz``, ``.bz2``, ``.xz``; see :mod:`losscli.io.compressed`), if any; ``what``: the file in messages
+        (``a .csv.gz file``; by default ``a .csv file`` by the name's suffix, or ``CSV text``)."""
+        self.path, self.delimiter, self._text, self.codec = path, delimiter, text, codec
+        suffix = os.path.splitext(path)[1].lower()
+        named = f"a {suffix} file" if suffix in (".csv", ".tsv") else ("CSV" if delimiter == "," else "TSV") + " text"
+        self._what = what or named
         pieces = self._pieces()
         try:
             first = next(pieces, None)
@@ -239,14 +245,14 @@ class Table:
         if self._text is not None:
             texts: Iterator[str] = iter([self._text])
         else:
-            suffix = os.path.splitext(self.path)[1].lower()
-            texts = read_pieces(self.path, f"a {suffix} file", PIECE_BYTES)
+            texts = read_pieces(self.path, self._what, PIECE_BYTES, self.codec)
         number, blank, held = 1, "", ""
         for text in chain(texts, [None]):
             if text is not None:
                 text = held + text
                 if text.count('"') % 2:  # a quoted cell goes on in the next piece
                     held = text
+                    self._bound(held)
                     continue
             elif held:
                 text = held  # unbalanced quotes at the end: the csv module says where
@@ -262,6 +268,14 @@ class Table:
             if end:
                 yield number, text[:end], '"' in text
             number += text.count("\n", 0, end)
+
+    def _bound(self, held: str) -> None:
+        """Compressed text may not hold a quoted cell open for longer than a line may be (a bomb of quotes)."""
+        if self.codec is not None:
+            from .compressed import MAX_LINE_BYTES, too_long
+
+            if len(held) > MAX_LINE_BYTES:
+                raise too_long(self._what, "a quoted cell")
 
     def _rows(self) -> Iterator[_Rows]:
         """The data rows, a piece at a time."""
@@ -284,8 +298,9 @@ class Table:
 
     @property
     def large(self) -> bool:
-        """Whether the file is read in more than one piece (stdin's text is held whole already)."""
-        return self._text is None and os.path.getsize(self.path) > PIECE_BYTES
+        """Whether the file is read in more than one piece (stdin's text is held whole already; compressed text
+        may inflate to any size, so it is always surveyed and streamed)."""
+        return self._text is None and (self.codec is not None or os.path.getsize(self.path) > PIECE_BYTES)
 
     def survey(self, selector: str | None) -> tuple[tuple[int, ...], np.dtype]:
         """The shape and dtype that :meth:`select` gives, found in one pass over the file that converts

@@ -1,0 +1,365 @@
+"""Compressed CSV/TSV (gzip, bz2, xz), paths without a suffix (pipes, /dev/stdin, process substitution, files
+named without one) sniffed by their first bytes, and the FORMAT@path override."""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import json
+import lzma
+import os
+import subprocess
+import sys
+import threading
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from typer.testing import CliRunner
+
+import losscli.io.compressed
+import losscli.io.table
+from losscli.edge.cli import app
+from losscli.errors import InputError
+from losscli.io import CsvRows, Loader, parse_spec
+from losscli.io.compressed import MAX_LINE_BYTES
+from losscli.io.files import read_pieces
+from losscli.io.formats import MAGIC, READERS, sniff, split_override
+
+ROOT = Path(__file__).resolve().parents[1]
+COMPRESS = {"gz": lambda b: gzip.compress(b, mtime=0), "bz2": bz2.compress, "xz": lzma.compress}
+runner = CliRunner()
+
+
+def csv_text(columns: dict[str, np.ndarray], delimiter: str = ",") -> bytes:
+    cells = [[repr(float(v)) if column.dtype.kind == "f" else str(v) for v in column] for column in columns.values()]
+    rows = [delimiter.join(columns)] + [delimiter.join(row) for row in zip(*cells)]
+    return ("\n".join(rows) + "\n").encode()
+
+
+def value(*args: str) -> float:
+    result = runner.invoke(app, [*map(str, args), "--format", "json"])
+    assert result.exit_code == 0, result.stderr
+    return json.loads(result.stdout)["value"]
+
+
+def error(*args: str) -> str:
+    result = runner.invoke(app, [*map(str, args), "--format", "plain"])
+    assert result.exit_code == 2, (result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+def run_cli(*args: str, **kwargs) -> subprocess.CompletedProcess:
+    """The command line in a process of its own (pipes, /dev/stdin)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "losscli", *map(str, args)], capture_output=True, text=True,
+                          env=env, timeout=120, **kwargs)
+
+
+@pytest.fixture
+def regression(tmp_path):
+    rng = np.random.default_rng(11)
+    pred, label = rng.normal(size=50), rng.normal(size=50)
+    expected = F.mse_loss(torch.from_numpy(pred), torch.from_numpy(label)).item()
+    return tmp_path, csv_text({"pred": pred, "label": label}), expected
+
+
+# --- compressed text ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("codec", COMPRESS)
+@pytest.mark.parametrize("delimiter", [",", "\t"])
+def test_compressed_regression_equals_torch(regression, codec, delimiter):
+    folder, _, _ = regression
+    rng = np.random.default_rng(12)
+    pred, label = rng.normal(size=40), rng.normal(size=40)
+    name = folder / f"r.{'csv' if delimiter == ',' else 'tsv'}.{codec}"
+    name.write_bytes(COMPRESS[codec](csv_text({"pred": pred, "label": label}, delimiter)))
+    expected = F.mse_loss(torch.from_numpy(pred), torch.from_numpy(label)).item()
+    assert value("mse", f"{name}:pred", f"{name}:label") == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize("codec", COMPRESS)
+def test_compressed_classification_equals_torch(tmp_path, codec):
+    rng = np.random.default_rng(13)
+    logits, labels = rng.normal(size=(30, 4)), rng.integers(0, 4, size=30)
+    columns = {f"c{j}": logits[:, j] for j in range(4)}
+    (tmp_path / f"logits.csv.{codec}").write_bytes(COMPRESS[codec](csv_text(columns)))
+    (tmp_path / f"labels.csv.{codec}").write_bytes(COMPRESS[codec](csv_text({"label": labels})))
+    expected = F.cross_entropy(torch.from_numpy(logits), torch.from_numpy(labels)).item()
+    got = value("cross-entropy", f"{tmp_path}/logits.csv.{codec}:c0,c1,c2,c3", f"{tmp_path}/labels.csv.{codec}")
+    assert got == pytest.approx(expected, rel=1e-12)
+
+
+def test_bare_gz_suffix_sniffs_the_delimiter_inside(tmp_path):
+    (tmp_path / "r.gz").write_bytes(gzip.compress(b"a\tb\n1\t2\n3\t5\n"))
+    assert value("mse", f"{tmp_path}/r.gz:a", f"{tmp_path}/r.gz:b") == 2.5
+    (tmp_path / "n.gz").write_bytes(gzip.compress(b"\x93NUMPY\x01\x00rest"))
+    assert error("mse", tmp_path / "n.gz", tmp_path / "n.gz").endswith(
+        "expected CSV or TSV text inside the gzip stream, but got a .npy file; decompress it first")
+
+
+def test_compressed_csv_streams_in_pieces_equal_to_the_whole(tmp_path, monkeypatch):
+    """A compressed file is always surveyed and read a piece at a time (its size on disk says nothing)."""
+    monkeypatch.setattr(losscli.io.table, "PIECE_BYTES", 64)
+    values = np.arange(500) / 7
+    (tmp_path / "v.csv.gz").write_bytes(gzip.compress(csv_text({"v": values})))
+    loaded = Loader().load(f"{tmp_path}/v.csv.gz:v", role="input")
+    assert isinstance(loaded.rows, CsvRows)
+    assert loaded.rows.shape == (500,)
+    got = np.concatenate([loaded.rows.read(i, min(i + 37, 500)) for i in range(0, 500, 37)])
+    np.testing.assert_array_equal(got, values)
+
+
+def test_pieces_of_a_compressed_stream_stay_bounded(tmp_path):
+    """The decompressor is asked for a piece at a time: no piece is longer than a piece plus a line."""
+    (tmp_path / "ones.csv.gz").write_bytes(gzip.compress(b"1\n" * 2_000_000))
+    sizes = [len(p) for p in read_pieces(str(tmp_path / "ones.csv.gz"), "a .csv.gz file", 1 << 16, ".gz")]
+    assert sum(sizes) == 4_000_000 and max(sizes) <= 1 << 16
+
+
+def test_truncated_and_corrupt_streams_are_one_line(regression):
+    folder, text, _ = regression
+    data = gzip.compress(text * 200)
+    (folder / "cut.csv.gz").write_bytes(data[: len(data) // 2])
+    assert error("mse", f"{folder}/cut.csv.gz:pred", f"{folder}/cut.csv.gz:label") == (
+        f"error: input ({folder}/cut.csv.gz:pred): expected a .csv.gz file, but the gzip stream is truncated "
+        "(it ends before its end-of-stream marker)")
+    bad = bytearray(data)
+    bad[-8] ^= 0xFF  # the CRC of the uncompressed bytes
+    (folder / "bad.csv.gz").write_bytes(bytes(bad))
+    line = error("mse", f"{folder}/bad.csv.gz:pred", f"{folder}/bad.csv.gz:label")
+    assert "expected a .csv.gz file, but the gzip stream is corrupt (" in line
+    (folder / "plain.csv.xz").write_bytes(text)
+    assert "expected a .csv.xz file, but the xz stream is corrupt (" in error("mse", f"{folder}/plain.csv.xz:pred",
+                                                                           f"{folder}/plain.csv.xz:label")
+
+
+def _bomb(path: Path, gib: int = 1) -> None:
+    """``gib`` GiB of one endless line of zeros, gzip-compressed to about a MiB."""
+    squeeze = zlib.compressobj(9, zlib.DEFLATED, 31)
+    zeros = b"0" * (1 << 20)
+    with open(path, "wb") as f:
+        for _ in range(gib << 10):
+            f.write(squeeze.compress(zeros))
+        f.write(squeeze.flush())
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="peak memory read from /proc")
+def test_gzip_bomb_is_refused_in_bounded_memory(tmp_path):
+    _bomb(tmp_path / "bomb.csv.gz")
+    assert (tmp_path / "bomb.csv.gz").stat().st_size < 8 << 20
+    # the peak as /proc says (VmHWM starts afresh at exec, where ru_maxrss keeps the forking pytest's)
+    script = ("import re, runpy, sys\n"
+              "sys.argv = ['losscli', 'mse', sys.argv[1], sys.argv[1]]\n"
+              "try:\n    runpy.run_module('losscli', run_name='__main__')\n"
+              "except SystemExit as e:\n"
+              "    status = open('/proc/self/status').read()\n"
+              "    print(e.code, re.search(r'VmHWM:\\s*(\\d+) kB', status).group(1))\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "bomb.csv.gz")], capture_output=True,
+                          text=True, env=env, timeout=120)
+    code, peak_kib = map(int, done.stdout.split())
+    assert code == 2
+    assert done.stderr.strip().splitlines() == [
+        f"error: input ({tmp_path}/bomb.csv.gz): expected a .csv.gz file of lines of at most "
+        f"{MAX_LINE_BYTES >> 20} MiB, but the line at byte 0 of the decompressed text goes on past that"]
+    assert peak_kib < 200 << 10  # 1 GiB inflated: memory holds a line's limit and a piece, not the stream
+
+
+def test_bomb_of_an_open_quote_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(losscli.io.compressed, "MAX_LINE_BYTES", 1000)
+    (tmp_path / "q.csv.gz").write_bytes(gzip.compress(b'a\n"' + b"1\n" * 5000))
+    monkeypatch.setattr(losscli.io.table, "PIECE_BYTES", 256)
+    with pytest.raises(InputError, match="of lines of at most 0 MiB, but a quoted cell goes on past that$"):
+        Loader().load(f"{tmp_path}/q.csv.gz", role="input").array
+
+
+def test_selectors_after_compressed_suffixes_and_overrides():
+    assert parse_spec("x.csv.gz:pred") == ("x.csv.gz", "pred")
+    assert parse_spec("x.TSV.BZ2:0,1") == ("x.TSV.BZ2", "0,1")
+    assert parse_spec("csv@/no/such/pipe:pred") == ("csv@/no/such/pipe", "pred")
+    assert parse_spec("/dev/stdin:pred") == ("/dev/stdin", "pred")
+    assert parse_spec("nothing-here:pred") == ("nothing-here:pred", None)
+
+
+# --- sniffing --------------------------------------------------------------------------------------------------
+
+
+def test_magic_table():
+    assert dict((key, magic) for magic, key in MAGIC) == {
+        ".npy": b"\x93NUMPY", ".npz": b"PK\x03\x04", ".parquet": b"PAR1", ".arrow": b"ARROW1", ".gz": b"\x1f\x8b",
+        ".bz2": b"BZh", ".xz": b"\xfd7zXZ\x00", ".zst": b"\x28\xb5\x2f\xfd"}
+    header = b'{"x":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}'
+    assert sniff(len(header).to_bytes(8, "little") + header) == ".safetensors"
+    assert [sniff(b"a\tb\n1\t2\n"), sniff(b"a,b\tc\n"), sniff(b"1\n2\n")] == [".tsv", ".csv", ".csv"]
+
+
+def test_a_torch_zip_is_told_from_an_npz(tmp_path):
+    torch.save({"pred": torch.ones(2)}, tmp_path / "t.pt")
+    np.savez_compressed(tmp_path / "a.npz", pred=np.ones(2))
+    assert sniff((tmp_path / "t.pt").read_bytes()[:1024]) == ".pt"
+    assert sniff((tmp_path / "a.npz").read_bytes()[:1024]) == ".npz"
+
+
+@pytest.fixture
+def unnamed(tmp_path):
+    """Files without a suffix, one per format this branch reads, all holding pred = [1, 3], label = [2, 5]."""
+    pred, label = np.array([1.0, 3.0]), np.array([2.0, 5.0])
+    np.save(tmp_path / "p.npy", pred)
+    np.save(tmp_path / "l.npy", label)
+    np.savez(tmp_path / "a.npz", pred=pred, label=label)
+    text = b"pred,label\n1,2\n3,5\n"
+    files = {"npy": (tmp_path / "p.npy").read_bytes(), "npz": (tmp_path / "a.npz").read_bytes(), "csv": text,
+             "tsv": text.replace(b",", b"\t"), "gz": gzip.compress(text), "bz2": bz2.compress(text),
+             "xz": lzma.compress(text)}
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    return tmp_path
+
+
+@pytest.mark.parametrize("name", ["csv", "tsv", "gz", "bz2", "xz", "npz"])
+def test_sniffed_files_without_a_suffix(unnamed, name):
+    assert value("mse", f"{unnamed / name}:pred", f"{unnamed / name}:label") == 2.5
+
+
+def test_sniffed_npy_without_a_suffix(unnamed):
+    os.rename(unnamed / "l.npy", unnamed / "label")
+    assert value("mse", unnamed / "npy", unnamed / "label") == 2.5
+
+
+@pytest.mark.parametrize(("head", "name"), [
+    (b"PAR1\x15\x04", "a Parquet file"), (b"ARROW1\x00\x00", "an Arrow IPC (Feather) file"),
+    (b"\x08\x00\x00\x00\x00\x00\x00\x00{\"a\":1}", "a safetensors file"),
+    (b"\x28\xb5\x2f\xfd\x00", "a zstd-compressed stream"),
+    (b"PK\x03\x04" + bytes(22) + b"\x0a\x00\x00\x00x/data.pkl", "a torch file (torch.save)")])
+def test_sniffed_formats_without_a_reader_here_are_one_line(tmp_path, head, name):
+    (tmp_path / "data").write_bytes(head + b"\x00" * 64)
+    line = error("mse", tmp_path / "data", tmp_path / "data")
+    if sniff(head) in READERS:  # its reader has landed (tensors, columnar): it reads these bytes, and refuses them
+        assert line.startswith(f"error: input ({tmp_path}/data): ") and "cannot read" not in line
+    else:
+        assert line == (f"error: input ({tmp_path}/data): expected .npy, .npz, .csv, .tsv or compressed CSV/TSV, "
+                        f"but got {name}, which this losscli cannot read")
+
+
+def test_a_file_with_a_suffix_no_reader_has_is_refused_unless_overridden(tmp_path):
+    (tmp_path / "p.txt").write_bytes(b"pred,label\n1,2\n3,5\n")
+    assert error("mse", f"{tmp_path}/p.txt:pred", f"{tmp_path}/p.txt:label") == (
+        f"error: input ({tmp_path}/p.txt:pred): expected a .npy, .npz, .csv or .tsv file (or - for CSV on stdin), "
+        "but got .txt:pred")
+    assert value("mse", f"csv@{tmp_path}/p.txt:pred", f"csv@{tmp_path}/p.txt:label") == 2.5
+
+
+def test_a_missing_name_without_a_suffix_keeps_its_message(tmp_path):
+    assert error("mse", tmp_path / "nothing", tmp_path / "nothing") == (
+        f"error: input ({tmp_path}/nothing): expected a .npy, .npz, .csv or .tsv file (or - for CSV on stdin), "
+        "but got a name without a suffix")
+
+
+# --- pipes -----------------------------------------------------------------------------------------------------
+
+
+def _feed(fifo: Path, data: bytes) -> threading.Thread:
+    def write() -> None:
+        with open(fifo, "wb") as f:
+            f.write(data)
+
+    thread = threading.Thread(target=write, daemon=True)
+    thread.start()
+    return thread
+
+
+@pytest.mark.parametrize("name", ["csv", "gz", "npy"])
+def test_named_pipes_like_process_substitution(unnamed, name):
+    """``losscli mse <(...) <(...)``: each argument a pipe without a suffix, read once, spooled, sniffed."""
+    first, second = unnamed / "fifo1", unnamed / "fifo2"
+    os.mkfifo(first)
+    os.mkfifo(second)
+    if name == "npy":
+        feeders = [_feed(first, (unnamed / "p.npy").read_bytes()), _feed(second, (unnamed / "l.npy").read_bytes())]
+        args = [first, second]
+    else:
+        data = (unnamed / name).read_bytes()
+        feeders = [_feed(first, data), _feed(second, data)]
+        args = [f"{first}:pred", f"{second}:label"]
+    done = run_cli("mse", "-f", "plain", *args)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "2.5\n", "")
+    for feeder in feeders:
+        feeder.join(5)
+
+
+@pytest.mark.skipif(not os.path.exists("/bin/bash"), reason="process substitution needs bash")
+def test_process_substitution(unnamed):
+    command = (f"{sys.executable} -m losscli mse -f plain <(gzip -dc < {unnamed}/gz):pred <(cat {unnamed}/csv):label"
+               f" && {sys.executable} -m losscli mse -f plain <(cat {unnamed}/p.npy) {unnamed}/l.npy")
+    done = subprocess.run(["/bin/bash", "-c", command], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "2.5\n2.5\n", "")
+
+
+@pytest.mark.parametrize("name", ["csv", "tsv", "xz", "npz"])
+def test_dev_stdin_piped(unnamed, name):
+    """One pipe named twice (two columns) is read once."""
+    done = subprocess.run(
+        f"cat {unnamed / name} | {sys.executable} -m losscli mse -f plain /dev/stdin:pred /dev/stdin:label",
+        shell=True, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "2.5\n", "")
+
+
+def test_dev_stdin_redirected_from_a_file_is_read_in_place(unnamed):
+    with open(unnamed / "csv", "rb") as f:
+        done = run_cli("mse", "-f", "plain", "/dev/stdin:pred", "/dev/stdin:label", stdin=f)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "2.5\n", "")
+
+
+def test_an_empty_pipe_is_one_line(tmp_path):
+    done = subprocess.run(f"true | {sys.executable} -m losscli mse /dev/stdin /dev/stdin", shell=True,
+                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.strip() == "error: input (/dev/stdin): expected a file, but the file is empty (0 bytes)"
+
+
+# --- the override ----------------------------------------------------------------------------------------------
+
+
+def test_override_syntax():
+    assert split_override("csv@/dev/stdin") == (".csv", "/dev/stdin")
+    assert split_override("CSV.GZ@x") == (".csv.gz", "x")
+    assert split_override("parquet@x") == (".parquet", "x")
+    assert split_override("user@host.csv") == (None, "user@host.csv")
+    assert split_override("csv@") == (None, "csv@")
+
+
+def test_override_reads_a_file_as_the_format_named(unnamed):
+    (unnamed / "tabs.csv").write_bytes(b"pred\tlabel\n1\t2\n3\t5\n")  # a suffix that lies
+    assert value("mse", f"tsv@{unnamed}/tabs.csv:pred", f"tsv@{unnamed}/tabs.csv:label") == 2.5
+    assert value("mse", f"npy@{unnamed}/npy", f"npy@{unnamed}/p.npy") == 0.0
+    assert value("mse", f"gz@{unnamed}/gz:pred", f"csv.gz@{unnamed}/gz:label") == 2.5
+
+
+def test_override_of_a_format_without_a_reader_is_one_line(unnamed):
+    assert error("mse", f"parquet@{unnamed}/csv:pred", f"{unnamed}/csv:label") == (
+        f"error: input (parquet@{unnamed}/csv:pred): expected .npy, .npz, .csv, .tsv or compressed CSV/TSV, but "
+        "got a Parquet file, which this losscli cannot read")
+
+
+def test_a_file_whose_name_has_an_at_is_that_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    Path("csv@x").write_bytes(b"1\n3\n")
+    Path("y.csv").write_bytes(b"2\n5\n")
+    assert value("mse", "csv@x", "y.csv") == 2.5
+
+
+def test_override_on_stdin_dash():
+    result = runner.invoke(app, ["mse", "--format", "plain", "--", "tsv@-:a", "tsv@-:b"], input="a\tb\n1\t2\n3\t5\n")
+    assert (result.exit_code, result.stdout) == (0, "2.5\n")
+    result = runner.invoke(app, ["mse", "--format", "plain", "--", "npy@-", "npy@-"], input="x")
+    assert result.exit_code == 2
+    assert result.stderr.strip() == ("error: input (npy@-): expected csv@- or tsv@- (text on stdin; for other "
+                                     "formats, /dev/stdin), but got npy@-")
