@@ -27,7 +27,12 @@ from losscli.errors import InputError
 from losscli.io import CsvRows, Loader, parse_spec
 from losscli.io.compressed import MAX_LINE_BYTES
 from losscli.io.files import read_pieces
-from losscli.io.formats import MAGIC, READERS, sniff, split_override
+from losscli.io.formats import MAGIC, READERS, SUFFIXES, sniff, split_override
+
+# the readable formats that messages list, in READERS' order (compressed text is named as such)
+PLAIN = [suffix for suffix in SUFFIXES if not suffix.endswith((".gz", ".bz2", ".xz"))]
+READABLE = ", ".join(PLAIN)
+A_FILE_OF = "a " + ", ".join(PLAIN[:-1]) + f" or {PLAIN[-1]} file"
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPRESS = {"gz": lambda b: gzip.compress(b, mtime=0), "bz2": bz2.compress, "xz": lzma.compress}
@@ -244,22 +249,21 @@ def test_sniffed_formats_without_a_reader_here_are_one_line(tmp_path, head, name
     if sniff(head) in READERS:  # its reader has landed (tensors, columnar): it reads these bytes, and refuses them
         assert line.startswith(f"error: input ({tmp_path}/data): ") and "cannot read" not in line
     else:
-        assert line == (f"error: input ({tmp_path}/data): expected .npy, .npz, .csv, .tsv or compressed CSV/TSV, "
+        assert line == (f"error: input ({tmp_path}/data): expected {READABLE} or compressed CSV/TSV, "
                         f"but got {name}, which this losscli cannot read")
 
 
 def test_a_file_with_a_suffix_no_reader_has_is_refused_unless_overridden(tmp_path):
     (tmp_path / "p.txt").write_bytes(b"pred,label\n1,2\n3,5\n")
     assert error("mse", f"{tmp_path}/p.txt:pred", f"{tmp_path}/p.txt:label") == (
-        f"error: input ({tmp_path}/p.txt:pred): expected a .npy, .npz, .csv or .tsv file (or - for CSV on stdin), "
-        "but got .txt:pred")
+        f"error: input ({tmp_path}/p.txt:pred): expected {A_FILE_OF} (or - for CSV on stdin), but got .txt:pred")
     assert value("mse", f"csv@{tmp_path}/p.txt:pred", f"csv@{tmp_path}/p.txt:label") == 2.5
 
 
 def test_a_missing_name_without_a_suffix_keeps_its_message(tmp_path):
     assert error("mse", tmp_path / "nothing", tmp_path / "nothing") == (
-        f"error: input ({tmp_path}/nothing): expected a .npy, .npz, .csv or .tsv file (or - for CSV on stdin), "
-        "but got a name without a suffix")
+        f"error: input ({tmp_path}/nothing): expected {A_FILE_OF} (or - for CSV on stdin), but got a name "
+        "without a suffix")
 
 
 # --- pipes -----------------------------------------------------------------------------------------------------
@@ -344,9 +348,9 @@ def test_override_reads_a_file_as_the_format_named(unnamed):
 
 
 def test_override_of_a_format_without_a_reader_is_one_line(unnamed):
-    assert error("mse", f"parquet@{unnamed}/csv:pred", f"{unnamed}/csv:label") == (
-        f"error: input (parquet@{unnamed}/csv:pred): expected .npy, .npz, .csv, .tsv or compressed CSV/TSV, but "
-        "got a Parquet file, which this losscli cannot read")
+    assert error("mse", f"zst@{unnamed}/csv:pred", f"{unnamed}/csv:label") == (
+        f"error: input (zst@{unnamed}/csv:pred): expected {READABLE} or compressed CSV/TSV, but "
+        "got a zstd-compressed stream, which this losscli cannot read")
 
 
 def test_a_file_whose_name_has_an_at_is_that_file(tmp_path, monkeypatch):

@@ -62,6 +62,8 @@ def _columnar(suffix: str) -> Callable[[str], Parsed]:
 
         return ColumnarFile(path, suffix)
 
+    return read
+
 
 def _text(delimiter: str | None, codec: str) -> Callable[[str], Parsed]:
     """The reader of CSV/TSV text compressed with ``codec``; a ``delimiter`` of None is sniffed from the text."""
