@@ -43,6 +43,7 @@ from .backends import Backend
 from .errors import LossCliError
 from .io import Loader, parse_spec
 from .io.files import read_text
+from .io.remote import is_url, join
 from .judge import BOUNDS, REGRESSION, judge
 from .losses import CATALOG, LossSpec
 from .reduction import Reduction
@@ -328,8 +329,17 @@ def _file(at: str, role: str, value: Any, base: str, number_ok: bool = False, ke
     path, selector = parse_spec(value)
     if path == "-":
         raise GateError(f"{at}: {key}: expected a file, but got - (stdin cannot be read in a gate file)")
-    resolved = os.path.join(base, os.path.expanduser(path))  # an absolute path stays as it is
+    resolved = _resolve(base, path)
     return InputRef(role, value, resolved if selector is None else f"{resolved}:{selector}")
+
+
+def _resolve(base: str, path: str) -> str:
+    """A file of a gate file, resolved against the gate file's folder ``base`` (a folder URL for a remote gate
+    file); a URL or an absolute path stays as it is."""
+    if is_url(path):
+        return path
+    path = os.path.expanduser(path)
+    return join(base, path) if is_url(base) and not os.path.isabs(path) else os.path.join(base, path)
 
 
 def _option(at: str, key: str, kind: type, value: Any) -> Any:
@@ -513,6 +523,8 @@ class _Digests(dict):
 
 
 def _sha256(path: str) -> str | None:
+    if is_url(path):  # not downloaded whole for a digest: the report's sha256 is null
+        return None
     digest = hashlib.sha256()
     try:
         with open(path, "rb") as f:

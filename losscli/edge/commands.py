@@ -17,6 +17,7 @@ from ..api import NanPolicy, Outputs, Streaming, compute
 from ..backends import Backend
 from ..errors import LossCliError, LossCliWarning, flag
 from ..io import Loaded, Loader, Shards
+from ..io.remote import parse_options
 from ..judge import check_thresholds, judge
 from ..losses import LossSpec
 from ..losses.base import FileArg
@@ -141,6 +142,8 @@ def _common_params(spec: LossSpec) -> list[inspect.Parameter]:
         _opt("quiet", "--quiet", "-q", panel=OUTPUT, default=False, kind=bool,
              help="no progress bar (it shows on a terminal for work over a second, except with --format json, plain or metrics)"),
         _opt("debug", "--debug", panel=OUTPUT, default=False, kind=bool, help="show tracebacks"),
+        _opt("storage_option", "--storage-option", panel=FILES, kind=Optional[list[str]], metavar="KEY=VALUE",
+             help="an fsspec option for the URLs read (s3://, https://, ...), e.g. anon=true; repeatable"),
     ]
 
 
@@ -148,7 +151,7 @@ def run(spec: LossSpec, *, reduction: str, size_average: bool | None, reduce: bo
         cross_check: bool, tolerance: float, fail_above: float | None, fail_below: float | None,
         nan_policy: NanPolicy, format: Format, output: str | None, grad: str | None, debug: bool,
         broadcast: bool = False, per_sample: bool = False, top: int | None = None, hist: bool = False,
-        quiet: bool = False, strict: bool = False, **given: Any) -> None:
+        quiet: bool = False, strict: bool = False, storage_option: list[str] | None = None, **given: Any) -> None:
     """One loss command: load, compute, write, render, judge. ``given`` holds the files and the loss's options."""
     with exit_on_error(debug):
         check_thresholds(fail_above=fail_above, fail_below=fail_below, tolerance=tolerance)
@@ -157,7 +160,7 @@ def run(spec: LossSpec, *, reduction: str, size_average: bool | None, reduce: bo
             raise LossCliError("--fail-above/--fail-below: expected a reduced value (mean or sum), but the "
                                "reduction is none")
         check_format(format, top, hist, resolved)
-        loader = Loader()
+        loader = Loader(storage_options=parse_options(storage_option or ()))
         arrays = [_load_file(loader, given.pop(f.name), f) for f in spec.files]
         named = {f.name: loader.load(path, role=f.name) for f in spec.extras if (path := given.pop(f.name)) is not None}
         _check_outputs(output, grad, [*arrays, *named.values()])

@@ -15,6 +15,8 @@ A spec is what the user typed for one argument::
     'preds-*.npy'       shards: the .npy files that a glob matches (or a directory's .npy files),
     preds/              concatenated along axis 0 in sorted name order, read chunk by chunk when streaming;
                         a name with *, ? or [ that an existing file has is that file, not a pattern
+    s3://b/p.npy        a URL (s3://, gs://, az://, https://, any fsspec URL; see losscli.io.remote): read by
+    s3://b/r.csv:pred   ranged requests, in any of the forms above (globs of shards: not over HTTP(S))
 
 ``Loader`` parses each file once, however many specs name it. A loaded argument keeps its :class:`Rows`: the
 whole shape and dtype without reading anything, rows read on demand, and the whole array (``Loaded.array``).
@@ -38,6 +40,8 @@ import numpy as np
 from ..errors import InputError
 from .formats import SUFFIXES, Parsed, open_file, split_override, unnamed
 from .npy import NpyFile
+from .remote import bind, is_http, is_url
+from .remote import glob as remote_glob
 from .table import Table
 
 __all__ = ["ArrayRows", "CsvRows", "Loaded", "Loader", "Rows", "Shards", "parse_spec"]
@@ -208,19 +212,29 @@ def parse_spec(spec: str) -> tuple[str, str | None]:
     (('results.csv', 'pred'), ('C:/data/pred.npy', None), ('-', None))
     >>> parse_spec("x.csv.gz:pred"), parse_spec("tsv@-:label")
     (('x.csv.gz', 'pred'), ('tsv@-', 'label'))
+
+    A URL's ``scheme:`` and ``host:port`` are not selectors; a URL without a suffix takes one without a ``/``:
+
+    >>> parse_spec("s3://b/p.npy"), parse_spec("s3://b/r.csv:pred"), parse_spec("http://h:80/p"), parse_spec("s3://b/p:x")
+    (('s3://b/p.npy', None), ('s3://b/r.csv', 'pred'), ('http://h:80/p', None), ('s3://b/p', 'x'))
     """
     head, colon, tail = spec.rpartition(":")
+    if is_url(spec) and not is_url(head):  # the only ':' is the scheme's
+        return spec, None
+    sniffed = ("/" not in tail) if is_url(head) else not os.path.isdir(head) and not os.path.lexists(spec)
     if colon and (head == "-" or head.lower().endswith(SUFFIXES) or split_override(head)[0] is not None
-                  or (unnamed(head) and not os.path.isdir(head) and not os.path.lexists(spec))):
+                  or (unnamed(head) and sniffed)):
         return head, tail
     return spec, None
 
 
 class Loader:
-    """Loads specs into arrays, parsing each file (and stdin) once."""
+    """Loads specs into arrays, parsing each file (and stdin) once. ``storage_options``: fsspec options for every
+    URL it loads (``--storage-option key=value``), on top of the store's own configuration."""
 
-    def __init__(self, stdin: TextIO | None = None) -> None:
+    def __init__(self, stdin: TextIO | None = None, storage_options: dict | None = None) -> None:
         self._stdin = stdin  # None: sys.stdin, looked up when "-" is first loaded
+        self._options = storage_options or {}
         self._parsed: dict[str, Parsed | _ShardSet] = {}
 
     def load(self, spec: str, *, role: str) -> Loaded:
@@ -246,6 +260,9 @@ class Loader:
         return self._parsed[path]
 
     def _parse(self, path: str) -> Parsed | _ShardSet:
+        target = split_override(path)[1]
+        if self._options and is_url(target):
+            bind(target, self._options)
         if is_pattern(path) or (os.path.isdir(path) and not path.lower().endswith(SUFFIXES)):
             return _ShardSet(shards(path))
         key, target = split_override(path)
@@ -283,7 +300,9 @@ def _naming(role: str, spec: str) -> Iterator[None]:
 def is_pattern(path: str) -> bool:
     """Whether ``path`` is a glob of shards: it has ``*``, ``?`` or ``[`` and no file has that very name (an
     existing file is always that file: ``p[1].npy`` is ``p[1].npy`` when it exists, else a pattern matching
-    ``p1.npy``)."""
+    ``p1.npy``). A URL is a pattern when it has one of them, except over HTTP(S), which lists nothing."""
+    if is_url(path):
+        return not is_http(path) and any(c in path for c in GLOB)
     return any(c in path for c in GLOB) and not os.path.lexists(path)
 
 
@@ -295,7 +314,7 @@ def shards(path: str) -> Shards:
         if not names:
             raise InputError("expected a directory of .npy shards, but it holds no .npy file")
     else:
-        names = sorted(glob.glob(path))
+        names = remote_glob(path) if is_url(path) else sorted(glob.glob(path))
         if not names:
             raise InputError("expected .npy shards matching the pattern, but no file matches it")
         other = next((n for n in names if not n.lower().endswith(".npy")), None)

@@ -26,6 +26,7 @@ import numpy as np
 
 from ..errors import InputError
 from .files import open_binary
+from .remote import is_url
 
 _NAMES_SHOWN = 20
 _KEPT = 2  # parts held after a read: a chunk spanning two parts, and threads reading a little out of order
@@ -48,11 +49,18 @@ def _first_line(e: BaseException) -> str:
     return (str(e).strip().splitlines() or [type(e).__name__])[0]
 
 
+def _source(pa: ModuleType, path: str, what: str, mapped: bool = True) -> Any:
+    """What pyarrow reads ``path`` from: the path (``mapped``: its memory map), or a remote file read by ranges."""
+    if is_url(path):
+        return open_binary(path, what)
+    return pa.memory_map(path) if mapped else path
+
+
 class _Parquet:
     """A Parquet file's row groups."""
 
     def __init__(self, pa: ModuleType, path: str) -> None:
-        self.file = pa.parquet.ParquetFile(path)
+        self.file = pa.parquet.ParquetFile(_source(pa, path, "a Parquet file", mapped=False))
         self.schema = self.file.schema_arrow
         meta = self.file.metadata
         self.counts = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
@@ -65,7 +73,7 @@ class _IpcFile:
     """An Arrow IPC file's record batches, memory-mapped (counting them decompresses a compressed file's once)."""
 
     def __init__(self, pa: ModuleType, path: str) -> None:
-        self.reader = pa.ipc.open_file(pa.memory_map(path))
+        self.reader = pa.ipc.open_file(_source(pa, path, "an Arrow IPC file"))
         self.schema = self.reader.schema
         self.counts = [self.reader.get_batch(i).num_rows for i in range(self.reader.num_record_batches)]
 
@@ -85,7 +93,7 @@ class _IpcStream:
         self.reader, self.next = reader, len(self.counts)
 
     def _open(self) -> Any:
-        return self.pa.ipc.open_stream(self.pa.memory_map(self.path))
+        return self.pa.ipc.open_stream(_source(self.pa, self.path, "an Arrow IPC stream file"))
 
     def part(self, i: int, names: list[str]) -> Any:
         if i < self.next:

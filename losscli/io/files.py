@@ -9,13 +9,19 @@ from collections.abc import Callable, Iterator
 from typing import BinaryIO
 
 from ..errors import InputError
+from .remote import is_url
 
 
 def open_binary(path: str, what: str) -> BinaryIO:
     """Open ``path`` for reading bytes; ``what`` ("a .npy file") goes into the messages.
 
     Refuses a missing file, a directory, an unreadable file and an empty one (0 bytes); other
-    ``OSError``s are left to ``Loader.load``."""
+    ``OSError``s are left to ``Loader.load``. A URL (``s3://...``, ``https://...``) is opened by
+    :func:`losscli.io.remote.open_url`: a buffered file whose reads are ranged requests."""
+    if is_url(path):
+        from .remote import open_url
+
+        return open_url(path, what)
     try:
         f = open(path, "rb")
     except FileNotFoundError:
@@ -29,6 +35,38 @@ def open_binary(path: str, what: str) -> BinaryIO:
         f.close()
         raise InputError(f"expected {what}, but the file is empty (0 bytes)")
     return f
+
+
+def size_of(f: BinaryIO) -> int:
+    """The size in bytes of an open file (local or remote), its position left where it was."""
+    position = f.tell()
+    end = f.seek(0, os.SEEK_END)
+    f.seek(position)
+    return end
+
+
+def size_of_path(path: str, what: str) -> int:
+    """The size in bytes of the file or object at ``path``."""
+    if is_url(path):
+        from .remote import size
+
+        return size(path, what)
+    return os.path.getsize(path)
+
+
+def pread_into(path: str, view: memoryview, position: int) -> None:
+    """Fill ``view`` with the bytes of ``path`` from ``position`` on (``pread``; a URL: one ranged request)."""
+    if is_url(path):
+        from .remote import read_into
+
+        return read_into(path, view, position)
+    with open(path, "rb", buffering=0) as f:
+        while view.nbytes:
+            got = os.preadv(f.fileno(), [view], position)
+            if not got:
+                raise InputError(f"{path}: expected {view.nbytes} more bytes, but the file ended "
+                                 "(it changed while being read)")
+            view, position = view[got:], position + got
 
 
 def read_text(path: str, what: str) -> str:

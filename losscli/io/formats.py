@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from ..errors import InputError
+from .remote import is_http, is_url
 
 
 class Parsed(Protocol):
@@ -152,8 +153,9 @@ def split_override(path: str) -> tuple[str | None, str]:
 
 
 def suffix_of(path: str) -> str | None:
-    """The longest registered suffix ``path`` ends with (``.csv.gz`` before ``.gz``), or None."""
-    lower = path.lower()
+    """The longest registered suffix ``path`` ends with (``.csv.gz`` before ``.gz``), or None; an HTTP(S) URL's
+    query is not part of its name (``https://host/p.npy?sig=...``)."""
+    lower = path.lower().partition("?")[0] if is_http(path) else path.lower()
     found = [suffix for suffix in READERS if lower.endswith(suffix)]
     return max(found, key=len) if found else None
 
@@ -194,7 +196,11 @@ def open_file(path: str) -> Parsed:
 def unnamed(path: str) -> bool:
     """Whether ``path`` is read by the format its first bytes name: it exists and is a pipe, a terminal or a
     socket, or its name has no suffix at all (``/dev/stdin``, ``/dev/fd/63``, ``data``). A file with a suffix
-    that no reader has (``p.txt``) is refused: ``csv@p.txt`` reads it as CSV."""
+    that no reader has (``p.txt``) is refused: ``csv@p.txt`` reads it as CSV. A URL is sniffed when its name has no
+    suffix (``s3://bucket/preds``)."""
+    if is_url(path):
+        name = path.partition("?")[0] if is_http(path) else path
+        return not os.path.splitext(name.rstrip("/").rsplit("/", 1)[-1])[1]
     return os.path.exists(path) and (not _seekable(path) or not os.path.splitext(os.path.basename(path))[1])
 
 

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import math
-import os
 from typing import Any, BinaryIO
 
 import numpy as np
 from numpy.lib import format as npy_format
 
 from ..errors import InputError
-from .files import open_binary
+from .files import open_binary, pread_into, size_of
+from .remote import is_url
 
 # deflate's largest expansion (a run of 258 bytes from a 2-bit code, about 1032:1); an archive's member
 # that claims more bytes than its compressed size allows is not read
@@ -52,16 +52,29 @@ class NpyFile:
         with open_binary(path, "a .npy file") as f:
             shape, fortran, dtype = _header(f, "a .npy file")
             self.path, self.shape, self.dtype, self.offset = path, shape, dtype, f.tell()
-            self.contiguous_rows = not fortran or len(shape) <= 1
-            have = os.fstat(f.fileno()).st_size - f.tell()
+            self.contiguous_rows, self.fortran = not fortran or len(shape) <= 1, fortran
+            have = size_of(f) - f.tell()
         need = math.prod(shape) * dtype.itemsize  # Python ints: a header may claim more than int64 holds
         if have < need:
             raise InputError(f"expected {need} bytes of {dtype} data for shape {shape}, "
                              f"but got {have} (the file is truncated)")
+        self._array = None if is_url(path) else self._map(path)
+
+    @staticmethod
+    def _map(path: str) -> np.ndarray:
         try:
-            self.array = np.load(path, mmap_mode="r", allow_pickle=False)
+            return np.load(path, mmap_mode="r", allow_pickle=False)
         except (ValueError, OSError) as e:
             raise InputError(f"expected a readable .npy file, but numpy could not map it: {e}") from None
+
+    @property
+    def array(self) -> np.ndarray:
+        """The whole array: memory-mapped, or (a remote file) read once into memory."""
+        if self._array is None:
+            data = np.empty(math.prod(self.shape) * self.dtype.itemsize, np.uint8)
+            pread_into(self.path, memoryview(data), self.offset)
+            self._array = np.ndarray(self.shape, self.dtype, data, order="F" if self.fortran else "C")
+        return self._array
 
     def select(self, selector: str | None) -> NpyFile:
         if selector is not None:
@@ -77,14 +90,7 @@ class NpyFile:
         if not self.contiguous_rows:  # Fortran order: a row is not one run of bytes
             return np.array(self.array[start:stop])
         out = np.empty((stop - start,) + self.shape[1:], self.dtype)
-        view, position = memoryview(out.reshape(-1).view(np.uint8)), self.offset + start * self.row_bytes
-        with open(self.path, "rb", buffering=0) as f:
-            while view.nbytes:
-                got = os.preadv(f.fileno(), [view], position)
-                if not got:
-                    raise InputError(f"{self.path}: expected {view.nbytes} more bytes, but the file ended "
-                                     "(it changed while being read)")
-                view, position = view[got:], position + got
+        pread_into(self.path, memoryview(out.reshape(-1).view(np.uint8)), self.offset + start * self.row_bytes)
         return out
 
     @property
@@ -130,10 +136,11 @@ class NpzFile:
 
         what = f"array {key!r} of the .npz file"
         try:
-            with zipfile.ZipFile(self.path) as z, z.open(self.members[key]) as f:
+            with open_binary(self.path, "a .npz file") as raw, zipfile.ZipFile(raw) as z, \
+                    z.open(self.members[key]) as f:
                 shape, dtype = read_header(f, what)
                 _check_sizes(z.getinfo(self.members[key]), f.tell(), math.prod(shape) * dtype.itemsize,
-                             os.path.getsize(self.path), what)
+                             size_of(raw), what)
                 f.seek(0)
                 return npy_format.read_array(f, allow_pickle=False)
         except InputError:

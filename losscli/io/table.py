@@ -31,7 +31,7 @@ from types import ModuleType
 import numpy as np
 
 from ..errors import InputError
-from .files import read_pieces
+from .files import read_pieces, size_of_path
 
 PIECE_BYTES = 1 << 22  # 4 MiB of text: about 200,000 rows of two numbers
 
@@ -300,7 +300,7 @@ class Table:
     def large(self) -> bool:
         """Whether the file is read in more than one piece (stdin's text is held whole already; compressed text
         may inflate to any size, so it is always surveyed and streamed)."""
-        return self._text is None and (self.codec is not None or os.path.getsize(self.path) > PIECE_BYTES)
+        return self._text is None and (self.codec is not None or size_of_path(self.path, self._what) > PIECE_BYTES)
 
     def survey(self, selector: str | None) -> tuple[tuple[int, ...], np.dtype]:
         """The shape and dtype that :meth:`select` gives, found in one pass over the file that converts

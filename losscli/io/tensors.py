@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from typing import Any
 
 import numpy as np
 
 from ..errors import InputError
-from .files import open_binary
+from .files import open_binary, pread_into, size_of
+from .remote import is_url
 
 # the safetensors library's own limit on the JSON header (100 MB); a header claiming more is not read
 HEADER_LIMIT = 100_000_000
@@ -64,7 +64,7 @@ class TensorRows:
         return _convert(raw, self.stored)
 
     def whole(self) -> np.ndarray:
-        if self.stored in ("BF16", "BOOL") or math.prod(self.shape) == 0:
+        if self.stored in ("BF16", "BOOL") or math.prod(self.shape) == 0 or is_url(self.path):
             raw = np.empty(self.shape, self.raw)
             _pread_into(self.path, raw, self.offset)
             return _convert(raw, self.stored)
@@ -72,14 +72,7 @@ class TensorRows:
 
 
 def _pread_into(path: str, out: np.ndarray, position: int) -> None:
-    view = memoryview(out.reshape(-1).view(np.uint8))
-    with open(path, "rb", buffering=0) as f:
-        while view.nbytes:
-            got = os.preadv(f.fileno(), [view], position)
-            if not got:
-                raise InputError(f"{path}: expected {view.nbytes} more bytes, but the file ended "
-                                 "(it changed while being read)")
-            view, position = view[got:], position + got
+    pread_into(path, memoryview(out.reshape(-1).view(np.uint8)), position)
 
 
 class SafetensorsFile:
@@ -90,7 +83,7 @@ class SafetensorsFile:
     def __init__(self, path: str) -> None:
         self.path = path
         with open_binary(path, "a .safetensors file") as f:
-            size = os.fstat(f.fileno()).st_size
+            size = size_of(f)
             header = _read_header(f, size)
         data_start, data_size = 8 + header[0], size - 8 - header[0]
         self.tensors = {name: _entry(name, value, data_size) for name, value in header[1].items()
@@ -225,7 +218,12 @@ def _torch_load(torch: Any, path: str) -> Any:
     try:
         with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": the refusal below says what matters
             warnings.simplefilter("ignore", UserWarning)
+            if is_url(path):  # read whole, through ranged requests
+                with open_binary(path, "a .pt/.pth file") as f:
+                    return torch.load(f, weights_only=True, map_location="cpu")
             return torch.load(path, weights_only=True, map_location="cpu")
+    except InputError:  # a remote file that could not be read: its own line
+        raise
     except pickle.UnpicklingError as e:
         raise InputError("expected tensors that torch.load(weights_only=True) reads, but its unpickler refuses "
                          f"the file ({_first_reason(str(e))}); losscli never unpickles arbitrary objects") from None

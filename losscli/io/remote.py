@@ -1,0 +1,241 @@
+"""Remote files: any fsspec URL (``s3://``, ``gs://``, ``az://``, ``https://``, ...), read by ranges.
+
+The readers see a remote file through two seams of :mod:`losscli.io.files`: ``open_binary(url)`` gives a
+seekable, buffered binary file (:class:`RemoteFile`: headers, CSV text read a piece at a time, pyarrow, zip,
+``torch.load``), and ``pread_into(url, view, offset)`` reads one range into memory the reader owns (the rows of
+a ``.npy`` or ``.safetensors`` file a chunk at a time). Both issue ranged requests only: nothing is downloaded
+whole unless a reader asks for the whole (an ``.npz`` member, a ``.pt`` file, a Fortran-order ``.npy``).
+
+fsspec (and the store's package: s3fs, gcsfs, adlfs, aiohttp) is imported when a URL is first opened, never for
+a local path. Credentials and endpoints come from each store's own configuration (for S3: the AWS environment
+variables, ``~/.aws/config`` and ``~/.aws/credentials``, ``AWS_ENDPOINT_URL``); :func:`bind` adds options of
+its own to a URL (``--storage-option key=value``). Every request is tried :data:`ATTEMPTS` times, waiting
+:data:`BACKOFF` seconds and then twice as long between tries; what still fails is one line naming the URL.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+from ..errors import InputError, OptionError
+
+ATTEMPTS = 3  # tries of each request
+BACKOFF = 0.25  # seconds before the second try; doubled before each next one
+BLOCK_BYTES = 1 << 16  # the least a read asks the store for (a header); larger reads are one request each
+INSTALL = "pip install 'losscli[remote]'"
+_URL = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://")
+_T = TypeVar("_T")
+
+_bound: dict[str, dict[str, Any]] = {}  # url -> storage options given for it (bind)
+_opened: dict[str, tuple[Any, str]] = {}  # url -> (filesystem, path in it)
+_lock = threading.Lock()
+
+
+def is_url(path: str) -> bool:
+    """Whether ``path`` is a URL (``scheme://...``) rather than a local path.
+
+    >>> is_url("s3://bucket/p.npy"), is_url("https://host/p.npy"), is_url("C:/data/p.npy"), is_url("p.npy")
+    (True, True, False, False)
+    """
+    return _URL.match(path) is not None
+
+
+def is_http(url: str) -> bool:
+    """Whether ``url`` is HTTP(S), whose ``?`` starts a query and which has no listing (so no globs)."""
+    return url.lower().startswith(("http://", "https://"))
+
+
+def parse_options(items: Iterable[str]) -> dict[str, Any]:
+    """``key=value`` pairs as fsspec's storage options; a value that is JSON (``true``, ``3``, ``{...}``) is that.
+
+    >>> parse_options(["anon=true", "endpoint_url=http://127.0.0.1:9000", "block=4"])
+    {'anon': True, 'endpoint_url': 'http://127.0.0.1:9000', 'block': 4}
+    """
+    options: dict[str, Any] = {}
+    for item in items:
+        key, equals, value = item.partition("=")
+        if not equals or not key.strip():
+            raise OptionError(f"expected key=value, but got {item!r}", argument="storage_option")
+        try:
+            options[key.strip()] = json.loads(value)
+        except ValueError:
+            options[key.strip()] = value
+    return options
+
+
+def bind(url: str, options: dict[str, Any]) -> None:
+    """Open ``url`` with these storage options (on top of the store's own configuration) from now on."""
+    with _lock:
+        if _bound.get(url, {}) != options:
+            _bound[url] = dict(options)
+            _opened.pop(url, None)
+
+
+def _defaults(protocol: str) -> dict[str, Any]:
+    """Time limits, so that an unreachable store fails in seconds (each attempt of :func:`attempt`), not minutes."""
+    if protocol in ("s3", "s3a"):
+        return {"config_kwargs": {"connect_timeout": 10, "read_timeout": 60, "retries": {"max_attempts": 1}}}
+    if protocol in ("http", "https"):
+        import aiohttp
+
+        return {"client_kwargs": {"timeout": aiohttp.ClientTimeout(sock_connect=10, sock_read=60)}}
+    return {}
+
+
+def filesystem(url: str) -> tuple[Any, str]:
+    """The fsspec filesystem that holds ``url`` and the path in it (made once per URL)."""
+    with _lock:
+        if url in _opened:
+            return _opened[url]
+        options = _bound.get(url, {})
+    scheme = url.split("://", 1)[0].lower()
+    try:
+        import fsspec
+
+        fs, path = fsspec.core.url_to_fs(url, **{**_defaults(scheme), **options})
+    except ImportError as e:
+        raise InputError(f"expected the packages that read {scheme}:// URLs, but {e.name or e} is not installed: "
+                         f"{INSTALL}") from None
+    except (ValueError, TypeError) as e:  # an unknown protocol, an option the filesystem does not take
+        raise InputError(f"expected a URL and storage options that fsspec can open, but got {url} ({_reason(e)})"
+                         ) from None
+    with _lock:
+        _opened[url] = (fs, path)
+    return fs, path
+
+
+def attempt(url: str, what: str, action: Callable[[], _T]) -> _T:
+    """``action()``, tried up to :data:`ATTEMPTS` times; a missing object or a denial is not tried again."""
+    last: BaseException | None = None
+    for n in range(ATTEMPTS):
+        try:
+            return action()
+        except InputError:
+            raise
+        except FileNotFoundError as e:
+            if _missing(e):
+                raise InputError(f"expected {what} at {url}, but there is no such object") from None
+            last = e.__cause__
+            if n + 1 < ATTEMPTS:
+                time.sleep(BACKOFF * 2 ** n)
+        except PermissionError as e:
+            raise InputError(f"expected {what} at {url}, but access was denied ({_reason(e)})") from None
+        except Exception as e:  # network and store errors: OSError, botocore's, aiohttp's, timeouts
+            last = e
+            if n + 1 < ATTEMPTS:
+                time.sleep(BACKOFF * 2 ** n)
+    raise InputError(f"expected {what} from {url}, but reading it failed {ATTEMPTS} times: {_reason(last)}")
+
+
+def _missing(e: FileNotFoundError) -> bool:
+    """Whether the store said the object is not there: fsspec's HTTP also raises FileNotFoundError for a server
+    it cannot reach, with the connection's error as its cause."""
+    cause = e.__cause__
+    return cause is None or isinstance(cause, FileNotFoundError) or getattr(cause, "status", None) in (404, 410)
+
+
+def _reason(e: BaseException | None) -> str:
+    text = " ".join(str(e).split()) if e is not None else ""
+    return f"{type(e).__name__}: {text[:200]}" if text else type(e).__name__
+
+
+def size(url: str, what: str) -> int:
+    """The object's size in bytes (refusing a folder and an object of unknown size)."""
+    fs, path = filesystem(url)
+    info = attempt(url, what, lambda: fs.info(path))
+    if info.get("type") == "directory":
+        raise InputError(f"expected {what}, but {url} is a folder")
+    if info.get("size") is None:
+        raise InputError(f"expected {what} of known size at {url}, but the store did not say its size")
+    return int(info["size"])
+
+
+def read_into(url: str, view: memoryview, offset: int, what: str = "a file") -> None:
+    """Fill ``view`` with the object's bytes from ``offset`` on: one ranged request (tried again on failure)."""
+    if not view.nbytes:
+        return
+    fs, path = filesystem(url)
+    data = attempt(url, what, lambda: fs.cat_file(path, start=offset, end=offset + view.nbytes))
+    if len(data) != view.nbytes:
+        raise InputError(f"expected {view.nbytes} bytes at offset {offset} of {url}, but got {len(data)} (the "
+                         "store ignored the range, or the object changed while being read)")
+    view[:] = data
+
+
+class _Ranges(io.RawIOBase):
+    """An object as a raw seekable file whose every read is one ranged request (:func:`read_into`)."""
+
+    def __init__(self, url: str, what: str) -> None:
+        self.url, self.what, self.size, self.position = url, what, size(url, what), 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.position, io.SEEK_END: self.size}[whence]
+        self.position = max(base + offset, 0)
+        return self.position
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        count = max(min(view.nbytes, self.size - self.position), 0)
+        read_into(self.url, view[:count], self.position, self.what)
+        self.position += count
+        return count
+
+
+class RemoteFile(io.BufferedReader):
+    """A remote object as a buffered binary file (reads of :data:`BLOCK_BYTES` at a time); ``size`` known."""
+
+    def __init__(self, url: str, what: str) -> None:
+        raw = _Ranges(url, what)
+        super().__init__(raw, BLOCK_BYTES)
+        self.url, self.size = url, raw.size
+
+
+def open_url(url: str, what: str) -> RemoteFile:
+    """``url`` opened for reading bytes, refused (one line naming it) when missing, a folder or empty."""
+    f = RemoteFile(url, what)
+    if f.size == 0:
+        raise InputError(f"expected {what}, but the object at {url} is empty (0 bytes)")
+    return f
+
+
+def glob(pattern: str) -> list[str]:
+    """The URLs that a glob URL matches (``s3://bucket/run-7/preds-*.npy``), sorted, each opened with the
+    pattern's storage options."""
+    fs, path = filesystem(pattern)
+    found = attempt(pattern, "objects matching the pattern", lambda: fs.glob(path))
+    urls = sorted(fs.unstrip_protocol(name) for name in found)
+    with _lock:
+        options = _bound.get(pattern)
+    for url in urls:
+        if options:
+            bind(url, options)
+    return urls
+
+
+def join(base: str, path: str) -> str:
+    """``path`` (relative, from a gate file at ``base``'s folder URL) as a URL: ``..`` and ``.`` resolved.
+
+    >>> join("s3://bucket/gates", "../run-7/p.npy"), join("https://host/a", "./p.csv")
+    ('s3://bucket/run-7/p.npy', 'https://host/a/p.csv')
+    """
+    import posixpath
+
+    scheme, rest = base.split("://", 1)
+    host, _, folder = rest.partition("/")
+    joined = posixpath.normpath(posixpath.join("/" + folder, path)).lstrip("/")
+    return f"{scheme}://{host}/{joined}"
