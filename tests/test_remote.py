@@ -240,3 +240,23 @@ def test_streamed_remote_npy_is_read_by_ranges(http):
     size = (folder / "big.npy").stat().st_size
     assert max(served) <= 8 << 20, max(served)
     assert sum(served) <= 2.2 * size  # both files, each read once (and headers)
+
+
+def test_server_ignoring_range_is_refused(tmp_path):
+    """A server that answers a ranged request with the whole object (plain SimpleHTTPRequestHandler): one line,
+    never a misread array."""
+    np.save(tmp_path / "p.npy", np.arange(1 << 16, dtype=np.float32))
+    handler = type("Plain", (SimpleHTTPRequestHandler,), {"log_message": lambda *a: None})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(handler, directory=str(tmp_path)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/p.npy"
+        result = invoke("mse", url, url)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+    assert result.exit_code == 2
+    [line] = result.stderr.strip().splitlines()
+    assert url in line and "ignored the range" in line

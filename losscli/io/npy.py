@@ -31,6 +31,8 @@ def _header(f: BinaryIO, what: str) -> tuple[tuple[int, ...], bool, np.dtype]:
         version = npy_format.read_magic(f)
         read = npy_format.read_array_header_1_0 if version == (1, 0) else npy_format.read_array_header_2_0
         shape, fortran, dtype = read(f)
+    except InputError:  # a remote file that could not be read: its own line
+        raise
     except Exception:  # on damaged bytes numpy's parser raises ValueError, EOFError, tokenize.TokenError...
         raise InputError(f"expected {what}, but got bytes without a valid .npy header "
                          "(the file is corrupt or not a .npy file)") from None
@@ -109,6 +111,8 @@ class NpzFile:
             try:
                 with zipfile.ZipFile(f) as z:
                     names = z.namelist()
+            except InputError:
+                raise
             except Exception:  # on damaged bytes: BadZipFile, EOFError, NotImplementedError...
                 raise InputError("expected a .npz file (a zip archive), but the file is corrupt "
                                  "or not a zip archive") from None
