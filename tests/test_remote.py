@@ -260,3 +260,16 @@ def test_server_ignoring_range_is_refused(tmp_path):
     assert result.exit_code == 2
     [line] = result.stderr.strip().splitlines()
     assert url in line and "ignored the range" in line
+
+
+def test_s3_npz_named_file_and_sniffed_name(s3):
+    """An .npz member, a named file (--weight) and an object without a suffix (sniffed) at URLs."""
+    x, y = rng.normal(size=(12, 3)).astype(np.float32), rng.normal(size=(12, 3)).astype(np.float32)
+    w = rng.uniform(size=(12, 3)).astype(np.float32)
+    out = io.BytesIO()
+    np.savez(out, pred=x, target=y)
+    archive = put(s3, "n/arrays.npz", out.getvalue())
+    weight = put(s3, "n/weight", npy_bytes(w))  # no suffix: read as the .npy its first bytes name
+    expected = F.mse_loss(torch.from_numpy(x), torch.from_numpy(y), weight=torch.from_numpy(w)).item()
+    got = value("mse", f"{archive}:pred", f"{archive}:target", "--weight", weight)
+    assert got == pytest.approx(expected, rel=1e-6)
