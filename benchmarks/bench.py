@@ -4,6 +4,7 @@
     python benchmarks/bench.py --cases mse,startup --repeat 9
     python benchmarks/bench.py --quick               # small inputs, one run each: a smoke test
     python benchmarks/bench.py --cases startup --also ../old-checkout   # start-up against another checkout
+    python benchmarks/bench.py --cases remote       # .npy objects on a local S3 server (moto, boto3, s3fs)
 
 The inputs are built in a temporary folder. Each run is a child process, timed from start to exit,
 and its peak RSS is what the kernel reports for it (``os.wait4``). The tools of a case take turns,
@@ -16,16 +17,18 @@ one-liner, the target of issue 4 and whether it is met.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.metadata
 import importlib.util
 import os
 import platform
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,6 +53,7 @@ class Case:
     target: str
     met: Callable[[float, float], bool] | None  # (time ratio, peak ratio) -> met?
     needs_torch: bool = False
+    needs: tuple[str, ...] = ()  # modules without which the case is skipped
 
 
 def losscli(*args: str) -> list[str]:
@@ -113,15 +117,59 @@ def build_csv(quick: bool) -> tuple[str, list[Tool]]:
                    Tool("np.loadtxt(data.csv) + np.mean", python(code))]
 
 
+def build_remote(quick: bool) -> tuple[str, list[Tool]]:
+    """Two .npy objects on a local S3 server (:func:`s3_server`): losscli reads them by ranged requests, a chunk at
+    a time, against downloading each whole with boto3 and computing in memory."""
+    n = 10**6 if quick else 5 * 10**7
+    setup = SETUP + ("import io, boto3\ns3 = boto3.client('s3')\ns3.create_bucket(Bucket='bench')\n"
+                     "for name in ('a.npy', 'b.npy'):\n    f = io.BytesIO()\n"
+                     f"    np.save(f, rng.standard_normal({n}, dtype=np.float32))\n"
+                     "    s3.put_object(Bucket='bench', Key=name, Body=f.getvalue())")
+    code = ("import io, time\nimport boto3, numpy as np\nt = time.perf_counter()\ns3 = boto3.client('s3')\n"
+            "a, b = (np.load(io.BytesIO(s3.get_object(Bucket='bench', Key=k)['Body'].read())) for k in ('a.npy', 'b.npy'))\n"
+            "print(np.mean((a - b)**2), time.perf_counter() - t)")
+    return setup, [Tool("losscli mse s3://bench/a.npy s3://bench/b.npy",
+                        losscli("mse", "s3://bench/a.npy", "s3://bench/b.npy", "--format", "plain")),
+                   Tool("boto3 get_object (whole) + np.load + np.mean", python(code))]
+
+
+@contextlib.contextmanager
+def s3_server(env: dict[str, str]) -> Iterator[None]:
+    """moto's S3 server on a free port of 127.0.0.1, in a process of its own; ``env`` points children at it."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise SystemExit("the S3 server (moto) did not start within 30 s") from None
+                time.sleep(0.1)
+        env.update(AWS_ENDPOINT_URL=f"http://127.0.0.1:{port}", AWS_ACCESS_KEY_ID="bench",
+                   AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1")
+        yield
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
 CASES = {case.name: case for case in [
     Case("startup", build_startup, "time <= 2x", lambda t, m: t <= 2.0),
     Case("mse", build_mse, "time <= 1x, peak RSS <= 0.25x", lambda t, m: t <= 1.0 and m <= 0.25),
     Case("ce-10", build_cross_entropy(10, 10**6, 10**4), "time <= 1x", lambda t, m: t <= 1.0, needs_torch=True),
     Case("ce-1000", build_cross_entropy(1000, 10**5, 10**3), "time <= 1x", lambda t, m: t <= 1.0, needs_torch=True),
     Case("csv", build_csv, "none (reader choice)", None),
+    Case("remote", build_remote, "peak RSS <= 0.25x", lambda t, m: m <= 0.25, needs=("moto", "boto3", "s3fs")),
 ]}
-QUICK_SIZES = "startup: 4 elements; mse: 1e6; ce-10: (1e4, 10); ce-1000: (1e3, 1000); csv: 1e4 rows"
-FULL_SIZES = "startup: 4 elements; mse: 5e7 float32; ce-10: (1e6, 10); ce-1000: (1e5, 1000); csv: 1e6 rows x 2"
+QUICK_SIZES = "startup: 4 elements; mse: 1e6; ce-10: (1e4, 10); ce-1000: (1e3, 1000); csv: 1e4 rows; remote: 1e6"
+FULL_SIZES = ("startup: 4 elements; mse: 5e7 float32; ce-10: (1e6, 10); ce-1000: (1e5, 1000); csv: 1e6 rows x 2; "
+              "remote: 5e7 float32 (200 MB) each")
 
 
 def child_env(folder: Path) -> dict[str, str]:
@@ -237,13 +285,15 @@ def main(argv: list[str] | None = None) -> None:
         env = child_env(folder)
         for name in names:
             case = CASES[name]
-            if case.needs_torch and importlib.util.find_spec("torch") is None:
-                print(f"{name}: skipped, torch is not installed", file=sys.stderr)
+            missing = [m for m in ("torch",) * case.needs_torch + case.needs if importlib.util.find_spec(m) is None]
+            if missing:
+                print(f"{name}: skipped, {', '.join(missing)} not installed", file=sys.stderr)
                 continue
             setup, tools = case.build(args.quick, args.also) if name == "startup" else case.build(args.quick)
-            run_setup(setup, env, folder)
-            print(f"{name}: {len(tools)} tools x {repeat} runs ...", file=sys.stderr, flush=True)
-            measure(tools, env, folder, repeat, warmup=not args.quick)
+            with s3_server(env) if name == "remote" else contextlib.nullcontext():
+                run_setup(setup, env, folder)
+                print(f"{name}: {len(tools)} tools x {repeat} runs ...", file=sys.stderr, flush=True)
+                measure(tools, env, folder, repeat, warmup=not args.quick)
             results.append((case, tools))
             for path in [*folder.glob("*.npy"), *folder.glob("*.csv")]:  # keep the disk small
                 path.unlink()

@@ -261,7 +261,7 @@ class Loader:
 
     def _parse(self, path: str) -> Parsed | _ShardSet:
         target = split_override(path)[1]
-        if self._options and is_url(target):
+        if is_url(target):
             bind(target, self._options)
         if is_pattern(path) or (os.path.isdir(path) and not path.lower().endswith(SUFFIXES)):
             return _ShardSet(shards(path))

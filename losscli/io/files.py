@@ -55,11 +55,11 @@ def size_of_path(path: str, what: str) -> int:
 
 
 def pread_into(path: str, view: memoryview, position: int) -> None:
-    """Fill ``view`` with the bytes of ``path`` from ``position`` on (``pread``; a URL: one ranged request)."""
+    """Fill ``view`` with the bytes of ``path`` from ``position`` on (``pread``; a URL: by ranged requests)."""
     if is_url(path):
-        from .remote import read_into
+        from .remote import read_rows
 
-        return read_into(path, view, position)
+        return read_rows(path, view, position)
     with open(path, "rb", buffering=0) as f:
         while view.nbytes:
             got = os.preadv(f.fileno(), [view], position)

@@ -20,6 +20,7 @@ import json
 import re
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
@@ -27,6 +28,8 @@ from ..errors import InputError, OptionError
 
 ATTEMPTS = 3  # tries of each request
 BACKOFF = 0.25  # seconds before the second try; doubled before each next one
+RANGE_BYTES = 1 << 23  # rows are fetched in aligned ranges of 8 MiB (one request each), a few kept for the next chunks
+RANGES_KEPT = 4  # for all URLs together: two files streamed side by side, and threads a little out of order
 BLOCK_BYTES = 1 << 16  # the least a read asks the store for (a header); larger reads are one request each
 INSTALL = "pip install 'losscli[remote]'"
 _URL = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://")
@@ -34,6 +37,8 @@ _T = TypeVar("_T")
 
 _bound: dict[str, dict[str, Any]] = {}  # url -> storage options given for it (bind)
 _opened: dict[str, tuple[Any, str]] = {}  # url -> (filesystem, path in it)
+_kept: OrderedDict[tuple[str, int], bytes] = OrderedDict()  # (url, range index) -> its bytes, oldest first
+_fetching: dict[tuple[str, int], threading.Lock] = {}  # ranges being fetched: one request each
 _lock = threading.Lock()
 
 
@@ -70,7 +75,8 @@ def parse_options(items: Iterable[str]) -> dict[str, Any]:
 
 
 def bind(url: str, options: dict[str, Any]) -> None:
-    """Open ``url`` with these storage options (on top of the store's own configuration) from now on."""
+    """Open ``url`` with these storage options (on top of the store's own configuration) from now on: the
+    options of the :class:`~losscli.io.Loader` that loads it last, for the whole process."""
     with _lock:
         if _bound.get(url, {}) != options:
             _bound[url] = dict(options)
@@ -168,6 +174,53 @@ def read_into(url: str, view: memoryview, offset: int, what: str = "a file") -> 
     view[:] = data
 
 
+def read_rows(url: str, view: memoryview, offset: int, what: str = "a file") -> None:
+    """As :func:`read_into`, for the rows the engine reads a chunk at a time: through aligned ranges of
+    :data:`RANGE_BYTES` (the last :data:`RANGES_KEPT` kept), so that small chunks cost few requests."""
+    if view.nbytes >= RANGE_BYTES:
+        return read_into(url, view, offset, what)
+    while view.nbytes:
+        index, skip = divmod(offset, RANGE_BYTES)
+        data = _range(url, index, what)
+        got = min(len(data) - skip, view.nbytes)
+        if got <= 0:
+            raise InputError(f"expected {view.nbytes} more bytes at offset {offset} of {url}, but the object ends "
+                             "there (it changed while being read)")
+        view[:got] = data[skip:skip + got]
+        view, offset = view[got:], offset + got
+
+
+def _range(url: str, index: int, what: str) -> bytes:
+    """Range ``index`` of the object (shorter at its end): kept, or fetched once however many threads ask."""
+    key = (url, index)
+    with _lock:
+        gate = _fetching.setdefault(key, threading.Lock())
+    with gate:
+        with _lock:
+            if key in _kept:
+                _kept.move_to_end(key)
+                return _kept[key]
+        try:
+            data = _fetch_range(url, index * RANGE_BYTES, what)
+        finally:
+            with _lock:
+                _fetching.pop(key, None)
+        with _lock:
+            _kept[key] = data
+            while len(_kept) > RANGES_KEPT:
+                _kept.popitem(last=False)
+    return data
+
+
+def _fetch_range(url: str, start: int, what: str) -> bytes:
+    fs, path = filesystem(url)
+    data = attempt(url, what, lambda: fs.cat_file(path, start=start, end=start + RANGE_BYTES))
+    if len(data) > RANGE_BYTES:
+        raise InputError(f"expected at most {RANGE_BYTES} bytes at offset {start} of {url}, but got {len(data)} (the "
+                         "store ignored the range)")
+    return data
+
+
 class _Ranges(io.RawIOBase):
     """An object as a raw seekable file whose every read is one ranged request (:func:`read_into`)."""
 
@@ -220,10 +273,9 @@ def glob(pattern: str) -> list[str]:
     found = attempt(pattern, "objects matching the pattern", lambda: fs.glob(path))
     urls = sorted(fs.unstrip_protocol(name) for name in found)
     with _lock:
-        options = _bound.get(pattern)
+        options = _bound.get(pattern, {})
     for url in urls:
-        if options:
-            bind(url, options)
+        bind(url, options)
     return urls
 
 
