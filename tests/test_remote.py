@@ -238,7 +238,7 @@ def test_streamed_remote_npy_is_read_by_ranges(http):
     got = value("mse", f"{base}/big.npy", f"{base}/zeros.npy")
     assert got == pytest.approx(float(np.mean(x.astype(np.float64) ** 2)), rel=1e-5)
     size = (folder / "big.npy").stat().st_size
-    assert max(served) <= 8 << 20, max(served)
+    assert max(served) <= 8 << 20, max(served)  # remote.RANGE_BYTES
     assert sum(served) <= 2.2 * size  # both files, each read once (and headers)
 
 
