@@ -90,6 +90,24 @@ def build_mse(quick: bool) -> tuple[str, list[Tool]]:
                    Tool("np.mean((np.load(a) - np.load(b))**2)", python(code))]
 
 
+def build_parquet(quick: bool) -> tuple[str, list[Tool]]:
+    """mse over two float32 columns of a Parquet file in row groups of 2**20 rows, against reading the table
+    whole with pyarrow and taking the mean."""
+    n = 10**6 if quick else 5 * 10**7
+    setup = SETUP + ("import pyarrow as pa, pyarrow.parquet as pq\n"
+                     f"pred = rng.standard_normal({n}, dtype=np.float32)\n"
+                     f"target = rng.standard_normal({n}, dtype=np.float32)\n"
+                     "pq.write_table(pa.table({'pred': pred, 'target': target}), 'data.parquet', "
+                     "row_group_size=1 << 20, compression='none')")
+    code = ("import time\nimport numpy as np, pyarrow.parquet as pq\nt = time.perf_counter()\n"
+            "d = pq.read_table('data.parquet')\n"
+            "p, y = d['pred'].to_numpy(), d['target'].to_numpy()\n"
+            "print(np.mean((p - y)**2), time.perf_counter() - t)")
+    return setup, [Tool("losscli mse data.parquet:pred data.parquet:target",
+                        losscli("mse", "data.parquet:pred", "data.parquet:target", "--format", "plain")),
+                   Tool("pq.read_table(data.parquet) + np.mean", python(code))]
+
+
 def build_cross_entropy(classes: int, rows: int, quick_rows: int) -> Callable[[bool], tuple[str, list[Tool]]]:
     def build(quick: bool) -> tuple[str, list[Tool]]:
         n = quick_rows if quick else rows
@@ -165,11 +183,13 @@ CASES = {case.name: case for case in [
     Case("ce-10", build_cross_entropy(10, 10**6, 10**4), "time <= 1x", lambda t, m: t <= 1.0, needs_torch=True),
     Case("ce-1000", build_cross_entropy(1000, 10**5, 10**3), "time <= 1x", lambda t, m: t <= 1.0, needs_torch=True),
     Case("csv", build_csv, "none (reader choice)", None),
+    Case("parquet", build_parquet, "peak RSS <= 0.25x", lambda t, m: m <= 0.25),
     Case("remote", build_remote, "peak RSS <= 0.25x", lambda t, m: m <= 0.25, needs=("moto", "boto3", "s3fs")),
 ]}
-QUICK_SIZES = "startup: 4 elements; mse: 1e6; ce-10: (1e4, 10); ce-1000: (1e3, 1000); csv: 1e4 rows; remote: 1e6"
+QUICK_SIZES = ("startup: 4 elements; mse: 1e6; ce-10: (1e4, 10); ce-1000: (1e3, 1000); csv: 1e4 rows; "
+               "parquet: 1e6 rows x 2; remote: 1e6")
 FULL_SIZES = ("startup: 4 elements; mse: 5e7 float32; ce-10: (1e6, 10); ce-1000: (1e5, 1000); csv: 1e6 rows x 2; "
-              "remote: 5e7 float32 (200 MB) each")
+              "parquet: 5e7 rows x 2 float32; remote: 5e7 float32 (200 MB) each")
 
 
 def child_env(folder: Path) -> dict[str, str]:
@@ -295,7 +315,7 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"{name}: {len(tools)} tools x {repeat} runs ...", file=sys.stderr, flush=True)
                 measure(tools, env, folder, repeat, warmup=not args.quick)
             results.append((case, tools))
-            for path in [*folder.glob("*.npy"), *folder.glob("*.csv")]:  # keep the disk small
+            for path in [*folder.glob("*.npy"), *folder.glob("*.csv"), *folder.glob("*.parquet")]:  # keep the disk small
                 path.unlink()
     print(f"Machine: {machine()}. Sizes: {QUICK_SIZES if args.quick else FULL_SIZES}. "
           f"Median of {repeat} run(s) each, tools alternating.\n")

@@ -25,4 +25,4 @@ def test_bench_refuses_an_unknown_case():
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench.py"), "--cases", "msee"],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
-    assert "unknown case(s) msee; the cases are startup, mse, ce-10, ce-1000, csv, remote" in proc.stderr
+    assert "unknown case(s) msee; the cases are startup, mse, ce-10, ce-1000, csv, parquet, remote" in proc.stderr

@@ -290,19 +290,39 @@ def test_hostile_files_are_one_line_errors(tmp_path):
     one_line_error(invoke("mse", empty, empty), "the file is empty")
 
 
-def test_nulls_name_the_column_and_row(tmp_path):
-    f = write(tmp_path / "n.parquet", {"x": pa.array([1.0, 2.0, None, 4.0, None]), "y": np.zeros(5),
-                                       "l": pa.array([[1.0, 2.0], [3.0, None], [1.0, 2.0], [0.0, 0.0], [1.0, 1.0]])},
+def test_nulls_name_the_row_unless_the_mask_leaves_it_out(tmp_path):
+    f = write(tmp_path / "n.parquet", {"x": pa.array([1.0, 2.0, None, 4.0, None]), "y": np.arange(5.0),
+                                       "l": pa.array([[1.0, 2.0], [3.0, None], [1.0, 2.0], [0.0, 0.0], [1.0, 1.0]]),
+                                       "keep": [True, True, False, True, False],
+                                       "keep_l": [True, False, True, True, True]},
               row_group_size=2)
     one_line_error(invoke("mse", f"{f}:x", f"{f}:y"), "input (", "n.parquet:x",
-                   "column 'x', row 2: expected a number, but got a null (a missing value)")
-    one_line_error(invoke("mse", f"{f}:y", f"{f}:x"), "target (", "column 'x', row 2")
-    one_line_error(invoke("mse", f"{f}:l", f"{f}:l"), "column 'l', row 1, value 1: expected a number, but got "
-                   "a null")
-    streamed = losscli.Streaming(chunk_rows=1)  # found when the stream reaches the row group, with the same words
-    with pytest.raises(losscli.errors.InputError, match=r"^input \(.*n.parquet:x\): column 'x', row 2: expected a "
-                       r"number, but got a null \(a missing value\)$"):
+                   "expected a number, but got a null (a missing value) in row 2, which --mask does not leave out")
+    one_line_error(invoke("mse", f"{f}:y", f"{f}:x"), "target (", "in row 2")
+    one_line_error(invoke("mse", f"{f}:l", f"{f}:l"), "input (", "null (a missing value) in row 1")
+    one_line_error(invoke("mse", f"{f}:x", f"{f}:y", "--mask", f"{f}:keep_l"), "in row 2")  # row 2 kept
+    streamed = losscli.Streaming(chunk_rows=1)  # found when the stream reaches the row, with the same words
+    with pytest.raises(losscli.errors.ValueDomainError, match=r"^input \(.*n.parquet:x\): expected a number, but "
+                       r"got a null \(a missing value\) in row 2, which mask does not leave out$"):
         losscli.compute("mse", f"{f}:x", f"{f}:y", streaming=streamed)
+    # rows the mask leaves out may hold nulls: the loss is torch's over the rows it keeps
+    x, y = torch.tensor([1.0, 2.0, 4.0], dtype=torch.float64), torch.tensor([0.0, 1.0, 3.0], dtype=torch.float64)
+    want = F.mse_loss(x, y).item()
+    for chunk_rows in (None, 1, 2):
+        got = losscli.compute("mse", f"{f}:x", f"{f}:y", mask=f"{f}:keep",
+                              streaming=losscli.Streaming(chunk_rows=chunk_rows))
+        assert got.item() == want and got.selected == 3
+    lists = torch.tensor([[1.0, 2.0], [1.0, 2.0], [0.0, 0.0], [1.0, 1.0]], dtype=torch.float64)
+    got = losscli.compute("cross-entropy", f"{f}:l", np.array([0, 1, 1, 0, 1]), mask=f"{f}:keep_l")
+    assert got.item() == pytest.approx(F.cross_entropy(lists, torch.tensor([0, 1, 0, 1])).item(), rel=1e-12)
+
+
+def test_a_null_in_a_file_every_sample_shares_is_refused_whatever_the_mask(tmp_path):
+    f = write(tmp_path / "w.parquet", {"w": pa.array([1.0, None, 2.0])})
+    with pytest.raises(losscli.errors.ValueDomainError, match=r"^weight \(.*w.parquet:w\): expected a number, but "
+                       r"got a null \(a missing value\) in row 1"):
+        losscli.compute("cross-entropy", np.zeros((3, 3)), np.array([0, 2, 1]), weight=f"{f}:w",
+                        mask=np.array([True, False, True]))
 
 
 def test_ragged_lists_name_the_column_and_row(tmp_path):

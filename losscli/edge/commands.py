@@ -25,9 +25,8 @@ from ..reduction import Reduction, resolve
 from ..result import LossResult
 from .console import EXIT_THRESHOLD, exit_on_error, flush_stdout, say, stderr, stdout
 from .progress import ProgressBar, wants_progress
-from .render import (Format, Written, check_format, csv_pieces, plain_pieces, render, to_json, to_table,
-                     written_csv, written_plain)
-from .render_json import json_pieces, written_json
+from .render import Format, check_format, pieces, to_table
+from .summary import Written
 from .writer import ArrayFile, check_array_path, check_targets, save_array
 
 FILES = "Inputs"
@@ -218,27 +217,16 @@ def _paths(inputs: list[Any]) -> list[str]:
 
 
 def _show(result: LossResult, format: Format, written: Written | None) -> None:
-    """Print the result. A ``none`` loss's values are never held as one text: with ``--output`` (``written``)
-    stdout carries their summary and the file instead, else they are printed a slice at a time."""
+    """Print the result (the render layer builds it; with ``written``, a ``none`` loss's file stands for its
+    values), its warnings on stderr."""
     for warning in result.warnings:
         say("warning", warning, "yellow")
-    view = result.top is not None or result.hist is not None  # plain and csv print the view instead
     if format is Format.table:
         stdout.print(to_table(result, written))
-    elif result.is_scalar or format.value not in _PIECES:
-        print(render(result, format))
-    elif written is not None and (format is Format.json or not view):
-        print(_WRITTEN[format.value](result, written))
     else:
-        for piece in _PIECES[format.value](result):
+        for piece in pieces(result, format, written):
             sys.stdout.write(piece)
-        sys.stdout.write("\n")
     flush_stdout()
-
-
-_PIECES = {"json": lambda result: json_pieces(result, to_json), "plain": plain_pieces, "csv": csv_pieces}
-_WRITTEN = {"json": lambda result, written: written_json(result, written, to_json), "plain": written_plain,
-            "csv": written_csv}
 
 
 def _failures(result: LossResult, fail_above: float | None, fail_below: float | None) -> list[str]:

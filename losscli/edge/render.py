@@ -6,7 +6,7 @@ from __future__ import annotations
 import enum
 import json
 import math
-from typing import Any, Iterable, Iterator, NamedTuple
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 from rich import box
@@ -21,17 +21,8 @@ from ..reduction import Reduction, legacy_table
 from ..result import LossResult
 from .cells import array_csv, csv_header, csv_rows, grid, json_value, shape_text
 from .render_views import view_csv, view_json, view_parts, view_plain
-from .summary import Summary
-
-PIECE = 1 << 16  # elements rendered at a time when per-element values are printed
-
-
-class Written(NamedTuple):
-    """Where ``--output`` put a ``none`` loss's values, and their summary: what stdout shows instead of them."""
-
-    path: str
-    summary: Summary
-
+from .render_json import json_pieces, written_json
+from .summary import PIECE, Summary, Written
 
 class Format(str, enum.Enum):
     table = "table"
@@ -216,6 +207,25 @@ def to_table(result: LossResult, written: Written | None = None) -> Group:
         parts += [Text(str(result.grad[()]))] if result.grad.ndim == 0 else [grid(result.grad, "grad"),
                                                                               _summary(Summary.of(result.grad))]
     return Group(*parts, *view_parts(result))
+
+
+def pieces(result: LossResult, fmt: Format, written: Written | None = None) -> Iterator[str]:
+    """What a loss command prints for ``--format`` other than table, as text pieces to write in order. A
+    ``none`` loss's values are never one text: with ``--output`` (``written``) its summary and the file
+    stand for them, else they come a slice at a time; plain and csv print a view (top, hist) instead."""
+    view = result.top is not None or result.hist is not None
+    if result.is_scalar or fmt not in (Format.json, Format.plain, Format.csv):
+        yield render(result, fmt)
+    elif written is not None and (fmt is Format.json or not view):
+        written_text = {Format.json: lambda: written_json(result, written, to_json),
+                        Format.plain: lambda: written_plain(result, written),
+                        Format.csv: lambda: written_csv(result, written)}
+        yield written_text[fmt]()
+    elif fmt is Format.json:
+        yield from json_pieces(result, to_json)
+    else:
+        yield from (plain_pieces if fmt is Format.plain else csv_pieces)(result)
+    yield "\n"
 
 
 def render(result: LossResult, fmt: Format) -> Any:

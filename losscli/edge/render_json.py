@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..result import LossResult
-from .render import PIECE, Written
+from .summary import PIECE, Written
 
 MARK = "\x00losscli-value\x00"  # stands for the value in the document, to be cut out and streamed
 NON_FINITE = {"nan": '"NaN"', "inf": '"Infinity"', "-inf": '"-Infinity"'}

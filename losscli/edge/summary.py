@@ -12,13 +12,14 @@ is Σ / count in float64, each chunk's sum pairwise as numpy sums.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from .cells import json_number
 
 SLICE = 1 << 20  # elements summarised at a time (8 MiB of float64)
+PIECE = 1 << 16  # elements rendered at a time when per-element values are printed
 
 
 class Summary:
@@ -77,3 +78,10 @@ class Summary:
         if self.nan:
             parts.append(f"{self.nan} NaN")
         return " · ".join(parts)
+
+
+class Written(NamedTuple):
+    """Where ``--output`` put a ``none`` loss's values, and their summary: what stdout shows instead of them."""
+
+    path: str
+    summary: Summary

@@ -198,6 +198,7 @@ class ColumnRows:
         else:
             self.shape = (rows,) if len(names) == 1 else (rows, len(names))
         self._kept: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._nulls: dict[int, np.ndarray] = {}  # part -> its rows (in the part) that hold a null, filled with 0
         self._whole: np.ndarray | None = None
         self._lock = threading.Lock()
 
@@ -229,6 +230,13 @@ class ColumnRows:
                 return np.empty((0,) + self.shape[1:], self.dtype)
             return pieces[0].copy() if len(pieces) == 1 else np.concatenate(pieces)
 
+    def nulls(self, start: int, stop: int) -> np.ndarray:
+        """The rows in ``[start, stop)`` (of the whole array) that held a null, read already by :meth:`read` or
+        :meth:`whole`: their values are 0, and the loss's mask must leave them out."""
+        found = [self.starts[i] + rows for i, rows in sorted(self._nulls.items())]
+        rows = np.concatenate(found) if found else np.empty(0, np.int64)
+        return rows[(rows >= start) & (rows < stop)]
+
     def whole(self) -> np.ndarray:
         """The whole array, read once (in memory)."""
         if self._whole is None:
@@ -259,16 +267,25 @@ class ColumnRows:
         if table.num_rows != self.counts[i]:
             raise InputError(f"expected {self.counts[i]} rows from row {offset} as when the file was first read, "
                              f"but got {table.num_rows} (it changed while being read)")
-        columns = [self._column(name, table.column(name), offset) for name in self.names]
-        if len(columns) == 1:
-            return columns[0]
-        return np.column_stack(columns)
+        columns, nulls = [], np.zeros(table.num_rows, bool)
+        for name in self.names:
+            values, null = self._column(name, table.column(name), offset)
+            columns.append(values)
+            nulls |= null
+        if nulls.any():
+            self._nulls[i] = np.flatnonzero(nulls)
+        return columns[0] if len(columns) == 1 else np.column_stack(columns)
 
-    def _column(self, name: str, column: Any, offset: int) -> np.ndarray:
-        """One column of a part as numbers: no nulls; lists all of :attr:`list_width` values."""
+    def _column(self, name: str, column: Any, offset: int) -> tuple[np.ndarray, np.ndarray]:
+        """One column of a part as numbers, nulls filled with 0, and which of its rows held one; lists all of
+        :attr:`list_width` values (a null list is refused: it has no values to fill)."""
         pa = self.file.pa
         array = column.combine_chunks() if hasattr(column, "combine_chunks") else column
-        _no_null(array, name, offset, 1)
+        if self.list_width is not None:
+            _no_null(array, name, offset, 1)
+        else:
+            null = array.is_null().to_numpy(zero_copy_only=False)
+            array = _filled(pa, array) if null.any() else array
         if self.list_width is not None:
             if not pa.types.is_fixed_size_list(array.type):
                 lengths = pa.compute.list_value_length(array).to_numpy(zero_copy_only=False)
@@ -278,9 +295,15 @@ class ColumnRows:
                     raise InputError(f"column {name!r}, row {offset + row}: expected a list of {self.list_width} "
                                      f"values like row 0, but got {lengths[row]}")
             array = array.flatten()
-            _no_null(array, name, offset, self.list_width)
+            null = array.is_null().to_numpy(zero_copy_only=False).reshape(-1, self.list_width).any(axis=1)
+            array = _filled(pa, array) if null.any() else array
         values = array.to_numpy(zero_copy_only=False).astype(self.dtype, copy=False)
-        return values if self.list_width is None else values.reshape(-1, self.list_width)
+        return (values if self.list_width is None else values.reshape(-1, self.list_width)), null
+
+
+def _filled(pa: Any, array: Any) -> Any:
+    """``array`` with its nulls replaced by 0 (False for booleans)."""
+    return array.fill_null(pa.scalar(False if pa.types.is_boolean(array.type) else 0, array.type))
 
 
 def _no_null(array: Any, name: str, offset: int, per_row: int) -> None:

@@ -186,6 +186,7 @@ class Arg(NamedTuple):
     # messages name positions and shapes in that whole array
     offset: int = 0
     whole: tuple[int, ...] | None = None
+    nulls: np.ndarray | None = None  # rows (of the whole array) that held a missing value, read as 0
 
     @property
     def label(self) -> str:
@@ -280,6 +281,24 @@ def note_unusual(warnings: list[str], arg: Arg, bad: np.ndarray, expected: str, 
     shown = offending(arg.array, where, arg.offset)
     warnings.append(Unusual(f"{arg.label} holds values other than {expected}; {torch_does}",
                             f"{arg.label}: expected {expected} ({{strict=True}}), but got {shown}; {torch_does}"))
+
+
+def check_nulls(args: dict[str, Arg], mask: np.ndarray | None, shared: tuple[str, ...] = ()) -> None:
+    """A row that held a missing value (a null of a columnar file, read as 0) must be one the mask leaves out
+    whole, where the file's rows are the loss's rows (not a file every sample shares: ``shared``); anywhere
+    else it is refused."""
+    for name, arg in args.items():
+        if arg.nulls is None or not arg.nulls.size:
+            continue
+        rows = arg.nulls - arg.offset
+        covered = (mask is not None and mask.ndim >= 1 and len(mask) == len(arg.array)
+                   and name not in shared)
+        if covered:
+            kept = mask.reshape(len(mask), -1)[rows].any(axis=1)
+            rows = rows[kept]
+        if rows.size:
+            raise ValueDomainError(f"{arg.label}: expected a number, but got a null (a missing value) in row "
+                                   f"{int(rows[0]) + arg.offset}, which {{mask}} does not leave out")
 
 
 def check_finite(arg: Arg, nan_policy: str, warnings: list[str]) -> None:
@@ -442,6 +461,7 @@ class Family:
         dtype = self.dtype(spec, args, layout)
         arrays = self.convert(spec, args, params, layout, dtype)
         mask = self._extras(spec, args, layout, dtype, arrays)
+        check_nulls(args, mask, self.shared_files)
         if spec.check is not None:
             spec.check(args, arrays, params)
         batch = self.batch(arrays, mask, layout, dtype)
