@@ -27,8 +27,8 @@ import numpy as np
 from ..errors import InputError
 from .files import open_binary
 from .remote import is_url
+from .table import column_index
 
-_NAMES_SHOWN = 20
 _KEPT = 2  # parts held after a read: a chunk spanning two parts, and threads reading a little out of order
 INSTALL = "pip install 'losscli[arrow]'"
 
@@ -135,21 +135,7 @@ class ColumnarFile:
         return ColumnRows(self, [self.names[i] for i in indices])
 
     def _index(self, token: str) -> int:
-        """As :meth:`losscli.io.table.Table._index` does for a CSV file with a header."""
-        ncols = len(self.names)
-        if token in self.names:
-            same = [i for i, name in enumerate(self.names) if name == token]
-            if len(same) > 1:
-                raise InputError(f"expected a column name that names one column, but {token!r} names columns "
-                                 f"{', '.join(map(str, same))} (0-based); pick one by index, as in :{same[0]}")
-            return same[0]
-        if token.isdecimal() and int(token) < ncols:
-            return int(token)
-        indices = "index 0" if ncols == 1 else f"indices 0..{ncols - 1}"
-        shown = ", ".join(map(repr, self.names[:_NAMES_SHOWN]))
-        more = f", ... ({ncols} in all)" if ncols > _NAMES_SHOWN else ""
-        raise InputError(f"expected a column name or index, but got {token!r}; "
-                         f"the columns are {shown}{more} ({indices})")
+        return column_index(token, self.names, len(self.names))
 
     def part(self, i: int, names: list[str]) -> Any:
         """Part ``i``'s columns ``names`` (a pyarrow Table or RecordBatch)."""

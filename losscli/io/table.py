@@ -373,24 +373,7 @@ class Table:
         return [self._index(token.strip()) for token in selector.split(",")]
 
     def _index(self, token: str) -> int:
-        ncols = self.ncols
-        if self.names is not None and token in self.names:
-            same = [i for i, name in enumerate(self.names) if name == token]
-            if len(same) > 1:
-                raise InputError(f"expected a column name that names one column, but {token!r} names columns "
-                                 f"{', '.join(map(str, same))} (0-based); pick one by index, as in :{same[0]}")
-            return same[0]
-        if token.isdecimal() and int(token) < ncols:
-            return int(token)
-        indices = "index 0" if ncols == 1 else f"indices 0..{ncols - 1}"
-        if self.names is None:
-            count = "is 1 column" if ncols == 1 else f"are {ncols} columns"
-            raise InputError(f"expected a column index (the file has no header row), but got {token!r}; "
-                             f"there {count}, {indices}")
-        shown = ", ".join(map(repr, self.names[:_NAMES_SHOWN]))
-        more = f", ... ({ncols} in all)" if ncols > _NAMES_SHOWN else ""
-        raise InputError(f"expected a column name or index, but got {token!r}; "
-                         f"the columns are {shown}{more} ({indices})")
+        return column_index(token, self.names, self.ncols)
 
     def _column(self, rows: _Rows, i: int, bools: bool | None = None) -> np.ndarray:
         """Column ``i`` of ``rows``: numbers, else bools when every cell is true/false. ``bools`` says
@@ -417,3 +400,24 @@ class Table:
         got = repr(cell) if cell else "an empty cell"
         column = repr(self.names[i]) if self.names is not None else i
         return InputError(f"line {rows.starts[row]}, column {column}: expected {expected}, but got {got}")
+
+
+def column_index(token: str, names: list[str] | None, ncols: int) -> int:
+    """The 0-based index of the column ``token`` names: a header name (naming one column only) or an index;
+    ``names`` None: a file without a header, whose columns go by index alone. Shared by the columnar files."""
+    if names is not None and token in names:
+        same = [i for i, name in enumerate(names) if name == token]
+        if len(same) > 1:
+            raise InputError(f"expected a column name that names one column, but {token!r} names columns "
+                             f"{', '.join(map(str, same))} (0-based); pick one by index, as in :{same[0]}")
+        return same[0]
+    if token.isdecimal() and int(token) < ncols:
+        return int(token)
+    indices = "index 0" if ncols == 1 else f"indices 0..{ncols - 1}"
+    if names is None:
+        count = "is 1 column" if ncols == 1 else f"are {ncols} columns"
+        raise InputError(f"expected a column index (the file has no header row), but got {token!r}; "
+                         f"there {count}, {indices}")
+    shown = ", ".join(map(repr, names[:_NAMES_SHOWN]))
+    more = f", ... ({ncols} in all)" if ncols > _NAMES_SHOWN else ""
+    raise InputError(f"expected a column name or index, but got {token!r}; the columns are {shown}{more} ({indices})")
