@@ -120,3 +120,17 @@ def _decode(data: bytes, what: str, offset: int) -> str:
     except UnicodeDecodeError as e:
         raise InputError(f"expected {what} in UTF-8, but got byte 0x{data[e.start]:02x} at offset "
                          f"{offset + e.start}") from None
+
+
+def pick(names: list[str], name: str | None, path: str, *, asked: str, items: str, known: str) -> str:
+    """The one of ``names`` (an archive's arrays, a file's tensors) that a selector names, or the only one when
+    it names none: ``expected a key to pick one of its 2 arrays ('a', 'b'), as in x.npz:a, but got none``."""
+    listed = ", ".join(map(repr, names))
+    if name is None:
+        if len(names) > 1:
+            raise InputError(f"expected {asked} to pick one of its {len(names)} {items} ({listed}), as in "
+                             f"{path}:{names[0]}, but got none")
+        return names[0]
+    if name not in names:
+        raise InputError(f"expected one of {known} {listed}, but got {name!r}")
+    return name

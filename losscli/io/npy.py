@@ -9,7 +9,7 @@ import numpy as np
 from numpy.lib import format as npy_format
 
 from ..errors import InputError
-from .files import open_binary, pread_into, size_of
+from .files import open_binary, pick, pread_into, size_of
 from .remote import is_url
 
 # deflate's largest expansion (a run of 258 bytes from a 2-bit code, about 1032:1); an archive's member
@@ -122,15 +122,7 @@ class NpzFile:
         self.arrays: dict[str, np.ndarray] = {}
 
     def select(self, key: str | None) -> np.ndarray:
-        keys = list(self.members)
-        listed = ", ".join(map(repr, keys))
-        if key is None:
-            if len(keys) > 1:
-                raise InputError(f"expected a key to pick one of its {len(keys)} arrays ({listed}), "
-                                 f"as in {self.path}:{keys[0]}, but got none")
-            key = keys[0]
-        if key not in self.members:
-            raise InputError(f"expected one of the keys {listed}, but got {key!r}")
+        key = pick(list(self.members), key, self.path, asked="a key", items="arrays", known="the keys")
         if key not in self.arrays:
             self.arrays[key] = self._read(key)
         return self.arrays[key]

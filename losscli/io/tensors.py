@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
-from .files import open_binary, pread_into, size_of
+from .files import open_binary, pick, pread_into, size_of
 from .remote import is_url
 
 # the safetensors library's own limit on the JSON header (100 MB); a header claiming more is not read
@@ -95,15 +95,7 @@ class SafetensorsFile:
                      for name, (stored, shape, begin, _) in self.tensors.items()}
 
     def select(self, name: str | None) -> TensorRows:
-        names = list(self.rows)
-        listed = ", ".join(map(repr, names))
-        if name is None:
-            if len(names) > 1:
-                raise InputError(f"expected a tensor name to pick one of its {len(names)} tensors ({listed}), "
-                                 f"as in {self.path}:{names[0]}, but got none")
-            name = names[0]
-        if name not in self.rows:
-            raise InputError(f"expected one of the tensors {listed}, but got {name!r}")
+        name = pick(list(self.rows), name, self.path, asked="a tensor name", items="tensors", known="the tensors")
         return self.rows[name]
 
 
