@@ -459,12 +459,14 @@ def run_checks(gate_file: str, checks: list[Check], *, baseline: Baseline | None
     return Run(gate_file, created, outcomes, baseline, time.perf_counter() - start)
 
 
-def check(gate_file: str, *, baseline: str | None = None, only: Sequence[str] = (), skip: Sequence[str] = ()) -> Run:
+def check(gate_file: str, *, baseline: str | None = None, only: Sequence[str] = (), skip: Sequence[str] = (),
+          checks: list[Check] | None = None) -> Run:
     """Run the checks of a gate file (``losscli check``): load it and the baseline report, select, run.
+    ``checks``: the gate file as :func:`load_gates` parsed it already (not read again).
 
     Raises :class:`GateError` when the gate file, the baseline or a name in ``only``/``skip`` is invalid; an
     invalid input of one check makes that check's status ``error`` and the others still run."""
-    checks = load_gates(gate_file)
+    checks = load_gates(gate_file) if checks is None else checks
     left_out = select(checks, list(only), list(skip))
     return run_checks(gate_file, checks, baseline=load_baseline(baseline) if baseline else None,
                       left_out=left_out)

@@ -150,12 +150,13 @@ def check(
             raise LossCliError("--write-baseline: a baseline records every check, so it cannot be combined "
                                "with --only or --skip")
         targets = {"--report": report, "--junit": junit, "--markdown": markdown, "--write-baseline": write_baseline}
-        inputs = [ref.path or "" for c in _checks_or_none(gates) for ref in (*c.files, *c.extras)]
+        checks = _checks_or_none(gates)
+        inputs = [ref.path or "" for c in checks or () for ref in (*c.files, *c.extras)]
         check_targets(targets, [gates, baseline or "", *inputs])
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", LossCliWarning)  # the reports show each check's warnings
-                run_ = run_gates(gates, baseline=baseline, only=only or [], skip=skip or [])
+                run_ = run_gates(gates, baseline=baseline, only=only or [], skip=skip or [], checks=checks)
         except GateError as exc:  # like pytest's collection error: every report asked for says why
             _stopped(reports.Stopped(gates, baseline, exc.with_flags(), type(exc).__name__,
                                      datetime.now(timezone.utc).replace(microsecond=0)), targets, format)
@@ -204,15 +205,15 @@ def _show_run(run_: Any, document: str, format: CheckFormat, quiet: bool, write_
         reports.verdict(run_), style=("bold green", "bold red", "bold yellow")[run_.exit_code])
 
 
-def _checks_or_none(gates: str) -> list[Any]:
-    """The gate file's checks, parsed before any work so that the files they read are never a target; none
-    when it is invalid (running it then reports the error)."""
+def _checks_or_none(gates: str) -> list[Any] | None:
+    """The gate file's checks, parsed once and before any work so that the files they read are never a target;
+    None when it is invalid (running it then reads it again and reports the error)."""
     from ..gates import load_gates
 
     try:
         return load_gates(gates)
     except LossCliError:
-        return []
+        return None
 
 
 def _loss_command(spec: LossSpec) -> TyperCommand:
