@@ -161,12 +161,7 @@ def check(
             _stopped(reports.Stopped(gates, baseline, exc.with_flags(), type(exc).__name__,
                                      datetime.now(timezone.utc).replace(microsecond=0)), targets, format)
             raise
-        document = reports.to_json_text(run_)
-        texts = {"--report": document, "--junit": reports.to_junit(run_), "--markdown": reports.to_markdown(run_),
-                 "--write-baseline": document if run_.all_passed else None}
-        for option, path in targets.items():
-            if path and texts[option] is not None:
-                write_text(path, texts[option], option)
+        document = _write_reports(run_, targets)
     _show_run(run_, document, format, quiet, write_baseline)
     raise typer.Exit(run_.exit_code)
 
@@ -203,6 +198,20 @@ def _show_run(run_: Any, document: str, format: CheckFormat, quiet: bool, write_
             say(level, line, reports.LEVEL_STYLE[level])
     (stdout if format is CheckFormat.table and not quiet else stderr).print(
         reports.verdict(run_), style=("bold green", "bold red", "bold yellow")[run_.exit_code])
+
+
+def _write_reports(run_: Any, targets: dict[str, Optional[str]]) -> str:
+    """Every report asked for (the baseline only when every check passed) through the one writer; returns the
+    JSON report."""
+    from . import reports
+
+    document = reports.to_json_text(run_)
+    texts = {"--report": document, "--junit": reports.to_junit(run_), "--markdown": reports.to_markdown(run_),
+             "--write-baseline": document if run_.all_passed else None}
+    for option, path in targets.items():
+        if path and texts[option] is not None:
+            write_text(path, texts[option], option)
+    return document
 
 
 def _checks_or_none(gates: str) -> list[Any] | None:
