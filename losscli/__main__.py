@@ -2,4 +2,5 @@
 
 from .edge.cli import entry
 
-entry()
+if __name__ == "__main__":  # not when a dask worker process started by the dask engine imports it
+    entry()

@@ -12,7 +12,8 @@ import math
 import os
 import warnings as python_warnings
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -20,7 +21,7 @@ from .backends import Backend
 from .engine.run import Computation, Feeds, Progress, Task, compute_batch, run
 from .engine.sinks import Sink
 from .engine.sources import Source, plan, source
-from .errors import InputError, LossCliWarning, OptionError
+from .errors import InputError, LossCliError, LossCliWarning, OptionError
 from .io import Loader
 from .judge import check_thresholds
 from .losses import CATALOG, Batch, LossSpec
@@ -29,6 +30,7 @@ from .result import CrossCheck, InputInfo, LossResult
 
 if TYPE_CHECKING:
     from .engine.accumulators import Accumulator
+    from .engine.cluster import Cluster
 
 
 class NanPolicy(str, enum.Enum):
@@ -36,6 +38,13 @@ class NanPolicy(str, enum.Enum):
 
     propagate = "propagate"
     raise_ = "raise"
+
+
+class Engine(str, enum.Enum):
+    """Where the chunks are computed: in this process (threads), or on a dask cluster."""
+
+    local = "local"
+    dask = "dask"
 
 
 @dataclass(frozen=True)
@@ -72,7 +81,8 @@ class Streaming:
 def compute(loss: str | LossSpec, *arrays: Any, reduction: Reduction | str = Reduction.mean,
             size_average: bool | None = None, reduce: bool | None = None, backend: Backend | str = Backend.numpy,
             nan_policy: NanPolicy | str = NanPolicy.propagate, strict: bool = False, broadcast: bool = False,
-            outputs: Outputs = Outputs(), streaming: Streaming = Streaming(), **named: Any) -> LossResult:
+            engine: Engine | str | Cluster = Engine.local, scheduler: str | None = None, outputs: Outputs = Outputs(),
+            streaming: Streaming = Streaming(), **named: Any) -> LossResult:
     """Compute ``loss`` as ``torch.nn.functional.<torch_name>`` would.
 
     ``arrays`` are the loss's files in torch's argument order (``input, target`` for most): arrays, or paths
@@ -84,44 +94,146 @@ def compute(loss: str | LossSpec, *arrays: Any, reduction: Reduction | str = Red
     divides by what the selected elements contribute (their count, or their weights where torch divides by
     weights). Values that torch computes with but the loss does not expect (a hinge target other than -1 or 1,
     ...) give torch's value and a warning saying what torch does with them; ``strict=True`` refuses them.
-    Raises ``LossCliError`` on bad input, naming the argument.
+    ``engine="dask"`` computes the chunks on a dask cluster (the scheduler at ``scheduler``, else
+    ``DASK_SCHEDULER_ADDRESS``, else a local cluster started for the call); a
+    :class:`~losscli.engine.cluster.Cluster` already open is used as it is. The value is the local engine's,
+    digit for digit. Raises ``LossCliError`` on bad input, naming the argument.
     """
-    spec = lookup(loss)
-    backend = _convert("backend", Backend, backend)
-    nan_policy = _convert("nan_policy", NanPolicy, nan_policy)
-    resolved, legacy_warning = resolve(reduction, size_average, reduce)
-    if resolved not in spec.reductions:
-        raise OptionError(f"{spec.name} takes {', '.join(r.value for r in spec.reductions)}, but got "
-                          f"{resolved.value}", argument="reduction")
-    if broadcast and not spec.family.broadcasts:
-        raise OptionError(f"{spec.name} does not broadcast (torch requires matching shapes)", argument="broadcast")
-    check_thresholds(tolerance=outputs.tolerance)
-    sources = _sources(spec, arrays, named)
-    task = Task(spec, sources, _params(spec, named), resolved, broadcast, nan_policy.value, outputs.grad,
-                strict=strict)
-    asked: dict[str, Any] = {}
-    feeds = Feeds(streaming.sink, list(streaming.accumulators), streaming.progress)
-    feeds.check = _first_batch(task, outputs, Reduction(reduction), legacy_warning is not None, asked, feeds)
-    whole = outputs.grad or outputs.cross_check or backend is not Backend.numpy
-    done = run(task, plan(spec, sources, broadcast, whole=whole, chunk_rows=streaming.chunk_rows), backend, feeds)
-    warnings = ([legacy_warning] if legacy_warning else []) + done.warnings
-    if resolved is Reduction.mean and done.selected == 0:
-        warnings.append("mean over 0 selected elements (all masked out or ignored) is NaN, as in torch")
-    result = LossResult(
-        loss=spec.name, torch_name=spec.torch_name, reduction=resolved, backend=backend, value=done.value,
-        params=task.params, inputs=[_info(s) for s in sources.values()], count=math.prod(done.loss_shape),
-        selected=done.selected, warnings=list(dict.fromkeys(warnings)), grad=_grad(task, done),
-        cross_check=_cross_check(task, done, backend, outputs) if outputs.cross_check else None,
-        **{name: view.finish() for name, view in asked.items()},
-    )
-    _warn(result.warnings)
-    return result
+    with _session(engine, scheduler) as cluster:
+        call = _Call.of(loss, arrays, named, reduction=reduction, size_average=size_average, reduce=reduce,
+                        backend=backend, nan_policy=nan_policy, strict=strict, broadcast=broadcast,
+                        outputs=outputs, streaming=streaming, distributed=cluster is not None)
+        done = run(call.task, call.plan, call.backend, call.feeds) if cluster is None else cluster.run([call.run])[0]
+    if isinstance(done, LossCliError):
+        raise done
+    return call.result(done)
+
+
+def compute_each(calls: Sequence[tuple[tuple[Any, ...], dict[str, Any]]], *,
+                 engine: Engine | str | Cluster = Engine.local,
+                 scheduler: str | None = None) -> list[LossResult | LossCliError]:
+    """``compute(*args, **kwargs)`` of each call, or the error it raised (the others still run). With the dask
+    engine the calls run as one graph, and a file that several of them read is read once per partition."""
+    with _session(engine, scheduler) as cluster:
+        if cluster is None:
+            return [_attempt(lambda a=args, k=kwargs: compute(*a, **k)) for args, kwargs in calls]
+        prepared = [_attempt(lambda a=args, k=kwargs: _Call.of(a[0], a[1:], _loss_keywords(k), distributed=True,
+                                                               **{n: k[n] for n in _COMMON if n in k}))
+                    for args, kwargs in calls]
+        computed = iter(cluster.run([p.run for p in prepared if isinstance(p, _Call)]))
+    results: list[LossResult | LossCliError] = []
+    for p in prepared:
+        done = next(computed) if isinstance(p, _Call) else p
+        results.append(done if isinstance(done, LossCliError) else _attempt(lambda c=p, d=done: c.result(d)))
+    return results
+
+
+_COMMON = ("reduction", "size_average", "reduce", "backend", "nan_policy", "strict", "broadcast", "outputs",
+           "streaming")
+
+
+def _loss_keywords(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The keyword arguments of compute() that are the loss's own (its files and options)."""
+    return {k: v for k, v in kwargs.items() if k not in _COMMON}
+
+
+def _attempt(call: Callable[[], Any]) -> Any:
+    try:
+        return call()
+    except LossCliError as e:
+        return e
+
+
+@contextmanager
+def _session(engine: Engine | str | Cluster, scheduler: str | None) -> Iterator[Cluster | None]:
+    """None for the local engine; for the dask engine, the caller's cluster, or one for this call (opened when
+    first used, closed after)."""
+    if not isinstance(engine, str):
+        yield engine
+        return
+    if _convert("engine", Engine, engine) is Engine.local:
+        if scheduler is not None:
+            raise OptionError("a scheduler is for the dask engine: add {engine=dask}", argument="scheduler")
+        yield None
+        return
+    from .engine.cluster import Cluster  # dask is imported only when the dask engine runs
+
+    with Cluster(scheduler) as cluster:
+        yield cluster
+
+
+class _Call:
+    """A compute() call checked and planned: its engine task, plan and feeds, and how to make its result."""
+
+    def __init__(self, spec: LossSpec, task: Task, plan: Any, backend: Backend, feeds: Feeds, outputs: Outputs,
+                 legacy_warning: str | None, asked: dict[str, Any]) -> None:
+        self.spec, self.task, self.plan, self.backend, self.feeds = spec, task, plan, backend, feeds
+        self.outputs, self.legacy_warning, self.asked = outputs, legacy_warning, asked
+
+    @property
+    def run(self) -> Any:
+        from .engine.cluster import Run
+
+        return Run(self.task, self.plan, self.feeds)
+
+    @classmethod
+    def of(cls, loss: str | LossSpec, arrays: tuple[Any, ...], named: dict[str, Any], *,
+           reduction: Reduction | str = Reduction.mean, size_average: bool | None = None,
+           reduce: bool | None = None, backend: Backend | str = Backend.numpy,
+           nan_policy: NanPolicy | str = NanPolicy.propagate, strict: bool = False, broadcast: bool = False,
+           outputs: Outputs = Outputs(), streaming: Streaming = Streaming(), distributed: bool = False) -> _Call:
+        spec = lookup(loss)
+        backend = _convert("backend", Backend, backend)
+        nan_policy = _convert("nan_policy", NanPolicy, nan_policy)
+        resolved, legacy_warning = resolve(reduction, size_average, reduce)
+        if resolved not in spec.reductions:
+            raise OptionError(f"{spec.name} takes {', '.join(r.value for r in spec.reductions)}, but got "
+                              f"{resolved.value}", argument="reduction")
+        if broadcast and not spec.family.broadcasts:
+            raise OptionError(f"{spec.name} does not broadcast (torch requires matching shapes)", argument="broadcast")
+        check_thresholds(tolerance=outputs.tolerance)
+        if distributed:
+            _distributable(backend, outputs)
+        sources = _sources(spec, arrays, named)
+        task = Task(spec, sources, _params(spec, named), resolved, broadcast, nan_policy.value, outputs.grad,
+                    strict=strict)
+        asked: dict[str, Any] = {}
+        feeds = Feeds(streaming.sink, list(streaming.accumulators), streaming.progress)
+        feeds.check = _first_batch(task, outputs, Reduction(reduction), legacy_warning is not None, asked, feeds)
+        whole = outputs.grad or outputs.cross_check or backend is not Backend.numpy
+        return cls(spec, task, plan(spec, sources, broadcast, whole=whole, chunk_rows=streaming.chunk_rows), backend,
+                   feeds, outputs, legacy_warning, asked)
+
+    def result(self, done: Computation) -> LossResult:
+        spec, task, outputs = self.spec, self.task, self.outputs
+        warnings = ([self.legacy_warning] if self.legacy_warning else []) + done.warnings
+        if task.reduction is Reduction.mean and done.selected == 0:
+            warnings.append("mean over 0 selected elements (all masked out or ignored) is NaN, as in torch")
+        result = LossResult(
+            loss=spec.name, torch_name=spec.torch_name, reduction=task.reduction, backend=self.backend,
+            value=done.value, params=task.params, inputs=[_info(s) for s in task.sources.values()],
+            count=math.prod(done.loss_shape), selected=done.selected, warnings=list(dict.fromkeys(warnings)),
+            grad=_grad(task, done),
+            cross_check=_cross_check(task, done, self.backend, outputs) if outputs.cross_check else None,
+            **{name: view.finish() for name, view in self.asked.items()},
+        )
+        _warn(result.warnings)
+        return result
+
+
+def _distributable(backend: Backend, outputs: Outputs) -> None:
+    """What the dask engine cannot do: what needs the whole batch in one process."""
+    for asked, what in ((backend is not Backend.numpy, f"the {backend.value} backend"),
+                        (outputs.grad, "a gradient"), (outputs.cross_check, "a cross-check")):
+        if asked:
+            raise OptionError(f"{what} needs the whole batch in one process, but the dask engine computes it in "
+                              "partitions: use the local engine {engine=local}", argument="engine")
 
 
 def _warn(messages: list[str]) -> None:
     """The result's warnings, also through Python's :mod:`warnings` (as from compute()'s caller)."""
     for message in messages:
-        python_warnings.warn(str(message), LossCliWarning, stacklevel=3)
+        python_warnings.warn(str(message), LossCliWarning, stacklevel=4)
 
 
 def lookup(loss: str | LossSpec) -> LossSpec:

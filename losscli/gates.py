@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from .api import NanPolicy, compute
+from .api import Engine, NanPolicy, compute_each
 from .backends import Backend
 from .errors import LossCliError
 from .io import Loader, parse_spec
@@ -448,53 +448,77 @@ def select(checks: list[Check], only: list[str], skip: list[str]) -> dict[str, s
 
 
 def run_checks(gate_file: str, checks: list[Check], *, baseline: Baseline | None = None,
-               left_out: dict[str, str] | None = None) -> Run:
-    """Run every check (one failing or erroring does not stop the others)."""
+               left_out: dict[str, str] | None = None, engine: Engine | str | Any = Engine.local,
+               scheduler: str | None = None) -> Run:
+    """Run every check (one failing or erroring does not stop the others). With the dask engine
+    (:func:`losscli.compute_each`) the checks run as one graph, and each check's time is the graph's."""
     left_out = left_out or {}
     created = datetime.now(timezone.utc).replace(microsecond=0)
     start = time.perf_counter()
     loader, digests = Loader(), _Digests()
     outcomes = [Outcome(c, Status.skipped, reasons=[left_out[c.name]]) if c.name in left_out
-                else _run_one(c, loader, digests, baseline) for c in checks]
+                else Outcome(c, Status.passed) for c in checks]
+    pending = [o for o in outcomes if o.status is Status.passed]
+    calls = [_call(o.check, loader) for o in pending]
+    if isinstance(engine, str) and Engine(engine) is Engine.local:
+        for outcome, call in zip(pending, calls):
+            began = time.perf_counter()
+            _record(outcome, _computed([call], engine, scheduler)[0], digests, baseline)
+            outcome.seconds = time.perf_counter() - began
+    else:
+        began = time.perf_counter()
+        for outcome, result in zip(pending, _computed(calls, engine, scheduler)):
+            _record(outcome, result, digests, baseline)
+            outcome.seconds = time.perf_counter() - began
     return Run(gate_file, created, outcomes, baseline, time.perf_counter() - start)
 
 
 def check(gate_file: str, *, baseline: str | None = None, only: Sequence[str] = (), skip: Sequence[str] = (),
-          checks: list[Check] | None = None) -> Run:
+          checks: list[Check] | None = None, engine: Engine | str | Any = Engine.local,
+          scheduler: str | None = None) -> Run:
     """Run the checks of a gate file (``losscli check``): load it and the baseline report, select, run.
-    ``checks``: the gate file as :func:`load_gates` parsed it already (not read again).
+    ``checks``: the gate file as :func:`load_gates` parsed it already (not read again); ``engine`` and
+    ``scheduler`` as in :func:`losscli.compute`.
 
     Raises :class:`GateError` when the gate file, the baseline or a name in ``only``/``skip`` is invalid; an
     invalid input of one check makes that check's status ``error`` and the others still run."""
     checks = load_gates(gate_file) if checks is None else checks
     left_out = select(checks, list(only), list(skip))
     return run_checks(gate_file, checks, baseline=load_baseline(baseline) if baseline else None,
-                      left_out=left_out)
+                      left_out=left_out, engine=engine, scheduler=scheduler)
 
 
-def _run_one(check: Check, loader: Loader, digests: _Digests, baseline: Baseline | None) -> Outcome:
-    start = time.perf_counter()
-    refs = check.files + check.extras
-    outcome = Outcome(check, Status.passed)
+def _call(check: Check, loader: Loader) -> tuple[tuple[Any, ...], dict[str, Any]] | LossCliError:
+    """The check as compute()'s arguments, its files loaded; or why they cannot be."""
     try:
         arrays = [ref.number if ref.resolved is None else loader.load(ref.resolved, role=ref.role)
                   for ref in check.files]
         extras = {ref.role: loader.load(ref.resolved, role=ref.role) for ref in check.extras}
-        result = compute(check.loss, *arrays, **extras, reduction=check.reduction, backend=check.backend,
-                         nan_policy=check.nan_policy, strict=check.strict, broadcast=check.broadcast,
-                         **check.options)
     except LossCliError as exc:
-        outcome.status, outcome.reasons, outcome.error_type = Status.error, [str(exc)], type(exc).__name__
+        return exc
+    return (check.loss, *arrays), dict(**extras, reduction=check.reduction, backend=check.backend,
+                                       nan_policy=check.nan_policy, strict=check.strict, broadcast=check.broadcast,
+                                       **check.options)
+
+
+def _computed(calls: list[Any], engine: Engine | str | Any = Engine.local, scheduler: str | None = None) -> list[Any]:
+    """:func:`losscli.compute_each` of the calls whose files loaded; a call that did not load is its error."""
+    found = iter(compute_each([c for c in calls if isinstance(c, tuple)], engine=engine, scheduler=scheduler))
+    return [next(found) if isinstance(c, tuple) else c for c in calls]
+
+
+def _record(outcome: Outcome, result: Any, digests: _Digests, baseline: Baseline | None) -> None:
+    """A check's result (a LossResult, or the error it stopped at) into its outcome."""
+    refs = outcome.check.files + outcome.check.extras
+    if isinstance(result, LossCliError):
+        outcome.status, outcome.reasons, outcome.error_type = Status.error, [str(result)], type(result).__name__
         outcome.inputs = [_input(ref, digests, None) for ref in refs]
-        outcome.seconds = time.perf_counter() - start
-        return outcome
+        return
     shapes = {info.role: info for info in result.inputs}
     outcome.inputs = [_input(ref, digests, shapes.get(ref.role)) for ref in refs]
     outcome.printed = str(result.value[()])  # exactly what `losscli LOSS ... -f plain` prints
     outcome.value, outcome.dtype, outcome.warnings = float(outcome.printed), str(result.value.dtype), result.warnings
     _judge(outcome, baseline)
-    outcome.seconds = time.perf_counter() - start
-    return outcome
 
 
 def _judge(outcome: Outcome, baseline: Baseline | None) -> None:

@@ -18,7 +18,8 @@ from typer.core import TyperCommand, TyperGroup
 from .. import __version__
 from ..errors import LossCliError, LossCliWarning
 from ..losses import CATALOG, LossSpec
-from .commands import help_text, loss_command
+from ..api import Engine
+from .commands import cluster, help_text, loss_command
 from .console import (EXIT_BAD_INPUT, exit_on_error, say, stderr, stdout, terminal_errors, terminate_as_exception,
                       usage_errors)
 from .render import legacy_flags_table, losses_table
@@ -133,6 +134,11 @@ def check(
         "--quiet", "-q", help="no table and no notes: the FAIL and error lines, warnings and the verdict on "
         "stderr")] = False,
     debug: Annotated[bool, typer.Option("--debug", help="show tracebacks")] = False,
+    engine: Annotated[Engine, typer.Option(
+        "--engine", help="local: this process; dask: every check on a dask cluster as one graph (--scheduler, "
+        "else DASK_SCHEDULER_ADDRESS, else a local cluster), with the same values")] = Engine.local,
+    scheduler: Annotated[Optional[str], typer.Option(
+        "--scheduler", metavar="ADDRESS", help="the dask scheduler to use with --engine dask")] = None,
 ) -> None:
     """Run the quality gates of a gate file: every check, each against its bounds (and a baseline).
     Exit status 0 when all pass, 1 when any failed a bound or gave NaN, 2 when the gate file or an input
@@ -141,10 +147,6 @@ def check(
 
     Example: [bold]losscli check samples/gates.toml --junit junit.xml --markdown summary.md[/bold]
     """
-    from ..gates import GateError
-    from ..gates import check as run_gates
-    from . import reports
-
     with exit_on_error(debug):
         if write_baseline and (only or skip):
             raise LossCliError("--write-baseline: a baseline records every check, so it cannot be combined "
@@ -153,17 +155,30 @@ def check(
         checks = _checks_or_none(gates)
         inputs = [ref.path or "" for c in checks or () for ref in (*c.files, *c.extras)]
         check_targets(targets, [gates, baseline or "", *inputs])
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", LossCliWarning)  # the reports show each check's warnings
-                run_ = run_gates(gates, baseline=baseline, only=only or [], skip=skip or [], checks=checks)
-        except GateError as exc:  # like pytest's collection error: every report asked for says why
-            _stopped(reports.Stopped(gates, baseline, exc.with_flags(), type(exc).__name__,
-                                     datetime.now(timezone.utc).replace(microsecond=0)), targets, format)
-            raise
+        with cluster(engine, scheduler, show=format is CheckFormat.table and not quiet) as on:
+            run_ = _run_gates(gates, checks, targets, format, baseline=baseline, only=only or [], skip=skip or [],
+                              engine=on, scheduler=scheduler)
         document = _write_reports(run_, targets)
     _show_run(run_, document, format, quiet, write_baseline)
     raise typer.Exit(run_.exit_code)
+
+
+def _run_gates(gates: str, checks: Any, targets: dict[str, Optional[str]], format: CheckFormat,
+               **options: Any) -> Any:
+    """The gate file's checks run (:func:`losscli.gates.check` with ``options``); when the gate file or the
+    baseline is invalid, every report asked for says why before the error goes on."""
+    from ..gates import GateError
+    from ..gates import check as run_gates
+    from . import reports
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", LossCliWarning)  # the reports show each check's warnings
+            return run_gates(gates, checks=checks, **options)
+    except GateError as exc:  # like pytest's collection error: every report asked for says why
+        _stopped(reports.Stopped(gates, options.get("baseline"), exc.with_flags(), type(exc).__name__,
+                                 datetime.now(timezone.utc).replace(microsecond=0)), targets, format)
+        raise
 
 
 def _stopped(stopped: Any, targets: dict[str, Optional[str]], format: CheckFormat) -> None:

@@ -8,12 +8,13 @@ import enum
 import inspect
 import sys
 import warnings
-from typing import Annotated, Any, Optional
+from contextlib import contextmanager
+from typing import Annotated, Any, Iterator, Optional
 
 import typer
 from rich.markup import escape
 
-from ..api import NanPolicy, Outputs, Streaming, compute
+from ..api import Engine, NanPolicy, Outputs, Streaming, compute
 from ..backends import Backend
 from ..errors import LossCliError, LossCliWarning, flag
 from ..io import Loaded, Loader, Shards
@@ -35,6 +36,7 @@ REDUCE = "Reduction"
 OUTPUT = "Output"
 GATE = "Quality gate"
 VIEWS = "Per-sample views"
+ENGINE = "Engine"
 FORMS = "FILE.npy, FILE.npz[:key], FILE.csv[:col[,col]] or - (CSV on stdin)"
 
 
@@ -141,6 +143,11 @@ def _common_params(spec: LossSpec) -> list[inspect.Parameter]:
         _opt("quiet", "--quiet", "-q", panel=OUTPUT, default=False, kind=bool,
              help="no progress bar (it shows on a terminal for work over a second, except with --format json, plain or metrics)"),
         _opt("debug", "--debug", panel=OUTPUT, default=False, kind=bool, help="show tracebacks"),
+        _opt("engine", "--engine", panel=ENGINE, default=Engine.local, kind=Engine,
+             help="local: this process; dask: a dask cluster (--scheduler, else DASK_SCHEDULER_ADDRESS, else a "
+                  "local cluster of one worker per core started for the run), with the same value to the last digit"),
+        _opt("scheduler", "--scheduler", panel=ENGINE, metavar="ADDRESS",
+             help="the dask scheduler to use with --engine dask, e.g. tcp://10.0.0.5:8786"),
         _opt("storage_option", "--storage-option", panel=FILES, kind=Optional[list[str]], metavar="KEY=VALUE",
              help="an fsspec option for the URLs read (s3://, https://, ...), e.g. anon=true; repeatable"),
     ]
@@ -150,7 +157,8 @@ def run(spec: LossSpec, *, reduction: str, size_average: bool | None, reduce: bo
         cross_check: bool, tolerance: float, fail_above: float | None, fail_below: float | None,
         nan_policy: NanPolicy, format: Format, output: str | None, grad: str | None, debug: bool,
         broadcast: bool = False, per_sample: bool = False, top: int | None = None, hist: bool = False,
-        quiet: bool = False, strict: bool = False, storage_option: list[str] | None = None, **given: Any) -> None:
+        quiet: bool = False, strict: bool = False, storage_option: list[str] | None = None,
+        engine: Engine = Engine.local, scheduler: str | None = None, **given: Any) -> None:
     """One loss command: load, compute, write, render, judge. ``given`` holds the files and the loss's options."""
     with exit_on_error(debug):
         check_thresholds(fail_above=fail_above, fail_below=fail_below, tolerance=tolerance)
@@ -167,11 +175,12 @@ def run(spec: LossSpec, *, reduction: str, size_average: bool | None, reduce: bo
         bar = ProgressBar(stderr, spec.name) if wants_progress(
             terminal=stderr.is_terminal, quiet=quiet, fmt=format.value) else None
         try:
-            with warnings.catch_warnings():
+            with warnings.catch_warnings(), cluster(engine, scheduler, show=format is Format.table and not quiet) as on:
                 warnings.simplefilter("ignore", LossCliWarning)  # _show prints result.warnings itself
                 result = compute(
                     spec, *arrays, **named, **given, reduction=reduction, size_average=size_average,
                     reduce=reduce, backend=backend, nan_policy=nan_policy, strict=strict, broadcast=broadcast,
+                    engine=on, scheduler=scheduler,
                     outputs=Outputs(grad is not None, per_sample, top, hist, cross_check, tolerance),
                     streaming=Streaming(progress=bar, sink=sink))
         finally:
@@ -187,6 +196,23 @@ def run(spec: LossSpec, *, reduction: str, size_average: bool | None, reduce: bo
         say("FAIL", reason)
     if failures:
         raise typer.Exit(EXIT_THRESHOLD)
+
+
+@contextmanager
+def cluster(engine: Engine, scheduler: str | None, *, show: bool) -> Iterator[Any]:
+    """``Engine.local``, or the dask cluster of the command, connected (or started) here and closed after; with
+    ``show``, stderr names its scheduler and dashboard, to follow the run there."""
+    if engine is Engine.local:
+        yield Engine.local
+        return
+    from ..engine.cluster import Cluster
+
+    with Cluster(scheduler) as found:
+        found.open()
+        if show:
+            dashboard = f" · dashboard {found.dashboard}" if found.dashboard else ""
+            say("dask", f"scheduler {found.scheduler}{dashboard}", style="cyan")
+        yield found
 
 
 def _load_file(loader: Loader, value: str, file: FileArg) -> Any:

@@ -33,12 +33,18 @@ BINS = 12  # at most this many histogram bins (at least about half as many when 
 
 
 class Accumulator(Protocol):
-    """Something fed every chunk of a loss (the views below, or a caller's own)."""
+    """Something fed every chunk of a loss (the views below, or a caller's own).
+
+    The dask engine (:mod:`losscli.engine.cluster`) sends a copy of each accumulator, as it is before the first
+    chunk, to every partition, and merges the copies that come back into the one given (``merge``)."""
 
     def update(self, start: int, elements: Elements, select: np.ndarray | None) -> None:
         """``start``: the chunk's first row along the loss's first axis; ``elements``: its per-element values
         (arrays broadcastable to the chunk's loss shape; float32 for a float32 loss, which computes in float32,
         else float64); ``select``: the elements that count (``reduction.selection(valid, mask)``; None: all)."""
+
+    def merge(self, other: Accumulator) -> None:
+        """Take in what ``other`` (a copy fed other chunks) has seen, as if it had been fed here."""
 
 
 @dataclass(frozen=True)
@@ -153,6 +159,9 @@ class SampleLosses:
     def update(self, start: int, elements: Elements, select: np.ndarray | None) -> None:
         self.parts.append((start, sample_values(_Rows.of(elements, select), self.reduction)[0]))
 
+    def merge(self, other: SampleLosses) -> None:
+        self.parts.extend(other.parts)
+
     def finish(self) -> np.ndarray:
         parts = [values for _, values in sorted(self.parts, key=lambda part: part[0])]
         return np.concatenate(parts).astype(self.dtype) if parts else np.empty(0, self.dtype)
@@ -180,7 +189,13 @@ class TopK:
             index = np.arange(start * per_row, (start + rows) * per_row, dtype=np.int64)
         if counted is not None:
             values, index = values[counted], index[counted]
-        values, index = largest(values, index, self.k)
+        self._take(*largest(values, index, self.k))
+
+    def merge(self, other: TopK) -> None:
+        self.rows, self.row_shape = max(self.rows, other.rows), other.row_shape if other.rows else self.row_shape
+        self._take(other.values, other.index)
+
+    def _take(self, values: np.ndarray, index: np.ndarray) -> None:
         self.values, self.index = largest(np.concatenate([self.values, values]),
                                           np.concatenate([self.index, index]), self.k)
 
@@ -244,17 +259,34 @@ class Histogram:
         values = values[finite]
         if not values.size:
             return
-        self.low, self.high = min(self.low, float(values.min())), max(self.high, float(values.max()))
-        exp = grid_exponent(self.low, self.high)
-        first = math.floor(math.ldexp(self.low, -exp))
-        counts = np.zeros(math.floor(math.ldexp(self.high, -exp)) - first + 1, np.int64)
-        if self.counts.size:  # the bins so far, merged onto the (possibly coarser) grid
-            # j >> s is floor(j / 2**s); any |j| < 2**63 shifted by 63 or more is 0 or -1, as floor gives
-            old = (self.first + np.arange(self.counts.size, dtype=np.int64)) >> min(exp - self.exp, 63)
-            np.add.at(counts, old - first, self.counts)
-        bins = np.floor(np.ldexp(values, -exp)).astype(np.int64) - first
-        counts += np.bincount(bins, minlength=counts.size)
-        self.exp, self.first, self.counts = exp, first, counts
+        counts = self._regrid(float(values.min()), float(values.max()))
+        counts += np.bincount(np.floor(np.ldexp(values, -self.exp)).astype(np.int64) - self.first,
+                              minlength=counts.size)
+
+    def merge(self, other: Histogram) -> None:
+        self.nan, self.inf = self.nan + other.nan, self.inf + other.inf
+        if other.counts.size:
+            counts = self._regrid(other.low, other.high)
+            self._add(counts, other.first, other.exp, other.counts)
+
+    def _regrid(self, low: float, high: float) -> np.ndarray:
+        """Widen the range to take in ``[low, high]``: the bins so far moved onto the (possibly coarser) grid
+        of the new range, which ``self.counts`` then holds (and is returned, to add to)."""
+        old = (self.first, self.exp, self.counts)
+        self.low, self.high = min(self.low, low), max(self.high, high)
+        self.exp = grid_exponent(self.low, self.high)
+        self.first = math.floor(math.ldexp(self.low, -self.exp))
+        self.counts = np.zeros(math.floor(math.ldexp(self.high, -self.exp)) - self.first + 1, np.int64)
+        self._add(self.counts, *old)
+        return self.counts
+
+    def _add(self, counts: np.ndarray, first: int, exp: int, theirs: np.ndarray) -> None:
+        """Bins ``theirs`` (grid ``exp``, from index ``first``) added onto ``counts`` of this grid (as coarse
+        or coarser: ``j >> s`` is floor(j / 2**s); any ``|j| < 2**63`` shifted by 63 or more is 0 or -1, as
+        floor gives)."""
+        if theirs.size:
+            at = (first + np.arange(theirs.size, dtype=np.int64)) >> min(self.exp - exp, 63)
+            np.add.at(counts, at - self.first, theirs)
 
     def finish(self) -> Hist:
         if not self.counts.size:

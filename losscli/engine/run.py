@@ -83,6 +83,17 @@ class Computation(NamedTuple):
     warnings: list[str]
 
 
+class Part(NamedTuple):
+    """What one chunk adds to the result, in row order: small, so that a chunk computed elsewhere (a dask
+    worker: :mod:`losscli.engine.cluster`) merges exactly as one computed here."""
+
+    start: int
+    totals: Partial | None  # mean, sum, batchmean
+    values: np.ndarray | None  # none: the chunk's loss, in the loss's dtype
+    selected: int
+    warnings: list
+
+
 class _Chunk(NamedTuple):
     start: int
     batch: Batch
@@ -93,10 +104,22 @@ class _Chunk(NamedTuple):
     values: np.ndarray | None  # none: the chunk's loss, in the loss's dtype
     selected: int
 
+    def part(self) -> Part:
+        return Part(self.start, self.totals, self.values, self.selected, list(self.batch.warnings))
+
 
 def run(task: Task, plan: Plan | None, backend: Backend = Backend.numpy, feeds: Feeds | None = None) -> Computation:
     """Compute ``task`` over the chunks of ``plan`` (None: one chunk of the whole arrays) with ``backend``."""
     feeds = feeds or Feeds()
+    prepare = preparer(task, plan)
+    if backend is not Backend.numpy:
+        return _whole_other(task, prepare(0, 0), backend, feeds)
+    return Merge(task, plan, feeds).run(prepare, lambda: shape_error(task))
+
+
+def preparer(task: Task, plan: Plan | None) -> Callable[[int, int], Batch]:
+    """The prepared batch of rows ``[start, stop)``: the files of ``plan.split`` read chunk by chunk, the
+    others read once (whole)."""
     split = plan.split if plan is not None else frozenset()
     shared = {name: s.arg() for name, s in task.sources.items() if name not in split}
 
@@ -104,13 +127,31 @@ def run(task: Task, plan: Plan | None, backend: Backend = Backend.numpy, feeds: 
         return task.prepare({name: source.chunk(start, stop) if name in split else shared[name]
                              for name, source in task.sources.items()})
 
-    if backend is not Backend.numpy:
-        return _whole_other(task, prepare(0, 0), backend, feeds)
+    return prepare
 
-    def shape_error() -> None:  # a chunk's shapes did not fit: the whole arrays' check names the whole shapes
-        task.prepare({name: s.arg() for name, s in task.sources.items()})
 
-    return _Merge(task, plan, feeds).run(prepare, shape_error)
+def shape_error(task: Task) -> None:
+    """A chunk's shapes did not fit: the whole arrays' check raises the error, naming the whole shapes."""
+    task.prepare({name: s.arg() for name, s in task.sources.items()})
+
+
+class Chunks:
+    """One task's chunks computed one at a time, each as its :class:`Part` (the accumulators fed): a
+    partition of a run, computed where its files are read (a dask worker: :mod:`losscli.engine.cluster`)."""
+
+    def __init__(self, task: Task, plan: Plan | None, accumulators: Sequence[Accumulator]) -> None:
+        self.merge, self.prepare = Merge(task, plan, Feeds(accumulators=accumulators)), preparer(task, plan)
+        self.task, self.several = task, plan is not None and plan.rows > plan.chunk_rows
+
+    def compute(self, start: int, stop: int) -> Part:
+        try:
+            chunk = self.merge.work(self.prepare(start, stop), start)
+        except ShapeError:
+            if self.several:
+                shape_error(self.task)
+            raise
+        self.merge.feed(chunk)
+        return chunk.part()
 
 
 def compute_batch(task: Task, batch: Batch, backend: Backend) -> Computed:
@@ -119,11 +160,11 @@ def compute_batch(task: Task, batch: Batch, backend: Backend) -> Computed:
         from ..backends import torch_backend
 
         return torch_backend.run(task.spec, batch, task.params, task.reduction, task.grad)
-    done = _Merge(task, None, Feeds()).run(lambda start, stop: batch, None)
+    done = Merge(task, None, Feeds()).run(lambda start, stop: batch, None)
     return Computed(done.value, done.grad)
 
 
-class _Merge:
+class Merge:
     """The numpy backend over a plan's chunks, merging their sums, values and accumulators in row order."""
 
     def __init__(self, task: Task, plan: Plan | None, feeds: Feeds) -> None:
@@ -160,19 +201,26 @@ class _Merge:
         return _Chunk(start, batch, arrays if task.grad else None, found, select, totals, values, count)
 
     def add(self, chunk: _Chunk) -> None:
-        if chunk.values is not None:
-            if self.sink is None:
-                self.sink = self.feeds.sink or InMemory()
-                self.sink.open(_whole_loss_shape(chunk.batch, self.plan), chunk.batch.dtype)
-            self.sink.write(chunk.start, chunk.values)
-        self.warnings.add(chunk.batch.warnings)
-        self.selected += chunk.selected
-        if chunk.totals is not None:
-            self.totals = self.totals.merge(chunk.totals)
+        self.feed(chunk)
+        self.take(chunk.part(), chunk.batch)
+
+    def feed(self, chunk: _Chunk) -> None:
         for accumulator in self.feeds.accumulators:
             accumulator.update(chunk.start, chunk.elements, chunk.select)
+
+    def take(self, part: Part, first: Batch) -> None:
+        """One chunk's part, in row order (``first``: the first chunk's batch, for the sink's shape)."""
+        if part.values is not None:
+            if self.sink is None:
+                self.sink = self.feeds.sink or InMemory()
+                self.sink.open(_whole_loss_shape(first, self.plan), first.dtype)
+            self.sink.write(part.start, part.values)
+        self.warnings.add(part.warnings)
+        self.selected += part.selected
+        if part.totals is not None:
+            self.totals = self.totals.merge(part.totals)
         if self.feeds.progress is not None and self.plan is not None:
-            self.feeds.progress(min(chunk.start + self.plan.chunk_rows, self.plan.rows), self.plan.rows)
+            self.feeds.progress(min(part.start + self.plan.chunk_rows, self.plan.rows), self.plan.rows)
 
     def finish(self, first: _Chunk, checked: list[str]) -> Computation:
         task, rows = self.task, first.batch.rows

@@ -35,12 +35,14 @@ class Source(NamedTuple):
     def arg(self) -> Arg:
         """The whole array."""
         array = self.rows.whole()
-        return Arg(self.role, array, self.label, self.number, nulls=self._nulls(0, len(array) if array.ndim else 0))
+        return Arg(self.role, array, self.label, self.number, nulls=self._nulls(0, len(array) if array.ndim else 0),
+                   locate=getattr(self.rows, "locate", None))
 
     def chunk(self, start: int, stop: int) -> Arg:
         """Rows ``[start, stop)``, whose messages name positions in the whole array."""
         return Arg(self.role, self.rows.read(start, stop), self.label, self.number, offset=start,
-                   whole=tuple(self.rows.shape), nulls=self._nulls(start, stop))
+                   whole=tuple(self.rows.shape), nulls=self._nulls(start, stop),
+                   locate=getattr(self.rows, "locate", None))
 
     def _nulls(self, start: int, stop: int) -> np.ndarray | None:
         """Rows that held a null (a columnar file's missing values, read as 0), for the mask to leave out."""

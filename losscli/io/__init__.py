@@ -44,7 +44,7 @@ from .remote import bind, is_http, is_url
 from .remote import glob as remote_glob
 from .table import Table
 
-__all__ = ["ArrayRows", "CsvRows", "Loaded", "Loader", "Rows", "Shards", "parse_spec"]
+__all__ = ["ArrayRows", "CsvRows", "Loaded", "Loader", "Rows", "Shards", "is_pattern", "parse_spec"]
 
 GLOB = "*?["
 
@@ -196,6 +196,14 @@ class Shards:
         return gather(((f.shape[0], lambda span, f=f: f.read(span.start, span.stop)) for _, f in self.parts), 0,
                       start, stop, self)
 
+    def locate(self, row: int) -> str:
+        """Which shard holds ``row`` (by its name, without the folder), and its row there: ``t-2.npy row 777``."""
+        for name, f in self.parts:
+            if row < f.shape[0]:
+                return f"{name.rstrip('/').rsplit('/', 1)[-1].rsplit(os.sep, 1)[-1]} row {row}"
+            row -= f.shape[0]
+        raise IndexError(row)
+
     def whole(self) -> np.ndarray:
         if self._whole is None:
             self._whole = np.concatenate([f.array for _, f in self.parts])
@@ -237,20 +245,22 @@ class Loader:
         self._options = storage_options or {}
         self._parsed: dict[str, Parsed | _ShardSet] = {}
 
-    def load(self, spec: str, *, role: str) -> Loaded:
-        """``role`` names the argument in messages: ``input (results.csv:pred): ...``."""
+    def load(self, spec: str, *, role: str, name: str | None = None) -> Loaded:
+        """``role`` names the argument in messages: ``input (results.csv:pred): ...``; ``name``: the spec as
+        messages show it, when it is not ``spec`` (a dask worker opens the user's relative path made absolute)."""
         path, selector = parse_spec(spec)
-        with _naming(role, spec):
+        shown = spec if name is None else name
+        with _naming(role, shown):
             parsed = self._parsed_file(path, selector)
             selected = None if isinstance(parsed, Table) and parsed.large else parsed.select(selector)
         if selected is None:  # a large CSV: surveyed now, read when its rows are asked for
-            rows: Rows = CsvRows(parsed, selector, role, spec)
+            rows: Rows = CsvRows(parsed, selector, role, shown)
         else:
             rows = ArrayRows(selected) if isinstance(selected, np.ndarray) else selected
             named = getattr(rows, "named", None)
             if named is not None:  # rows that a reader reads later (columnar files) name the argument in errors
-                rows = named(role, spec)
-        return Loaded(rows=rows, spec=spec, path=path, selector=selector)
+                rows = named(role, shown)
+        return Loaded(rows=rows, spec=shown, path=path, selector=selector)
 
     def _parsed_file(self, path: str, selector: str | None) -> Parsed | _ShardSet:
         if selector == "":

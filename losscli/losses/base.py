@@ -187,6 +187,7 @@ class Arg(NamedTuple):
     offset: int = 0
     whole: tuple[int, ...] | None = None
     nulls: np.ndarray | None = None  # rows (of the whole array) that held a missing value, read as 0
+    locate: Callable[[int], str] | None = None  # a row of the whole array -> where it is (shards: which file)
 
     @property
     def label(self) -> str:
@@ -213,20 +214,23 @@ def shape_str(shape: tuple[int, ...]) -> str:
     return "(" + ", ".join(map(str, shape)) + ("," if len(shape) == 1 else "") + ")"
 
 
-def position(array: np.ndarray, flat_index: int, offset: int = 0) -> str:
-    """Where a flat index lies in an array, for messages: ``index (3, 1)``, or ``index 4`` in 1-D.
-    ``offset``: the array is a chunk of rows of a larger one, starting at that row (``Arg.offset``)."""
-    if array.ndim == 1:
-        return f"index {flat_index + offset}"
+def position(array: np.ndarray, flat_index: int, arg: Arg | None = None) -> str:
+    """Where a flat index lies in an array, for messages: ``index (3, 1)``, or ``index 4`` in 1-D; in an
+    array of shards, also the shard and its row: ``index 2000777 (t-2.npy row 777)``. ``arg``: the argument
+    the array is (or is computed from): a chunk of rows of a larger one starts at row ``arg.offset``."""
+    offset = arg.offset if arg is not None else 0
     where = [int(i) for i in np.unravel_index(flat_index, array.shape)]
     if where:
         where[0] += offset
-    return f"index {tuple(where)}"
+    shown = f"index {where[0]}" if array.ndim == 1 else f"index {tuple(where)}"
+    if where and arg is not None and arg.locate is not None:
+        shown += f" ({arg.locate(where[0])})"
+    return shown
 
 
-def offending(array: np.ndarray, flat_index: int, offset: int = 0) -> str:
+def offending(array: np.ndarray, flat_index: int, arg: Arg | None = None) -> str:
     """``7 at index (12,)``: a bad value in its dtype's shortest form, and where it is."""
-    return f"{array.reshape(-1)[flat_index]!s} at {position(array, flat_index, offset)}"
+    return f"{array.reshape(-1)[flat_index]!s} at {position(array, flat_index, arg)}"
 
 
 def first(condition: np.ndarray) -> int | None:
@@ -278,7 +282,7 @@ def note_unusual(warnings: list[str], arg: Arg, bad: np.ndarray, expected: str, 
     where = first(bad)
     if where is None:
         return
-    shown = offending(arg.array, where, arg.offset)
+    shown = offending(arg.array, where, arg)
     warnings.append(Unusual(f"{arg.label} holds values other than {expected}; {torch_does}",
                             f"{arg.label}: expected {expected} ({{strict=True}}), but got {shown}; {torch_does}"))
 
@@ -307,7 +311,7 @@ def check_finite(arg: Arg, nan_policy: str, warnings: list[str]) -> None:
     count = finite.size - int(np.count_nonzero(finite))
     if not count:
         return
-    where = offending(arg.array, first(~finite), arg.offset)
+    where = offending(arg.array, first(~finite), arg)
     if nan_policy == "raise":
         raise ValueDomainError(f"{arg.label}: expected finite values ({{nan_policy=raise}}), but got {where}")
     warnings.append(NonFinite(arg.label, count, where))
@@ -340,7 +344,7 @@ def check_mask(arg: Arg, loss_shape: tuple[int, ...]) -> np.ndarray:
     where = first(bad)
     if where is not None:
         raise ValueDomainError(
-            f"{arg.label}: expected 0/1 or true/false, but got {offending(array, where, arg.offset)}"
+            f"{arg.label}: expected 0/1 or true/false, but got {offending(array, where, arg)}"
         )
     return array != 0
 
@@ -393,7 +397,7 @@ def as_int64(arg: Arg, array: np.ndarray, what: str) -> np.ndarray:
         where = first(array > INT64_MAX)
         if where is not None:
             raise ValueDomainError(f"{arg.label}: expected {what} that fit in int64 (torch's index type), but got "
-                                   f"{offending(array, where, arg.offset)}")
+                                   f"{offending(array, where, arg)}")
     return array.astype(np.int64, copy=False)
 
 

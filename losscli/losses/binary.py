@@ -43,7 +43,7 @@ def check_probabilities(args: dict[str, Arg], arrays: dict[str, np.ndarray], par
     if where is not None:
         raise ValueDomainError(
             f"{args['input'].label}: expected probabilities in [0, 1], but got "
-            f"{offending(x, where, args['input'].offset)} (use bce-with-logits for logits)"
+            f"{offending(x, where, args['input'])} (use bce-with-logits for logits)"
         )
 
 

@@ -126,7 +126,7 @@ class Classes(Family):
         if where is not None:
             raise ValueDomainError(
                 f"{t_arg.label}: expected class indices in [0, {classes}) or ignore_index {ignore_index}, "
-                f"but got {offending(t, where, t_arg.offset)}"
+                f"but got {offending(t, where, t_arg)}"
             )
         return t
 

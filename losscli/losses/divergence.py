@@ -79,7 +79,7 @@ def variance(arg: Arg, input_arg: Arg, dtype: np.dtype) -> np.ndarray:
     v, x = numeric(arg), input_arg.array
     negative = first(v < 0)  # torch checks this before the shape; NaN is not negative, as in torch
     if negative is not None:
-        got = f"{v[()]!s}" if arg.number else offending(v, negative, arg.offset)
+        got = f"{v[()]!s}" if arg.number else offending(v, negative, arg)
         raise ValueDomainError(f"{arg.label}: expected variances of 0 or more, but got {got}")
     if arg.number:
         return np.broadcast_to(v.astype(float_dtype(input_arg), copy=False), x.shape)

@@ -173,14 +173,14 @@ class ClassScores(PerSample):
         where = first((t < 0) | (t >= classes))
         if where is not None:
             raise ValueDomainError(f"{arg.label}: expected class indices in [0, {classes}), but got "
-                                   f"{offending(t, where, arg.offset)}")
+                                   f"{offending(t, where, arg)}")
 
     @staticmethod
     def _check_lists(arg: Arg, t: np.ndarray, classes: int, warnings: list[str]) -> None:
         where = first((t < -1) | (t >= classes))
         if where is not None:
             raise ValueDomainError(f"{arg.label}: expected class indices in [0, {classes}) padded with -1, but "
-                                   f"got {offending(t, where, arg.offset)}")
+                                   f"got {offending(t, where, arg)}")
         rows = t.reshape(-1, classes)
         after = np.cumsum(rows == -1, axis=1) > 0  # at or after each row's first -1
         note_unusual(warnings, arg, (after & (rows != -1)).reshape(t.shape), "-1 after a row's first -1",
