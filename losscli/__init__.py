@@ -7,10 +7,11 @@
 ...                 outputs=losscli.Outputs(grad=True)).grad
 array([ 0., -1.])
 
-The public surface: :func:`compute`, :func:`check` (a gate file), :class:`LossResult`, :class:`Outputs`,
-:class:`Streaming`, the errors (:class:`LossCliError` and its subclasses) and :class:`LossCliWarning` (the
+The public surface: :func:`compute` (and :func:`compute_each`, several calls as one dask graph),
+:func:`check` (a gate file), :class:`LossResult`, :class:`Outputs`, :class:`Streaming`, :class:`Cluster` (a
+dask cluster for ``engine=``), the errors (:class:`LossCliError` and its subclasses) and :class:`LossCliWarning` (the
 result's warnings, also emitted through Python's :mod:`warnings`). Importing it imports neither
-rich, typer, click nor torch.
+rich, typer, click, torch nor dask.
 """
 
 from __future__ import annotations
@@ -22,15 +23,18 @@ from .errors import (BackendUnavailable, InputError, LossCliError, LossCliWarnin
 
 __version__ = "0.1.0"
 
-__all__ = ["BackendUnavailable", "InputError", "LossCliError", "LossCliWarning", "LossResult", "OptionError",
-           "Outputs", "ShapeError", "Streaming", "ValueDomainError", "__version__", "check", "compute"]
+__all__ = ["BackendUnavailable", "Cluster", "InputError", "LossCliError", "LossCliWarning", "LossResult",
+           "OptionError", "Outputs", "ShapeError", "Streaming", "ValueDomainError", "__version__", "check", "compute",
+           "compute_each"]
 
 if TYPE_CHECKING:
-    from .api import Outputs, Streaming, compute
+    from .api import Outputs, Streaming, compute, compute_each
+    from .engine.cluster import Cluster
     from .gates import check
     from .result import LossResult
 
-_LAZY = {"compute": "api", "Outputs": "api", "Streaming": "api", "check": "gates", "LossResult": "result"}
+_LAZY = {"compute": "api", "compute_each": "api", "Outputs": "api", "Streaming": "api", "check": "gates",
+         "LossResult": "result", "Cluster": "engine.cluster"}
 
 
 def __getattr__(name: str) -> Any:

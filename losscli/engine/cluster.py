@@ -207,13 +207,11 @@ def _first_batch(task: Task, plan: Plan | None, spans: list[tuple[int, int]]) ->
 
 
 def _merge(members: list[_Started], future: Any) -> None:
-    """A partition's results into its runs, in row order. An error of losscli's comes back per run; any
-    other (a worker lost too often, an error of dask's) stops every run of the partition."""
+    """A partition's results into its runs, in row order. An error of losscli's comes back per run; the
+    cluster's own (a worker lost too often, an error of dask's) stops every run of the partition."""
     try:
         found = future.result()
-    except LossCliError as e:
-        found = [_Found(error=e)] * len(members)
-    except Exception as e:  # noqa: BLE001 - the cluster's own failure, said in one line
+    except Exception as e:  # noqa: BLE001 - the cluster's own failure (losscli's come back as _Found.error)
         error = OptionError(f"the dask cluster failed to compute a partition: {type(e).__name__}: "
                             f"{str(e).splitlines()[0] if str(e) else ''}".rstrip(": "), argument="engine")
         found = [_Found(error=error)] * len(members)
@@ -257,7 +255,9 @@ class Window:
         return self.array[start - self.low:stop - self.low]
 
     def whole(self) -> np.ndarray:
-        raise AssertionError("a window holds a partition's rows, not the whole array")
+        """The rows it holds: all a worker has of the array (the whole arrays' check of a chunk whose shapes
+        do not fit then names the partition's shapes)."""
+        return self.array
 
 
 def _ship(source: Source, split: bool, low: int, high: int) -> _Ship:
@@ -310,17 +310,18 @@ def _source(ship: _Ship, loader: Loader, reads: _Reads) -> Source:
     if ship.spec is None:
         return Source(ship.role, ship.rows, ship.label, ship.number)
     loaded = loader.load(ship.spec, role=ship.role, name=ship.label)
-    return Source(ship.role, reads.of(ship.spec, loaded.rows), ship.label, ship.number)
+    return Source(ship.role, reads.of((ship.spec, ship.role), loaded.rows), ship.label, ship.number)
 
 
 class _Reads:
-    """Rows of the files of a partition, each read once per span however many runs read it."""
+    """Rows of the files of a partition, each read once per span however many runs read it (as the same
+    argument: messages name the argument)."""
 
     def __init__(self) -> None:
-        self.rows: dict[str, _Once] = {}
+        self.rows: dict[tuple[str, str], _Once] = {}
 
-    def of(self, spec: str, rows: Rows) -> Rows:
-        return self.rows.setdefault(spec, _Once(rows))
+    def of(self, key: tuple[str, str], rows: Rows) -> Rows:
+        return self.rows.setdefault(key, _Once(rows))
 
     def forget(self) -> None:
         for rows in self.rows.values():
