@@ -50,7 +50,9 @@ GLOB = "*?["
 
 
 class Rows(Protocol):
-    """An array read along axis 0: its shape and dtype known up front, rows read on demand."""
+    """An array read along axis 0: its shape and dtype known up front, rows read on demand. Rows whose file
+    holds another dtype than they give (bfloat16, given as float32) say so in a ``stored_dtype`` attribute
+    (``"bfloat16"``), which the table of a result shows."""
 
     shape: tuple[int, ...]
     dtype: np.dtype
