@@ -325,7 +325,8 @@ def _grad(task: Task, done: Computation) -> np.ndarray | None:
 
 def _info(s: Source) -> InputInfo:
     number = float(s.rows.whole()) if s.number else None
-    return InputInfo(s.role, s.label, tuple(s.rows.shape), str(s.rows.dtype), number)
+    return InputInfo(s.role, s.label, tuple(s.rows.shape), str(s.rows.dtype), number,
+                     getattr(s.rows, "stored_dtype", None))
 
 
 def _cross_check(task: Task, done: Computation, backend: Backend, outputs: Outputs) -> CrossCheck:

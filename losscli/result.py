@@ -21,6 +21,7 @@ class InputInfo(NamedTuple):
     shape: tuple[int, ...]
     dtype: str
     number: float | None = None  # a number given for a file argument (gaussian-nll's var)
+    stored_dtype: str | None = None  # what the file holds, where it is not ``dtype`` (bfloat16, read as float32)
 
 
 class CrossCheck(NamedTuple):

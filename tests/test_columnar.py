@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 import textwrap
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -150,6 +151,28 @@ def test_a_column_of_booleans_is_a_mask(tmp_path):
     keep = rng.random(10) > 0.3
     f = write(tmp_path / "k.parquet", {"pred": pred, "target": target, "keep": keep})
     close(value("mse", f"{f}:pred", f"{f}:target", "--mask", f"{f}:keep"), F.mse_loss(T(pred[keep]), T(target[keep])))
+
+
+def test_feather_v1_by_its_suffix_and_by_its_first_bytes(tmp_path):
+    pred, target = rng.normal(size=(2, 12))
+    labels = rng.integers(0, 3, 12)
+    table = pa.table({"pred": pred, "target": target, "label": labels, "x": pa.array([1.0] * 11 + [None]),
+                      "keep": [True] * 11 + [False]})
+    with warnings.catch_warnings():  # pyarrow 25 deprecated writing v1; files of it are still about
+        warnings.simplefilter("ignore", DeprecationWarning)
+        feather.write_feather(table, tmp_path / "v1.feather", version=1)
+    assert (tmp_path / "v1.feather").read_bytes()[:4] == b"FEA1"
+    (tmp_path / "v1").write_bytes((tmp_path / "v1.feather").read_bytes())  # no suffix: sniffed
+    want = F.mse_loss(T(pred), T(target))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)  # read without pyarrow's warning
+        for f in (tmp_path / "v1.feather", tmp_path / "v1"):
+            close(value("mse", f"{f}:pred", f"{f}:target"), want)
+            both = np.stack([pred, target], axis=1)
+            close(value("mse", f"{f}:0,1", f"{f}:target,pred"), F.mse_loss(T(both), T(both[:, ::-1].copy())))
+            close(value("l1", f"{f}:0", f"{f}:x", "--mask", f"{f}:keep"),  # a null in a row the mask leaves out
+                  F.l1_loss(T(pred[:11]), torch.ones(11, dtype=torch.float64)))
+    one_line_error(invoke("mse", f"{tmp_path}/v1:x", f"{tmp_path}/v1:x"), "in row 11, which --mask does not leave out")
 
 
 # -- streaming by row groups -----------------------------------------------------------------------------------
@@ -323,6 +346,42 @@ def test_a_null_in_a_file_every_sample_shares_is_refused_whatever_the_mask(tmp_p
                        r"got a null \(a missing value\) in row 1"):
         losscli.compute("cross-entropy", np.zeros((3, 3)), np.array([0, 2, 1]), weight=f"{f}:w",
                         mask=np.array([True, False, True]))
+
+
+@pytest.mark.parametrize("kind", ["lists", "fixed"])
+def test_a_null_list_is_a_missing_row_that_the_mask_may_leave_out(tmp_path, kind):
+    logits = rng.normal(size=(10, 4)).astype(np.float32)
+    labels = rng.integers(0, 4, 10)
+    keep = np.ones(10, bool)
+    keep[[0, 4, 7]] = False  # rows whose logits are missing: row 0 among them (the lists' width is row 1's)
+    if kind == "lists":
+        column = pa.array([list(row) if k else None for row, k in zip(logits, keep)], pa.list_(pa.float32()))
+    else:
+        column = pa.FixedSizeListArray.from_arrays(pa.array(logits.reshape(-1)), 4, mask=pa.array(~keep))
+    assert column.null_count == 3
+    some = keep.copy()
+    some[0] = True  # leaves out rows 4 and 7, not row 0
+    f = write(tmp_path / "c.parquet", {"logits": column, "label": labels, "keep": keep, "some": some},
+              row_group_size=3)
+    want = F.cross_entropy(T(logits[keep]), T(labels[keep])).item()
+    for chunk_rows in (None, 1, 4):
+        got = losscli.compute("cross-entropy", f"{f}:logits", f"{f}:label", mask=f"{f}:keep",
+                              streaming=losscli.Streaming(chunk_rows=chunk_rows))
+        assert got.item() == pytest.approx(want, rel=1e-6) and got.selected == 7
+    read = losscli.io.Loader().load(f"{f}:logits", role="input").array  # zeros of the lists' width
+    assert read.shape == (10, 4) and read.dtype == np.float32
+    np.testing.assert_array_equal(read[~keep], np.zeros((3, 4), np.float32))
+    np.testing.assert_array_equal(read[keep], logits[keep])
+    one_line_error(invoke("cross-entropy", f"{f}:logits", f"{f}:label"), "error: input (", "c.parquet:logits): ",
+                   "expected a number, but got a null (a missing value) in row 0, which --mask does not leave out")
+    one_line_error(invoke("cross-entropy", f"{f}:logits", f"{f}:label", "--mask", f"{f}:some"), "c.parquet:logits",
+                   "in row 0, which --mask does not leave out")
+
+
+def test_lists_after_a_null_one_have_the_first_lists_length(tmp_path):
+    f = write(tmp_path / "n.parquet", {"l": pa.array([None, [1.0, 2.0], [3.0]], pa.list_(pa.float64()))})
+    one_line_error(invoke("mse", f"{f}:l", f"{f}:l"), "column 'l', row 2: expected a list of 2 values like row 1, "
+                   "but got 1")
 
 
 def test_ragged_lists_name_the_column_and_row(tmp_path):

@@ -145,8 +145,18 @@ def test_npy_refuses_pickled_objects():
 def test_npy_refuses_a_selector():
     np.save("pred.npy", np.zeros(3))
     assert error("pred.npy:pred") == (
-        "input (pred.npy:pred): selectors apply to .csv, .tsv and .npz files, but got ':pred' on a .npy file"
+        "input (pred.npy:pred): selectors apply to .npz, .csv, .tsv, .parquet, .feather, .arrow, .arrows, "
+        ".safetensors, .pt, .pth and compressed CSV/TSV files, but got ':pred' on a .npy file"
     )
+
+
+def test_the_formats_that_take_selectors_come_from_the_format_table(monkeypatch):
+    np.save("p1.npy", np.zeros(3))
+    monkeypatch.setitem(losscli.io.formats.READERS, ".new", losscli.io.formats.READERS[".csv"])
+    monkeypatch.setattr(losscli.io.formats, "_PLAIN", [*losscli.io.formats._PLAIN, ".new"])
+    assert error("p*.npy:0") == (
+        "input (p*.npy:0): selectors apply to .npz, .csv, .tsv, .parquet, .feather, .arrow, .arrows, .safetensors, "
+        ".pt, .pth, .new and compressed CSV/TSV files, but got ':0' on .npy shards")
 
 
 def test_npy_random_bytes():

@@ -25,7 +25,7 @@ import losscli
 from losscli.edge.cli import app
 from losscli.errors import InputError
 from losscli.io import Loader
-from losscli.io.tensors import TensorRows, bf16_to_float32
+from losscli.io.tensors import PtRows, TensorRows, bf16_to_float32
 
 ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
@@ -143,6 +143,108 @@ def test_sequence_linear_cross_entropy_from_single_tensor_pt_files(tmp_path):
         torch.save(tensor, tmp_path / f"{name}.pt")
     got = value("linear-cross-entropy", *(str(tmp_path / f"{n}.pt") for n in ("x", "w", "target")))
     assert_torch(got, F.linear_cross_entropy(x, w, target))
+
+
+# ------------------------------------------------------------- .pt: nested containers, memory-mapping
+
+
+def test_nested_pt_containers_by_a_path_of_keys(tmp_path):
+    logits = torch.randn(9, 4, generator=torch.Generator().manual_seed(21))
+    labels = torch.tensor([0, 3, 1, 2, 2, 0, 1, 3, 0])
+    torch.save({"outputs": {"logits": logits, "extra": {"labels": labels}}}, tmp_path / "d.pt")
+    torch.save([{"logits": logits}, {"labels": labels}], tmp_path / "l.pt")
+    torch.save(({"logits": logits},), tmp_path / "t.pt")
+    d, lst, tup = (tmp_path / n for n in ("d.pt", "l.pt", "t.pt"))
+    want = F.cross_entropy(logits, labels)
+    assert_torch(value("cross-entropy", f"{d}:outputs.logits", f"{d}:outputs.extra.labels"), want)
+    assert_torch(value("cross-entropy", f"{lst}:0.logits", f"{lst}:1.labels"), want)
+    assert_torch(value("cross-entropy", f"{tup}:0.logits", f"{lst}:1.labels", backend="torch"), want)
+
+
+def test_a_key_with_a_dot_is_named_whole_and_the_exact_key_wins(tmp_path):
+    a, b, c = (torch.randn(5, generator=torch.Generator().manual_seed(s)) for s in (22, 23, 24))
+    torch.save({"a.b": a, "a": {"b": b, "c.d": c}, "e.f": {"g": c}}, tmp_path / "k.pt")
+    f = tmp_path / "k.pt"
+    assert_torch(value("mse", f"{f}:a.b", f"{f}:a.c.d"), F.mse_loss(a, c))  # 'a.b' itself, not a -> b
+    assert_torch(value("mse", f"{f}:e.f.g", f"{f}:a.b"), F.mse_loss(c, a))
+    assert load_error(f"{f}:a.x") == f"input ({f}:a.x): expected one of the keys 'b', 'c.d' in 'a', but got 'x'"
+    assert load_error(f"{f}:q.b") == f"input ({f}:q.b): expected one of the keys 'a.b', 'a', 'e.f', but got 'q.b'"
+    assert load_error(f"{f}:a") == (f"input ({f}:a): expected 'a' to be a tensor, but got a dict ('b', 'c.d'); "
+                                    f"name an entry inside it, as in {f}:a.b")
+    assert load_error(f"{f}:a.b.c") == (f"input ({f}:a.b.c): expected one of the keys 'b', 'c.d' in 'a', but got "
+                                        "'b.c'")
+
+
+def test_a_zip_format_pt_file_is_memory_mapped_and_streams_in_slices(tmp_path, monkeypatch):
+    pred = torch.randn(300, 4, generator=torch.Generator().manual_seed(25))
+    target = torch.randn(300, 4, generator=torch.Generator().manual_seed(26))
+    torch.save({"out": {"pred": pred, "target": target.bfloat16()}}, tmp_path / "m.pt")
+    f = tmp_path / "m.pt"
+    loaded = Loader().load(f"{f}:out.pred", role="input")
+    with open("/proc/self/maps") as maps:  # torch.load(mmap=True) maps the file: its pages are read on demand
+        assert str(f) in maps.read()
+    np.testing.assert_array_equal(loaded.rows.read(10, 20), pred[10:20].numpy())
+    whole = losscli.compute("huber", f"{f}:out.pred", f"{f}:out.target", reduction="none").value
+    want = F.huber_loss(pred, target.bfloat16().float(), reduction="none")
+    assert_torch(np.asarray(whole), want)
+
+    def refuse(self):
+        raise AssertionError("a streamed tensor is read whole")
+
+    monkeypatch.setattr(PtRows, "whole", refuse)
+    for reduction in ("mean", "sum", "none"):
+        streamed = losscli.compute("huber", f"{f}:out.pred", f"{f}:out.target", reduction=reduction,
+                                   streaming=losscli.Streaming(chunk_rows=7))
+        expected = {"mean": want.mean(), "sum": want.sum(), "none": want}[reduction]
+        assert_torch(np.asarray(streamed.value), expected)
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="memory read from /proc")
+def test_a_mapped_pt_file_is_not_read_into_memory(tmp_path):
+    """64 MiB of tensors streamed: the process's anonymous memory (not the file's mapped pages) grows by a few
+    chunks, where torch.load without mmap holds the whole file."""
+    pred = torch.arange(1 << 23, dtype=torch.float32) / (1 << 23)
+    torch.save({"pred": pred, "target": pred.flip(0)}, tmp_path / "big.pt")
+    code = ("import re, torch, losscli\n"
+            "def anon():\n"
+            "    return int(re.search(r'RssAnon:\\s*(\\d+) kB', open('/proc/self/status').read()).group(1))\n"
+            "before = anon()\n"
+            "r = losscli.compute('mse', 'big.pt:pred', 'big.pt:target')\n"
+            "print(anon() - before, float(r.value))\n")
+    proc = run_python(code, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    grown_kib, got = proc.stdout.split()
+    assert int(grown_kib) < 24 << 10, grown_kib  # the file is 64 MiB
+    assert float(got) == pytest.approx(F.mse_loss(pred, pred.flip(0)).item(), rel=1e-6)
+
+
+def test_a_legacy_pt_file_and_a_piped_one_are_read_too(tmp_path):
+    x = torch.randn(6, 3, generator=torch.Generator().manual_seed(27))
+    y = torch.randn(6, 3, generator=torch.Generator().manual_seed(28))
+    torch.save({"p": {"x": x}, "y": y}, tmp_path / "old.pt", _use_new_zipfile_serialization=False)
+    torch.save({"p": {"x": x}, "y": y}, tmp_path / "new.pt")
+    assert (tmp_path / "old.pt").read_bytes()[:4] != b"PK\x03\x04"  # the pickle format before torch 1.6
+    old, new = tmp_path / "old.pt", tmp_path / "new.pt"
+    assert_torch(value("mse", f"{old}:p.x", f"{old}:y"), F.mse_loss(x, y))
+    done = subprocess.run(f"cat {new} | {sys.executable} -m losscli mse -f plain /dev/stdin:p.x {old}:y", shell=True,
+                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
+    assert (done.returncode, done.stderr) == (0, "")
+    assert float(done.stdout) == pytest.approx(F.mse_loss(x, y).item(), rel=1e-6)
+
+
+def test_bfloat16_inputs_show_what_the_file_holds(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    x = torch.randn(4, 3, generator=torch.Generator().manual_seed(29))
+    torch.save({"x": x.bfloat16(), "y": x}, "b.pt")
+    save_torch({"x": x.bfloat16()}, "b.safetensors")
+    for spec in ("b.pt:x", "b.safetensors:x"):
+        result = runner.invoke(app, ["mse", spec, "b.pt:y", "-f", "table"])
+        assert result.exit_code == 0, result.stderr
+        rows = [line.split() for line in result.stdout.splitlines()]
+        assert ["input", spec, "(4,", "3)", "bfloat16", "(read", "as", "float32)"] in rows, result.stdout
+        assert ["target", "b.pt:y", "(4,", "3)", "float32"] in rows, result.stdout
+        result = runner.invoke(app, ["mse", spec, "b.pt:y", "-f", "json"])
+        assert json.loads(result.stdout)["inputs"][0]["dtype"] == "float32"  # the dtype computed from
 
 
 # ------------------------------------------------------------------------------- dtypes and bfloat16
@@ -275,8 +377,8 @@ def test_pt_selection_errors(tmp_path):
     d, lst, c, one = (str(tmp_path / n) for n in ("d.pt", "l.pt", "c.pt", "t.pt"))
     assert load_error(f"{d}:z") == f"input ({d}:z): expected one of the keys 'x', 'nested', 'n', but got 'z'"
     assert load_error(d).startswith(f"input ({d}): expected a key to pick one of its 3 entries ('x', 'nested', 'n')")
-    assert load_error(f"{d}:nested") == (f"input ({d}:nested): expected 'nested' to be a tensor (nested containers "
-                                         "are not read), but got a dict")
+    assert load_error(f"{d}:nested") == (f"input ({d}:nested): expected 'nested' to be a tensor, but got a dict "
+                                         f"('y'); name an entry inside it, as in {d}:nested.y")
     assert load_error(f"{d}:n").endswith("but got a int")
     assert load_error(f"{lst}:1") == f"input ({lst}:1): expected one of the keys '0', but got '1'"
     np.testing.assert_array_equal(Loader().load(lst, role="input").array, np.zeros(2, np.float32))

@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import threading
+import shutil
 import zlib
 from pathlib import Path
 
@@ -25,17 +26,22 @@ import losscli.io.table
 from losscli.edge.cli import app
 from losscli.errors import InputError
 from losscli.io import CsvRows, Loader, parse_spec
-from losscli.io.compressed import MAX_LINE_BYTES
+from losscli.io.compressed import MAX_LINE_BYTES, ZSTD_INSTALL
 from losscli.io.files import read_pieces
-from losscli.io.formats import MAGIC, READERS, SUFFIXES, sniff, split_override
+from losscli.io.formats import COMPRESSIONS, MAGIC, READERS, SUFFIXES, sniff, split_override
 
 # the readable formats that messages list, in READERS' order (compressed text is named as such)
-PLAIN = [suffix for suffix in SUFFIXES if not suffix.endswith((".gz", ".bz2", ".xz"))]
-READABLE = ", ".join(PLAIN)
+PLAIN = [suffix for suffix in SUFFIXES if not suffix.endswith(COMPRESSIONS)]
 A_FILE_OF = "a " + ", ".join(PLAIN[:-1]) + f" or {PLAIN[-1]} file"
 
 ROOT = Path(__file__).resolve().parents[1]
-COMPRESS = {"gz": lambda b: gzip.compress(b, mtime=0), "bz2": bz2.compress, "xz": lzma.compress}
+try:  # the standard library's on Python 3.14 and later, else the backport (losscli's zstd extra)
+    from compression import zstd
+except ImportError:
+    from backports import zstd
+
+COMPRESS = {"gz": lambda b: gzip.compress(b, mtime=0), "bz2": bz2.compress, "xz": lzma.compress,
+            "zst": zstd.compress}
 runner = CliRunner()
 
 
@@ -145,9 +151,93 @@ def test_truncated_and_corrupt_streams_are_one_line(regression):
                                                                            f"{folder}/plain.csv.xz:label")
 
 
+# --- zstd ------------------------------------------------------------------------------------------------------
+
+
+def test_bare_zst_sniffs_the_delimiter_and_takes_concatenated_frames(tmp_path):
+    (tmp_path / "r.zst").write_bytes(zstd.compress(b"a\tb\n1\t2\n") + zstd.compress(b"3\t5\n"))
+    assert value("mse", f"{tmp_path}/r.zst:a", f"{tmp_path}/r.zst:b") == (1 ** 2 + 2 ** 2) / 2
+
+
+@pytest.mark.skipif(shutil.which("zstd") is None, reason="the zstd command line tool is not installed")
+def test_a_file_written_by_the_zstd_tool_equals_torch(tmp_path):
+    rng = np.random.default_rng(14)
+    logits, labels = rng.normal(size=(25, 3)), rng.integers(0, 3, size=25)
+    (tmp_path / "e.csv").write_bytes(csv_text({"c0": logits[:, 0], "c1": logits[:, 1], "c2": logits[:, 2],
+                                               "label": labels}))
+    subprocess.run(["zstd", "-q", "-19", str(tmp_path / "e.csv")], check=True)  # writes e.csv.zst, with a checksum
+    f = tmp_path / "e.csv.zst"
+    expected = F.cross_entropy(torch.from_numpy(logits), torch.from_numpy(labels)).item()
+    assert value("cross-entropy", f"{f}:c0,c1,c2", f"{f}:label") == pytest.approx(expected, rel=1e-12)
+
+
+def test_truncated_and_corrupt_zstd_streams_are_one_line(regression):
+    folder, text, _ = regression
+    data = zstd.compress(text * 200, options={zstd.CompressionParameter.checksum_flag: 1})
+    (folder / "cut.csv.zst").write_bytes(data[: len(data) // 2])
+    assert error("mse", f"{folder}/cut.csv.zst:pred", f"{folder}/cut.csv.zst:label") == (
+        f"error: input ({folder}/cut.csv.zst:pred): expected a .csv.zst file, but the zstd stream is truncated "
+        "(it ends before its end-of-stream marker)")
+    (folder / "cut.zst").write_bytes(data[:4])  # the magic number alone: sniffed, then truncated
+    assert error("mse", f"{folder}/cut.zst:pred", f"{folder}/cut.zst:label") == (
+        f"error: input ({folder}/cut.zst:pred): expected a .zst file, but the zstd stream is truncated "
+        "(it ends before its end-of-stream marker)")
+    bad = bytearray(data)
+    bad[-2] ^= 0xFF  # the frame's checksum of the decompressed bytes
+    (folder / "bad.csv.zst").write_bytes(bytes(bad))
+    line = error("mse", f"{folder}/bad.csv.zst:pred", f"{folder}/bad.csv.zst:label")
+    assert line.startswith(f"error: input ({folder}/bad.csv.zst:pred): expected a .csv.zst file, but the zstd "
+                           "stream is corrupt ("), line
+    (folder / "plain.csv.zst").write_bytes(text)
+    assert "expected a .csv.zst file, but the zstd stream is corrupt (" in error(
+        "mse", f"{folder}/plain.csv.zst:pred", f"{folder}/plain.csv.zst:label")
+
+
+def test_a_zstd_window_beyond_the_default_limit_is_refused(tmp_path):
+    """A frame that asks the decompressor for a 256 MiB window (zstd --long=28) is refused, not allocated."""
+    squeeze = zstd.ZstdCompressor(options={zstd.CompressionParameter.window_log: 28})
+    with open(tmp_path / "wide.csv.zst", "wb") as f:
+        f.write(squeeze.compress(b"pred,label\n"))
+        for _ in range(130):
+            f.write(squeeze.compress(b"1,2\n" * (1 << 18)))
+        f.write(squeeze.flush())
+    assert zstd.get_frame_info((tmp_path / "wide.csv.zst").read_bytes()[:32]).decompressed_size is None
+    assert error("mse", f"{tmp_path}/wide.csv.zst:pred", f"{tmp_path}/wide.csv.zst:label") == (
+        f"error: input ({tmp_path}/wide.csv.zst:pred): expected a .csv.zst file, but the zstd stream is corrupt "
+        "(Unable to decompress Zstandard data: Frame requires too much memory for decoding)")
+
+
+def test_zstd_without_its_package_says_how_to_install_it(tmp_path):
+    (tmp_path / "r.csv.zst").write_bytes(zstd.compress(b"pred,label\n1,2\n"))
+    (tmp_path / "r").write_bytes(zstd.compress(b"pred,label\n1,2\n"))
+    code = ("import sys; sys.modules['compression.zstd'] = None; sys.modules['backports.zstd'] = None\n"
+            "from losscli.edge.cli import entry\n"
+            "sys.argv = ['losscli', 'mse', sys.argv[1] + ':pred', sys.argv[1] + ':label']\n"
+            "entry()\n")
+    for name in ("r.csv.zst", "r"):
+        done = subprocess.run([sys.executable, "-c", code, name], cwd=tmp_path, capture_output=True, text=True,
+                              env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.strip() == (
+            f"error: input ({name}:pred): expected backports.zstd (compression.zstd before Python 3.14), to read "
+            f"zstd-compressed text, but it is not installed: {ZSTD_INSTALL}")
+    assert ZSTD_INSTALL == "pip install 'losscli[zstd]'"
+
+
+def test_a_csv_run_imports_no_zstd(tmp_path):
+    (tmp_path / "r.csv.gz").write_bytes(gzip.compress(b"pred,label\n1,2\n"))
+    code = ("import sys, losscli\n"
+            "assert losscli.compute('mse', 'r.csv.gz:pred', 'r.csv.gz:label').item() == 1.0\n"
+            "loaded = sorted(m for m in sys.modules if m.endswith('zstd') or m.startswith('backports'))\n"
+            "assert loaded == [], loaded\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
+    assert done.returncode == 0, done.stderr
+
+
 def _bomb(path: Path, gib: int = 1) -> None:
-    """``gib`` GiB of one endless line of zeros, gzip-compressed to about a MiB."""
-    squeeze = zlib.compressobj(9, zlib.DEFLATED, 31)
+    """``gib`` GiB of one endless line of zeros, compressed (by the suffix: gzip, or zstd) to about a MiB."""
+    squeeze = zstd.ZstdCompressor() if path.suffix == ".zst" else zlib.compressobj(9, zlib.DEFLATED, 31)
     zeros = b"0" * (1 << 20)
     with open(path, "wb") as f:
         for _ in range(gib << 10):
@@ -156,9 +246,11 @@ def _bomb(path: Path, gib: int = 1) -> None:
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="peak memory read from /proc")
-def test_gzip_bomb_is_refused_in_bounded_memory(tmp_path):
-    _bomb(tmp_path / "bomb.csv.gz")
-    assert (tmp_path / "bomb.csv.gz").stat().st_size < 8 << 20
+@pytest.mark.parametrize("suffix", [".csv.gz", ".csv.zst"])
+def test_bomb_is_refused_in_bounded_memory(tmp_path, suffix):
+    bomb = tmp_path / f"bomb{suffix}"
+    _bomb(bomb)
+    assert bomb.stat().st_size < 8 << 20
     # the peak as /proc says (VmHWM starts afresh at exec, where ru_maxrss keeps the forking pytest's)
     script = ("import re, runpy, sys\n"
               "sys.argv = ['losscli', 'mse', sys.argv[1], sys.argv[1]]\n"
@@ -167,12 +259,12 @@ def test_gzip_bomb_is_refused_in_bounded_memory(tmp_path):
               "    status = open('/proc/self/status').read()\n"
               "    print(e.code, re.search(r'VmHWM:\\s*(\\d+) kB', status).group(1))\n")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "bomb.csv.gz")], capture_output=True,
-                          text=True, env=env, timeout=120)
+    done = subprocess.run([sys.executable, "-c", script, str(bomb)], capture_output=True, text=True, env=env,
+                          timeout=120)
     code, peak_kib = map(int, done.stdout.split())
     assert code == 2
     assert done.stderr.strip().splitlines() == [
-        f"error: input ({tmp_path}/bomb.csv.gz): expected a .csv.gz file of lines of at most "
+        f"error: input ({bomb}): expected a {suffix} file of lines of at most "
         f"{MAX_LINE_BYTES >> 20} MiB, but the line at byte 0 of the decompressed text goes on past that"]
     assert peak_kib < 200 << 10  # 1 GiB inflated: memory holds a line's limit and a piece, not the stream
 
@@ -198,8 +290,8 @@ def test_selectors_after_compressed_suffixes_and_overrides():
 
 def test_magic_table():
     assert dict((key, magic) for magic, key in MAGIC) == {
-        ".npy": b"\x93NUMPY", ".npz": b"PK\x03\x04", ".parquet": b"PAR1", ".arrow": b"ARROW1", ".gz": b"\x1f\x8b",
-        ".bz2": b"BZh", ".xz": b"\xfd7zXZ\x00", ".zst": b"\x28\xb5\x2f\xfd"}
+        ".npy": b"\x93NUMPY", ".npz": b"PK\x03\x04", ".parquet": b"PAR1", ".arrow": b"ARROW1", ".feather": b"FEA1",
+        ".gz": b"\x1f\x8b", ".bz2": b"BZh", ".xz": b"\xfd7zXZ\x00", ".zst": b"\x28\xb5\x2f\xfd"}
     header = b'{"x":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}'
     assert sniff(len(header).to_bytes(8, "little") + header) == ".safetensors"
     assert [sniff(b"a\tb\n1\t2\n"), sniff(b"a,b\tc\n"), sniff(b"1\n2\n")] == [".tsv", ".csv", ".csv"]
@@ -222,13 +314,13 @@ def unnamed(tmp_path):
     text = b"pred,label\n1,2\n3,5\n"
     files = {"npy": (tmp_path / "p.npy").read_bytes(), "npz": (tmp_path / "a.npz").read_bytes(), "csv": text,
              "tsv": text.replace(b",", b"\t"), "gz": gzip.compress(text), "bz2": bz2.compress(text),
-             "xz": lzma.compress(text)}
+             "xz": lzma.compress(text), "zst": zstd.compress(text)}
     for name, data in files.items():
         (tmp_path / name).write_bytes(data)
     return tmp_path
 
 
-@pytest.mark.parametrize("name", ["csv", "tsv", "gz", "bz2", "xz", "npz"])
+@pytest.mark.parametrize("name", ["csv", "tsv", "gz", "bz2", "xz", "zst", "npz"])
 def test_sniffed_files_without_a_suffix(unnamed, name):
     assert value("mse", f"{unnamed / name}:pred", f"{unnamed / name}:label") == 2.5
 
@@ -238,19 +330,14 @@ def test_sniffed_npy_without_a_suffix(unnamed):
     assert value("mse", unnamed / "npy", unnamed / "label") == 2.5
 
 
-@pytest.mark.parametrize(("head", "name"), [
-    (b"PAR1\x15\x04", "a Parquet file"), (b"ARROW1\x00\x00", "an Arrow IPC (Feather) file"),
-    (b"\x08\x00\x00\x00\x00\x00\x00\x00{\"a\":1}", "a safetensors file"),
-    (b"\x28\xb5\x2f\xfd\x00", "a zstd-compressed stream"),
-    (b"PK\x03\x04" + bytes(22) + b"\x0a\x00\x00\x00x/data.pkl", "a torch file (torch.save)")])
-def test_sniffed_formats_without_a_reader_here_are_one_line(tmp_path, head, name):
+@pytest.mark.parametrize("head", [
+    b"PAR1\x15\x04", b"ARROW1\x00\x00", b"\x08\x00\x00\x00\x00\x00\x00\x00{\"a\":1}", b"\x28\xb5\x2f\xfd\x00",
+    b"PK\x03\x04" + bytes(22) + b"\x0a\x00\x00\x00x/data.pkl"])
+def test_damaged_sniffed_formats_are_read_by_their_reader_and_refused_in_one_line(tmp_path, head):
+    assert sniff(head) in READERS  # every format sniffed has a reader
     (tmp_path / "data").write_bytes(head + b"\x00" * 64)
     line = error("mse", tmp_path / "data", tmp_path / "data")
-    if sniff(head) in READERS:  # its reader has landed (tensors, columnar): it reads these bytes, and refuses them
-        assert line.startswith(f"error: input ({tmp_path}/data): ") and "cannot read" not in line
-    else:
-        assert line == (f"error: input ({tmp_path}/data): expected {READABLE} or compressed CSV/TSV, "
-                        f"but got {name}, which this losscli cannot read")
+    assert line.startswith(f"error: input ({tmp_path}/data): ") and "cannot read" not in line
 
 
 def test_a_file_with_a_suffix_no_reader_has_is_refused_unless_overridden(tmp_path):
@@ -279,7 +366,7 @@ def _feed(fifo: Path, data: bytes) -> threading.Thread:
     return thread
 
 
-@pytest.mark.parametrize("name", ["csv", "gz", "npy"])
+@pytest.mark.parametrize("name", ["csv", "gz", "zst", "npy"])
 def test_named_pipes_like_process_substitution(unnamed, name):
     """``losscli mse <(...) <(...)``: each argument a pipe without a suffix, read once, spooled, sniffed."""
     first, second = unnamed / "fifo1", unnamed / "fifo2"
@@ -307,7 +394,7 @@ def test_process_substitution(unnamed):
     assert (done.returncode, done.stdout, done.stderr) == (0, "2.5\n2.5\n", "")
 
 
-@pytest.mark.parametrize("name", ["csv", "tsv", "xz", "npz"])
+@pytest.mark.parametrize("name", ["csv", "tsv", "xz", "zst", "npz"])
 def test_dev_stdin_piped(unnamed, name):
     """One pipe named twice (two columns) is read once."""
     done = subprocess.run(
@@ -347,10 +434,12 @@ def test_override_reads_a_file_as_the_format_named(unnamed):
     assert value("mse", f"gz@{unnamed}/gz:pred", f"csv.gz@{unnamed}/gz:label") == 2.5
 
 
-def test_override_of_a_format_without_a_reader_is_one_line(unnamed):
+def test_override_reads_whatever_the_bytes_say(unnamed):
+    """zst@ on plain text: the zstd reader reads it, and refuses it in one line."""
     assert error("mse", f"zst@{unnamed}/csv:pred", f"{unnamed}/csv:label") == (
-        f"error: input (zst@{unnamed}/csv:pred): expected {READABLE} or compressed CSV/TSV, but "
-        "got a zstd-compressed stream, which this losscli cannot read")
+        f"error: input (zst@{unnamed}/csv:pred): expected zstd-compressed text, but the zstd stream is corrupt "
+        "(Unable to decompress Zstandard data: Unknown frame descriptor)")
+    assert value("mse", f"zst@{unnamed}/zst:pred", f"csv.zst@{unnamed}/zst:label") == 2.5
 
 
 def test_a_file_whose_name_has_an_at_is_that_file(tmp_path, monkeypatch):

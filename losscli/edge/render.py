@@ -177,7 +177,8 @@ def to_table(result: LossResult, written: Written | None = None) -> Group:
     table.add_row("backend", result.backend.value)
     for info in result.inputs:
         source = f"{info.source}  " if info.source else ""
-        table.add_row(info.role, Text(f"{source}{shape_text(info.shape)} {info.dtype}"))
+        dtype = f"{info.stored_dtype} (read as {info.dtype})" if info.stored_dtype else info.dtype
+        table.add_row(info.role, Text(f"{source}{shape_text(info.shape)} {dtype}"))
     shown = {k: (v.value if isinstance(v, enum.Enum) else v) for k, v in result.params.items()}
     if shown:
         table.add_row("options", Text(", ".join(f"{k}={v}" for k, v in shown.items())))

@@ -38,7 +38,7 @@ from typing import Protocol, TextIO
 import numpy as np
 
 from ..errors import InputError
-from .formats import SUFFIXES, Parsed, open_file, split_override, unnamed
+from .formats import SUFFIXES, Parsed, open_file, selector_formats, split_override, unnamed
 from .npy import NpyFile
 from .remote import bind, is_http, is_url
 from .remote import glob as remote_glob
@@ -50,7 +50,9 @@ GLOB = "*?["
 
 
 class Rows(Protocol):
-    """An array read along axis 0: its shape and dtype known up front, rows read on demand."""
+    """An array read along axis 0: its shape and dtype known up front, rows read on demand. Rows whose file
+    holds another dtype than they give (bfloat16, given as float32) say so in a ``stored_dtype`` attribute
+    (``"bfloat16"``), which the table of a result shows."""
 
     shape: tuple[int, ...]
     dtype: np.dtype
@@ -267,7 +269,11 @@ class Loader:
             raise InputError("expected a column or key after ':', but got nothing")
         if path not in self._parsed:
             self._parsed[path] = self._parse(path)
-        return self._parsed[path]
+        parsed = self._parsed[path]
+        one = getattr(parsed, "one_array", None)
+        if selector is not None and one is not None:
+            raise InputError(f"selectors apply to {selector_formats()} files, but got ':{selector}' on {one}")
+        return parsed
 
     def _parse(self, path: str) -> Parsed | _ShardSet:
         target = split_override(path)[1]
@@ -342,8 +348,9 @@ def shards(path: str) -> Shards:
 @dataclass(frozen=True)
 class _ShardSet:
     shards: Shards
+    one_array = ".npy shards"  # they take no selector (Loader says which formats do)
 
     def select(self, selector: str | None) -> Shards:
         if selector is not None:
-            raise InputError(f"selectors apply to .csv, .tsv and .npz files, but got ':{selector}' on .npy shards")
+            raise InputError(f"expected no selector on {self.one_array}, but got ':{selector}'")
         return self.shards

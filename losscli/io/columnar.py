@@ -1,11 +1,13 @@
 """Columnar files -> numpy, read with pyarrow (imported only when such a file is read): Parquet (``.parquet``),
-the Arrow IPC file format (``.arrow``, Feather v2 ``.feather``) and the Arrow IPC stream format (``.arrows``).
+the Arrow IPC file format (``.arrow``, Feather v2 ``.feather``), Feather v1 (``.feather`` whose first bytes are
+``FEA1``) and the Arrow IPC stream format (``.arrows``).
 
 A file is a list of *parts*, each a run of rows: Parquet's row groups, IPC record batches. Columns are selected
 as in a CSV file (``preds.parquet:logits``, ``:0,2``; none: all of them): one column of numbers or booleans is a
 1-D array, several are stacked as ``(rows, columns)`` in numpy's common type, and one column of fixed-size lists
-(or of lists of equal length) is ``(rows, width)``. A null, or a list of another length than the first row's, is
-an error naming the column and the (0-based) row.
+(or of lists of equal length) is ``(rows, width)``. A null (a value, or a whole list: a missing row) is read as 0
+and noted (:meth:`ColumnRows.nulls`), for the loss's mask to leave out; a list of another length than the first
+one's is an error naming the column and the (0-based) row.
 
 :class:`ColumnRows` is :class:`~losscli.io.Rows`: its shape and dtype come from the file's metadata (and, for
 a column of variable-length lists, the first row's length), and ``read(start, stop)`` reads only the parts
@@ -104,10 +106,31 @@ class _IpcStream:
                 return batch.select(names)
 
 
+class _FeatherV1:
+    """A Feather v1 file (``FEA1``, before Arrow IPC became Feather v2): one part, all its rows, memory-mapped
+    (pyarrow reads v1 whole, deprecated since pyarrow 25, without a warning here: the file is what it is)."""
+
+    def __init__(self, pa: ModuleType, path: str) -> None:
+        import warnings
+
+        import pyarrow.feather
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            self.table = pyarrow.feather.read_table(_source(pa, path, "a Feather v1 file", mapped=False),
+                                                    memory_map=not is_url(path))
+        self.schema = self.table.schema
+        self.counts = [self.table.num_rows]
+
+    def part(self, i: int, names: list[str]) -> Any:
+        return self.table.select(names)
+
+
 KINDS: dict[str, Callable[[ModuleType, str], Any]] = {
     ".parquet": _Parquet, ".feather": _IpcFile, ".arrow": _IpcFile, ".arrows": _IpcStream}
 FORMATS = {".parquet": "a Parquet file", ".feather": "a Feather (Arrow IPC) file", ".arrow": "an Arrow IPC file",
            ".arrows": "an Arrow IPC stream file"}
+FEATHER_V1 = b"FEA1"  # the first bytes of a Feather v1 file (v2 is an Arrow IPC file: ARROW1)
 
 
 class ColumnarFile:
@@ -115,10 +138,11 @@ class ColumnarFile:
 
     def __init__(self, path: str, suffix: str) -> None:
         self.what = FORMATS[suffix]
-        open_binary(path, self.what).close()  # the usual refusals: no such file, a directory, 0 bytes
+        with open_binary(path, self.what) as f:  # the usual refusals: no such file, a directory, 0 bytes
+            v1 = suffix in (".feather", ".arrow") and f.read(len(FEATHER_V1)) == FEATHER_V1
         self.pa = pa = pyarrow()
         try:
-            self.parts = KINDS[suffix](pa, path)
+            self.parts = (_FeatherV1 if v1 else KINDS[suffix])(pa, path)
         except (pa.ArrowException, OSError) as e:
             raise InputError(f"expected {self.what}, but pyarrow could not read it: {_first_line(e)}") from None
         self.names: list[str] = list(self.parts.schema.names)
@@ -166,6 +190,7 @@ class ColumnRows:
 
     def __init__(self, file: ColumnarFile, names: list[str]) -> None:
         self.file, self.names, self.label = file, names, None
+        self.first_row = 0  # the row whose list's length every list must have
         pa, schema = file.pa, file.parts.schema
         kinds = [_element_dtype(pa, name, schema.field(name).type) for name in names]
         self.list_width = kinds[0][1]
@@ -194,11 +219,16 @@ class ColumnRows:
         return self
 
     def _first_length(self) -> int:
-        """The length of the first list of a column of variable-length lists (0 when the file has no rows)."""
+        """The length of the first list (that is not null) of a column of variable-length lists, noting its row
+        in :attr:`first_row` (0 when the file has no such list)."""
         for i, count in enumerate(self.counts):
             if count:
                 column = self.file.part(i, self.names).column(0)
-                return int(self.file.pa.compute.list_value_length(column)[0].as_py() or 0)
+                lengths = self.file.pa.compute.list_value_length(column).to_numpy(zero_copy_only=False)
+                found = np.flatnonzero(~column.is_null().to_numpy(zero_copy_only=False))
+                if found.size:
+                    self.first_row = int(self.starts[i] + found[0])
+                    return int(lengths[found[0]])
         return 0
 
     def read(self, start: int, stop: int) -> np.ndarray:
@@ -263,38 +293,40 @@ class ColumnRows:
         return columns[0] if len(columns) == 1 else np.column_stack(columns)
 
     def _column(self, name: str, column: Any, offset: int) -> tuple[np.ndarray, np.ndarray]:
-        """One column of a part as numbers, nulls filled with 0, and which of its rows held one; lists all of
-        :attr:`list_width` values (a null list is refused: it has no values to fill)."""
-        pa = self.file.pa
+        """One column of a part as numbers, nulls filled with 0, and which of its rows held one."""
         array = column.combine_chunks() if hasattr(column, "combine_chunks") else column
         if self.list_width is not None:
-            _no_null(array, name, offset, 1)
-        else:
-            null = array.is_null().to_numpy(zero_copy_only=False)
-            array = _filled(pa, array) if null.any() else array
-        if self.list_width is not None:
-            if not pa.types.is_fixed_size_list(array.type):
-                lengths = pa.compute.list_value_length(array).to_numpy(zero_copy_only=False)
-                bad = np.flatnonzero(lengths != self.list_width)
-                if bad.size:
-                    row = int(bad[0])
-                    raise InputError(f"column {name!r}, row {offset + row}: expected a list of {self.list_width} "
-                                     f"values like row 0, but got {lengths[row]}")
-            array = array.flatten()
-            null = array.is_null().to_numpy(zero_copy_only=False).reshape(-1, self.list_width).any(axis=1)
-            array = _filled(pa, array) if null.any() else array
-        values = array.to_numpy(zero_copy_only=False).astype(self.dtype, copy=False)
-        return (values if self.list_width is None else values.reshape(-1, self.list_width)), null
+            return self._lists(name, array, offset)
+        null = array.is_null().to_numpy(zero_copy_only=False)
+        array = _filled(self.file.pa, array) if null.any() else array
+        return array.to_numpy(zero_copy_only=False).astype(self.dtype, copy=False), null
+
+    def _lists(self, name: str, array: Any, offset: int) -> tuple[np.ndarray, np.ndarray]:
+        """A column of lists as ``(rows, width)``, each of :attr:`list_width` values, and which rows held a null:
+        a null inside a list (filled with 0), or a null list (a missing row: :attr:`list_width` zeros)."""
+        pa, width = self.file.pa, self.list_width
+        missing = np.array(array.is_null().to_numpy(zero_copy_only=False), bool)
+        present = np.flatnonzero(~missing)
+        if present.size < len(missing):
+            array = array.filter(pa.array(~missing))
+        if not pa.types.is_fixed_size_list(array.type):
+            lengths = pa.compute.list_value_length(array).to_numpy(zero_copy_only=False)
+            bad = np.flatnonzero(lengths != width)
+            if bad.size:
+                raise InputError(f"column {name!r}, row {offset + int(present[bad[0]])}: expected a list of {width} "
+                                 f"values like row {self.first_row}, but got {lengths[bad[0]]}")
+        values = array.flatten()
+        inner = values.is_null().to_numpy(zero_copy_only=False).reshape(present.size, width).any(axis=1)
+        values = _filled(pa, values) if inner.any() else values
+        rows = values.to_numpy(zero_copy_only=False).astype(self.dtype, copy=False).reshape(present.size, width)
+        if present.size == len(missing):
+            return rows, inner
+        whole = np.zeros((len(missing), width), self.dtype)
+        whole[present] = rows
+        missing[present] = inner
+        return whole, missing
 
 
 def _filled(pa: Any, array: Any) -> Any:
     """``array`` with its nulls replaced by 0 (False for booleans)."""
     return array.fill_null(pa.scalar(False if pa.types.is_boolean(array.type) else 0, array.type))
-
-
-def _no_null(array: Any, name: str, offset: int, per_row: int) -> None:
-    """Refuses a null in ``array`` (``per_row`` values a row), naming its column and row."""
-    if array.null_count:
-        first = int(np.flatnonzero(array.is_null().to_numpy(zero_copy_only=False))[0])
-        where = f"row {offset + first // per_row}" + ("" if per_row == 1 else f", value {first % per_row}")
-        raise InputError(f"column {name!r}, {where}: expected a number, but got a null (a missing value)")

@@ -1,10 +1,13 @@
-"""Compressed text (gzip, bz2, xz from the standard library), read through the decompressor in pieces, and
-inputs that cannot be read twice (pipes, ``/dev/stdin``, process substitution) spooled to a temporary file.
+"""Compressed text (gzip, bz2, xz from the standard library; zstd from ``compression.zstd`` on Python 3.14 and
+later, else the ``backports.zstd`` package, the same module backported: the ``zstd`` extra), read through the
+decompressor in pieces, and inputs that cannot be read twice (pipes, ``/dev/stdin``, process substitution)
+spooled to a temporary file.
 
 Memory stays bounded however far a stream inflates: the decompressor is asked for at most a piece at a
 time, and a line (or a quoted cell) may not grow past :data:`MAX_LINE_BYTES` while the reader looks for its
 end, so a gzip bomb is either read a piece at a time (rows of data) or refused with one line (one endless
-line). Decompression errors (a corrupt or truncated stream) are one line naming the file's format.
+line). Decompression errors (a corrupt or truncated stream) are one line naming the file's format. Each
+decompressor is imported only when a file of its compression is read.
 """
 
 from __future__ import annotations
@@ -18,14 +21,10 @@ from typing import Any, BinaryIO
 
 from ..errors import InputError
 
-CODECS = {".gz": "gzip", ".bz2": "bzip2", ".xz": "xz"}  # suffix -> the compression's name in messages
+CODECS = {".gz": "gzip", ".bz2": "bzip2", ".xz": "xz", ".zst": "zstd"}  # suffix -> the compression's name in messages
+ZSTD_INSTALL = "pip install 'losscli[zstd]'"
 MAX_LINE_BYTES = 1 << 24  # 16 MiB: a longer line (or quoted cell) in decompressed or streamed text is refused
 SPOOL_BYTES = 1 << 20  # a pipe is copied to its spool a MiB at a time
-
-
-def codec_of(name: str) -> str | None:
-    """The compression suffix (``.gz``, ``.bz2``, ``.xz``) that a reader key or file name ends with, or None."""
-    return next((suffix for suffix in CODECS if name.lower().endswith(suffix)), None)
 
 
 def decompressing(f: BinaryIO, codec: str) -> BinaryIO:
@@ -38,9 +37,25 @@ def decompressing(f: BinaryIO, codec: str) -> BinaryIO:
         import bz2
 
         return bz2.BZ2File(f, mode="rb")  # type: ignore[return-value]
+    if codec == ".zst":
+        return zstd().ZstdFile(f, mode="rb")  # type: ignore[no-any-return]
     import lzma
 
     return lzma.LZMAFile(f, mode="rb")  # type: ignore[return-value]
+
+
+def zstd() -> Any:
+    """The zstd module: the standard library's ``compression.zstd`` (Python 3.14 and later), else
+    ``backports.zstd`` (the same module, for older Pythons), else one line saying how to install it."""
+    try:
+        from compression import zstd as module  # type: ignore[import-not-found]
+    except ImportError:
+        try:
+            from backports import zstd as module  # type: ignore[import-not-found,no-redef]
+        except ImportError:
+            raise InputError("expected backports.zstd (compression.zstd before Python 3.14), to read "
+                             f"zstd-compressed text, but it is not installed: {ZSTD_INSTALL}") from None
+    return module
 
 
 def read_checked(f: BinaryIO, size: int, codec: str, what: str) -> bytes:
@@ -65,6 +80,8 @@ def _decoder_errors(codec: str) -> tuple[type[Exception], ...]:
         return OSError, zlib.error  # gzip.BadGzipFile is an OSError
     if codec == ".bz2":
         return OSError, ValueError
+    if codec == ".zst":
+        return (zstd().ZstdError,)
     import lzma
 
     return (lzma.LZMAError,)

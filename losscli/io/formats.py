@@ -87,27 +87,40 @@ def _text(delimiter: str | None, codec: str) -> Callable[[str], Parsed]:
     return read
 
 
-READERS: dict[str, Callable[[str], Parsed]] = {
-    ".npy": _npy, ".npz": _npz, ".csv": _csv, ".tsv": _tsv,
-    ".csv.gz": _text(",", ".gz"), ".tsv.gz": _text("\t", ".gz"), ".gz": _text(None, ".gz"),
-    ".csv.bz2": _text(",", ".bz2"), ".tsv.bz2": _text("\t", ".bz2"), ".bz2": _text(None, ".bz2"),
-    ".csv.xz": _text(",", ".xz"), ".tsv.xz": _text("\t", ".xz"), ".xz": _text(None, ".xz"),
-}
+# compressed CSV/TSV: the compressions of losscli/io/compressed.py (its CODECS), named here so that reading the
+# table imports nothing
+COMPRESSIONS = (".gz", ".bz2", ".xz", ".zst")
+READERS: dict[str, Callable[[str], Parsed]] = {".npy": _npy, ".npz": _npz, ".csv": _csv, ".tsv": _tsv}
+READERS.update({text + codec: _text(delimiter, codec) for codec in COMPRESSIONS
+                for text, delimiter in ((".csv", ","), (".tsv", "\t"), ("", None))})
 READERS.update({suffix: _columnar(suffix) for suffix in (".parquet", ".feather", ".arrow", ".arrows")})
 # tensor files (losscli/io/tensors.py)
 READERS.update({".safetensors": _safetensors, ".pt": _pt, ".pth": _pt})
 SUFFIXES = tuple(READERS)
-_PLAIN = [suffix for suffix in SUFFIXES if not suffix.endswith((".gz", ".bz2", ".xz"))]
+_PLAIN = [suffix for suffix in SUFFIXES if not suffix.endswith(COMPRESSIONS)]
+ONE_ARRAY = (".npy",)  # formats whose file is one array: they take no selector
+
+
+def selector_formats() -> str:
+    """The formats whose files take a selector after ``:`` (columns, a key, a tensor name): every format of
+    :data:`READERS` but :data:`ONE_ARRAY`'s, compressed text named as such.
+
+    >>> selector_formats()
+    '.npz, .csv, .tsv, .parquet, .feather, .arrow, .arrows, .safetensors, .pt, .pth and compressed CSV/TSV'
+    """
+    return ", ".join(suffix for suffix in _PLAIN if suffix not in ONE_ARRAY) + " and compressed CSV/TSV"
+
 
 # A path without a usable suffix (a pipe, /dev/stdin, <(...), a file named without one) is read by the reader
-# that its first bytes name. Keys are READERS keys; a key with no reader here gets one line naming the format.
+# that its first bytes name. Keys are READERS keys.
 MAGIC: tuple[tuple[bytes, str], ...] = (
     (b"\x93NUMPY", ".npy"), (b"PK\x03\x04", ".npz"), (b"PAR1", ".parquet"), (b"ARROW1", ".arrow"),
-    (b"\x1f\x8b", ".gz"), (b"BZh", ".bz2"), (b"\xfd7zXZ\x00", ".xz"), (b"\x28\xb5\x2f\xfd", ".zst"),
+    (b"FEA1", ".feather"), (b"\x1f\x8b", ".gz"), (b"BZh", ".bz2"), (b"\xfd7zXZ\x00", ".xz"),
+    (b"\x28\xb5\x2f\xfd", ".zst"),
 )
 FORMAT_NAMES = {".npy": "a .npy file", ".npz": "an .npz archive", ".parquet": "a Parquet file",
-                ".arrow": "an Arrow IPC (Feather) file", ".safetensors": "a safetensors file",
-                ".pt": "a torch file (torch.save)",
+                ".arrow": "an Arrow IPC (Feather) file", ".feather": "a Feather v1 file",
+                ".safetensors": "a safetensors file", ".pt": "a torch file (torch.save)",
                 ".zst": "a zstd-compressed stream", ".csv": "CSV text", ".tsv": "TSV text",
                 ".gz": "a gzip stream", ".bz2": "a bzip2 stream", ".xz": "an xz stream"}
 HEAD_BYTES = 1 << 16
@@ -176,12 +189,7 @@ def open_file(path: str) -> Parsed:
 
         target, release = spool(target)
     try:
-        key = key or sniff(_head(target))
-        reader = READERS.get(key)
-        if reader is None:
-            raise InputError(f"expected {', '.join(_PLAIN)} or compressed CSV/TSV, but got {FORMAT_NAMES.get(key, key)}, which this "
-                             "losscli cannot read")
-        parsed = reader(target)
+        parsed = READERS[key or sniff(_head(target))](target)  # every sniffed or overriding key has a reader
     except BaseException:
         if release is not None:
             release()

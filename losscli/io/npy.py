@@ -50,6 +50,8 @@ class NpyFile:
     """One array, memory-mapped read-only (``array``), whose rows can also be read into memory of their own
     (``read``): chunks read that way leave nothing mapped behind, so a stream's memory stays a chunk's."""
 
+    one_array = "a .npy file"  # it takes no selector: Loader refuses one, naming the formats that take them
+
     def __init__(self, path: str) -> None:
         with open_binary(path, "a .npy file") as f:
             shape, fortran, dtype = _header(f, "a .npy file")
@@ -80,8 +82,7 @@ class NpyFile:
 
     def select(self, selector: str | None) -> NpyFile:
         if selector is not None:
-            raise InputError(f"selectors apply to .csv, .tsv and .npz files, but got ':{selector}' "
-                             "on a .npy file")
+            raise InputError(f"expected no selector on {self.one_array}, but got ':{selector}'")
         return self
 
     def whole(self) -> np.ndarray:

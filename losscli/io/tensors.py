@@ -1,5 +1,6 @@
 """Tensor files: ``.safetensors`` (parsed here, without the safetensors package: rows read by ``pread``) and
-``.pt``/``.pth`` (``torch.load(weights_only=True)`` only: never an arbitrary unpickle). No math.
+``.pt``/``.pth`` (``torch.load(weights_only=True)`` only: never an arbitrary unpickle; memory-mapped where the
+file allows it). No math.
 
 bfloat16 tensors are read as their 16 bits and upcast exactly to float32 (the bits shifted left by 16): numpy
 has no bfloat16. Booleans are stored one byte each and read as ``byte != 0``."""
@@ -49,6 +50,7 @@ class TensorRows:
     def __init__(self, path: str, stored: str, shape: tuple[int, ...], offset: int) -> None:
         self.path, self.stored, self.shape, self.offset = path, stored, shape, offset
         self.raw = np.dtype(DTYPES[stored])
+        self.stored_dtype = "bfloat16" if stored == "BF16" else None  # what the file holds, when it is not dtype
         self.dtype = np.dtype(np.float32 if stored == "BF16" else bool if stored == "BOOL" else self.raw.str[1:])
 
     @property
@@ -152,11 +154,44 @@ def _check_overlaps(tensors: dict[str, tuple[str, tuple[int, ...], int, int]]) -
 
 # torch dtypes losscli reads from .pt files (bfloat16 is upcast to float32, as in .safetensors files)
 _TORCH_DTYPES = ("float64", "float32", "float16", "bfloat16", "int64", "int32", "int16", "int8", "uint8", "bool")
+ZIP_MAGIC = b"PK\x03\x04"  # torch.save's format since torch 1.6 is a zip archive; the legacy format is a pickle
+
+
+class PtRows:
+    """One tensor of a .pt file as :class:`~losscli.io.Rows`: rows ``[start, stop)`` sliced from the tensor and
+    converted into memory of their own, so that a memory-mapped tensor (:class:`PtFile`) is read a chunk at a
+    time; ``whole()`` converts it all (a view of the map where no conversion is needed), read-only."""
+
+    def __init__(self, tensor: Any, name: str) -> None:
+        self.tensor = tensor.detach()
+        self.shape: tuple[int, ...] = tuple(tensor.shape)
+        self.stored_dtype = name if name == "bfloat16" else None  # what the file holds, when it is not dtype
+        self.dtype = np.dtype(np.float32 if name == "bfloat16" else name)
+        self._whole: np.ndarray | None = None
+
+    def _numpy(self, tensor: Any) -> np.ndarray:
+        return (tensor.float() if self.stored_dtype else tensor).contiguous().numpy()
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        """Rows ``[start, stop)`` along axis 0 (a 0-d tensor: the whole of it)."""
+        if not self.shape:
+            return self.whole()
+        rows = self._numpy(self.tensor[start:stop])
+        return rows if self.stored_dtype else rows.copy()
+
+    def whole(self) -> np.ndarray:
+        if self._whole is None:
+            self._whole = self._numpy(self.tensor)
+            self._whole.flags.writeable = False
+        return self._whole
 
 
 class PtFile:
-    """A ``torch.save`` file read with ``torch.load(weights_only=True, map_location="cpu")``: a tensor, or a dict,
-    list or tuple of tensors (one level) selected by key or index. Read whole; torch is imported here only."""
+    """A ``torch.save`` file read with ``torch.load(weights_only=True, map_location="cpu")``, memory-mapped
+    (``mmap=True``) when it is in torch's zip format (the default since torch 1.6) on a local disk: a tensor, or
+    dicts, lists and tuples of tensors, nested, whose entries a selector names by a path of keys and indices
+    joined by dots (``outputs.logits``, ``0.logits``; a key that has a dot itself is named whole: the exact key
+    wins). A legacy (non-zip) file or a URL is read whole. torch is imported here only."""
 
     def __init__(self, path: str) -> None:
         try:
@@ -164,46 +199,74 @@ class PtFile:
         except ImportError:
             raise InputError("expected torch, to read a .pt/.pth file, but it is not installed: "
                              "pip install 'losscli[torch]'") from None
-        open_binary(path, "a .pt/.pth file").close()  # the missing, empty and unreadable files' own messages
+        with open_binary(path, "a .pt/.pth file") as f:  # the missing, empty and unreadable files' own messages
+            zipped = f.read(len(ZIP_MAGIC)) == ZIP_MAGIC
         self.path, self.torch = path, torch
-        self.content = _torch_load(torch, path)
+        self.content = _torch_load(torch, path, mmap=zipped and not is_url(path))
         if not isinstance(self.content, (torch.Tensor, dict, list, tuple)):
             raise InputError("expected a tensor, or a dict, list or tuple of tensors, but the file holds a "
                              f"{type(self.content).__name__}")
 
-    def select(self, key: str | None) -> np.ndarray:
+    def select(self, key: str | None) -> PtRows:
         content = self.content
         if isinstance(content, self.torch.Tensor):
             if key is not None:
                 raise InputError(f"expected no key (the file holds one tensor), but got ':{key}'")
-            return self._array(content, "the tensor")
-        keys = [str(k) for k in content] if isinstance(content, dict) else [str(i) for i in range(len(content))]
-        values = list(content.values()) if isinstance(content, dict) else list(content)
-        listed = ", ".join(map(repr, keys)) if keys else "none"
+            return self._rows(content, None)
         if key is None:
+            keys = list(_entries(content))
             if len(keys) != 1:
                 what = "key" if isinstance(content, dict) else "index"
+                listed = ", ".join(map(repr, keys)) if keys else "none"
                 raise InputError(f"expected a {what} to pick one of its {len(keys)} entries ({listed}), "
                                  f"as in {self.path}:{keys[0] if keys else 0}, but got none")
             key = keys[0]
-        if key not in keys:
-            raise InputError(f"expected one of the keys {listed}, but got {key!r}")
-        return self._array(values[keys.index(key)], repr(key))
+        return self._rows(*_find(content, key))
 
-    def _array(self, value: Any, what: str) -> np.ndarray:
-        torch = self.torch
+    def _rows(self, value: Any, found: str | None) -> PtRows:
+        """The tensor ``value`` (at the path ``found``; None: the file's one tensor) as rows, or one line."""
+        torch, what = self.torch, "the tensor" if found is None else repr(found)
+        if isinstance(value, (dict, list, tuple)):
+            keys = list(_entries(value))
+            inside = f" ({', '.join(map(repr, keys[:8]))}{', ...' if len(keys) > 8 else ''})" if keys else ""
+            example = f"; name an entry inside it, as in {self.path}:{found}.{keys[0]}" if keys else ""
+            raise InputError(f"expected {what} to be a tensor, but got a {type(value).__name__}{inside}{example}")
         if not isinstance(value, torch.Tensor):
-            raise InputError(f"expected {what} to be a tensor (nested containers are not read), but got a "
-                             f"{type(value).__name__}")
+            raise InputError(f"expected {what} to be a tensor, but got a {type(value).__name__}")
         name = str(value.dtype).removeprefix("torch.")
         if name not in _TORCH_DTYPES or value.layout != torch.strided:
             raise InputError(f"expected {what} to be a dense tensor of {', '.join(_TORCH_DTYPES)}, but got "
                              f"{name}" + ("" if value.layout == torch.strided else f" ({value.layout})"))
-        value = value.detach()
-        return (value.float() if name == "bfloat16" else value).contiguous().numpy()
+        return PtRows(value, name)
 
 
-def _torch_load(torch: Any, path: str) -> Any:
+def _entries(container: dict | list | tuple) -> dict[str, Any]:
+    """A dict's entries by their keys as text, a list's or tuple's by their indices."""
+    if isinstance(container, dict):
+        return {str(k): v for k, v in container.items()}
+    return {str(i): v for i, v in enumerate(container)}
+
+
+def _find(container: dict | list | tuple, key: str, where: str = "") -> tuple[Any, str]:
+    """The entry that the path ``key`` names in ``container``, and its whole path: the entry whose key is all
+    of ``key`` if there is one, else (the longest first) a key before a dot whose entry is a container, with
+    the rest of the path looked up inside it."""
+    entries = _entries(container)
+    if key in entries:
+        return entries[key], where + key
+    dots = [i for i, c in enumerate(key) if c == "."]
+    for cut in reversed(dots):
+        head = key[:cut]
+        if isinstance(entries.get(head), (dict, list, tuple)):
+            return _find(entries[head], key[cut + 1:], f"{where}{head}.")
+    listed = ", ".join(map(repr, entries)) if entries else "none"
+    inside = f" in {where[:-1]!r}" if where else ""
+    raise InputError(f"expected one of the keys {listed}{inside}, but got {key!r}")
+
+
+def _torch_load(torch: Any, path: str, mmap: bool) -> Any:
+    """``torch.load(weights_only=True)`` of ``path``, its tensors memory-mapped (``mmap``: a local zip-format
+    file) or read whole; a refusal or damaged bytes as one line."""
     import pickle
     import warnings
 
@@ -213,7 +276,7 @@ def _torch_load(torch: Any, path: str) -> Any:
             if is_url(path):  # read whole, through ranged requests
                 with open_binary(path, "a .pt/.pth file") as f:
                     return torch.load(f, weights_only=True, map_location="cpu")
-            return torch.load(path, weights_only=True, map_location="cpu")
+            return torch.load(path, weights_only=True, map_location="cpu", mmap=mmap)
     except InputError:  # a remote file that could not be read: its own line
         raise
     except pickle.UnpicklingError as e:
