@@ -55,6 +55,9 @@ class Outputs:
     ``per_sample``, ``top`` (K) and ``hist``: the views of :mod:`losscli.engine.accumulators`.
     ``cross_check``: also run the other backend; it is ``ok`` when every element (gradients included)
     satisfies ``|a - b| <= tolerance * (1 + |b|)``.
+    ``ci``: a confidence interval of the value at this level (0.95), by a Poisson bootstrap over the samples
+    with ``resamples`` resamples and ``seed`` (:mod:`losscli.engine.bootstrap`); the same interval whatever the
+    chunks, shards or engine.
     """
 
     grad: bool = False
@@ -63,6 +66,9 @@ class Outputs:
     hist: bool = False
     cross_check: bool = False
     tolerance: float = 1e-5
+    ci: float | None = None
+    resamples: int = 1000
+    seed: int = 0
 
 
 @dataclass(frozen=True)
@@ -192,6 +198,8 @@ class _Call:
         if broadcast and not spec.family.broadcasts:
             raise OptionError(f"{spec.name} does not broadcast (torch requires matching shapes)", argument="broadcast")
         check_thresholds(tolerance=outputs.tolerance)
+        if outputs.ci is not None:
+            _check_ci(resolved, outputs)
         if distributed:
             _distributable(backend, outputs)
         sources = _sources(spec, arrays, named)
@@ -219,6 +227,16 @@ class _Call:
         )
         _warn(result.warnings)
         return result
+
+
+def _check_ci(reduction: Reduction, outputs: Outputs) -> None:
+    """A confidence interval is of a reduced value, with the bootstrap's options in their ranges."""
+    from .engine.bootstrap import check
+
+    if reduction is Reduction.none:
+        raise OptionError("expected a reduction to give an interval of (mean, sum, batchmean), but the reduction "
+                          "is none", argument="ci")
+    check(outputs.ci, outputs.resamples, outputs.seed)
 
 
 def _distributable(backend: Backend, outputs: Outputs) -> None:
@@ -303,11 +321,15 @@ def _first_batch(task: Task, outputs: Outputs, reduction: Reduction, legacy: boo
     """The engine's check of the first prepared batch: the views asked for (into ``asked``, and fed from then
     on), and the loss's word on its reduction."""
     def check(batch: Batch) -> list[str]:
-        if outputs.per_sample or outputs.top is not None or outputs.hist:
+        if outputs.per_sample or outputs.top is not None or outputs.hist or outputs.ci is not None:
             from .engine.accumulators import accumulators  # loaded only when a view is asked for
 
             asked.update(accumulators(outputs.per_sample, outputs.top, outputs.hist, task.reduction,
                                       batch.loss_shape, batch.dtype))
+            if outputs.ci is not None:
+                from .engine.bootstrap import Bootstrap
+
+                asked["ci"] = Bootstrap(task.reduction, outputs.ci, outputs.resamples, outputs.seed)
             feeds.accumulators = [*feeds.accumulators, *asked.values()]
         word = task.spec.reduction_check
         return [] if word is None else word(reduction, task.reduction, legacy, batch)

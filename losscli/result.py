@@ -13,6 +13,7 @@ from .reduction import Reduction
 
 if TYPE_CHECKING:  # the views' module loads only when a view is asked for
     from .engine.accumulators import Hist, Top
+    from .engine.bootstrap import Interval
 
 
 class InputInfo(NamedTuple):
@@ -52,6 +53,7 @@ class LossResult:
     per_sample: np.ndarray | None = None  # (N,) the loss of each sample; with Outputs(per_sample=True)
     top: Top | None = None  # the largest losses; with Outputs(top=K)
     hist: Hist | None = None  # a histogram of the losses; with Outputs(hist=True)
+    ci: Interval | None = None  # a confidence interval of the value; with Outputs(ci=LEVEL)
 
     def __repr__(self) -> str:
         """One short line: the value as the command line prints it (for ``none``: its shape and dtype), and how

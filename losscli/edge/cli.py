@@ -7,7 +7,7 @@ from __future__ import annotations
 import enum
 import json
 import warnings
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Callable, Iterator, MutableMapping
 from datetime import datetime, timezone
 from typing import Annotated, Any, Optional
 
@@ -37,7 +37,12 @@ class LossCliGroup(TyperGroup):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.commands = LossCommands(self.commands)
+        self.commands = LossCommands(self.commands, self.build)
+
+    @staticmethod
+    def build(spec: LossSpec) -> TyperCommand:
+        """The command of one loss."""
+        return _loss_command(spec)
 
     def make_context(self, *args: Any, **kwargs: Any) -> typer.Context:
         with terminal_errors(), usage_errors():
@@ -242,10 +247,37 @@ def _checks_or_none(gates: str) -> list[Any] | None:
 
 def _loss_command(spec: LossSpec) -> TyperCommand:
     """The command Typer builds for one loss."""
+    return _built(spec.name, help_text(spec), spec.summary, loss_command(spec))
+
+
+def _compare_command(spec: LossSpec) -> TyperCommand:
+    """``losscli compare LOSS``: the command Typer builds to compare two models on one loss."""
+    from . import comparison
+
+    return _built(spec.name, comparison.help_text(spec), spec.summary, comparison.compare_command(spec))
+
+
+def _built(name: str, help_: str, short: str, function: Any) -> TyperCommand:
     one = typer.Typer(rich_markup_mode=app.rich_markup_mode, add_completion=False, pretty_exceptions_enable=False,
                       context_settings=HELP)
-    one.command(spec.name, help=help_text(spec), short_help=spec.summary)(loss_command(spec))
+    one.command(name, help=help_, short_help=short)(function)
     return typer.main.get_command(one)
+
+
+class CompareGroup(LossCliGroup):
+    """``losscli compare``: a command per loss, built when first looked up."""
+
+    @staticmethod
+    def build(spec: LossSpec) -> TyperCommand:
+        return _compare_command(spec)
+
+
+compare_app = typer.Typer(
+    cls=CompareGroup, name="compare", rich_markup_mode="rich", pretty_exceptions_enable=False, context_settings=HELP,
+    help="Compare two models' predictions on one loss, paired: the difference, its bootstrap interval and p-value, "
+    "and a verdict (better, worse, inconclusive). Exit 1 with --fail-if-worse when it is worse.\n\n"
+    "Example: [bold]losscli compare cross-entropy base.npy new.npy labels.csv --fail-if-worse[/bold]")
+app.add_typer(compare_app, name="compare")
 
 
 class LossCommands(MutableMapping[str, Any]):
@@ -253,15 +285,16 @@ class LossCommands(MutableMapping[str, Any]):
     when first looked up, so that ``losscli mse`` builds the options of one loss, not of the whole
     catalog (which took about 40 ms of every start); ``--help`` and suggestions still see every name."""
 
-    def __init__(self, commands: MutableMapping[str, Any]) -> None:
+    def __init__(self, commands: MutableMapping[str, Any], build: Callable[[LossSpec], TyperCommand]) -> None:
         self._built = dict(commands)
         self._names = [*commands, *(name for name in CATALOG if name not in commands)]
+        self._build = build
 
     def __getitem__(self, name: str) -> Any:
         if name not in self._built:
             if name not in self._names:
                 raise KeyError(name)
-            self._built[name] = _loss_command(CATALOG[name])  # the names not built yet are losses
+            self._built[name] = self._build(CATALOG[name])  # the names not built yet are losses
         return self._built[name]
 
     def __setitem__(self, name: str, command: Any) -> None:

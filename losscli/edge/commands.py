@@ -36,6 +36,7 @@ REDUCE = "Reduction"
 OUTPUT = "Output"
 GATE = "Quality gate"
 VIEWS = "Per-sample views"
+STATS = "Statistics"
 ENGINE = "Engine"
 FORMS = "FILE.npy, FILE.npz[:key], FILE.csv[:col[,col]] or - (CSV on stdin)"
 
@@ -45,7 +46,7 @@ def loss_command(spec: LossSpec) -> Any:
     def command(**kwargs: Any) -> None:
         run(spec, **kwargs)
 
-    params = [*_file_params(spec), *_option_params(spec), *_common_params(spec)]
+    params = [*file_params(spec), *option_params(spec), *common_params(spec)]
     command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
     command.__annotations__ = {p.name: p.annotation for p in params}
     command.__name__ = spec.name.replace("-", "_")
@@ -66,13 +67,13 @@ def _param(name: str, annotation: Any, default: Any = inspect.Parameter.empty) -
     return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
 
 
-def _opt(name: str, *flags: str, panel: str, help: str, default: Any = None, kind: Any = Optional[str],
+def opt(name: str, *flags: str, panel: str, help: str, default: Any = None, kind: Any = Optional[str],
          **kw: Any) -> inspect.Parameter:
     """A parameter of the command: an option under ``panel`` in --help."""
     return _param(name, Annotated[kind, typer.Option(*flags, rich_help_panel=panel, help=help, **kw)], default)
 
 
-def _file_params(spec: LossSpec) -> list[inspect.Parameter]:
+def file_params(spec: LossSpec) -> list[inspect.Parameter]:
     """The loss's files: positional in torch's order, then its extra files as options."""
     params = [
         _param(f.name, Annotated[str, typer.Argument(
@@ -82,18 +83,18 @@ def _file_params(spec: LossSpec) -> list[inspect.Parameter]:
     ]
     for f in spec.extras:
         flags = (flag(f.name), f.short) if f.short else (flag(f.name),)
-        params.append(_opt(f.name, *flags, panel=FILES, help=escape(f.help), metavar="FILE"))
+        params.append(opt(f.name, *flags, panel=FILES, help=escape(f.help), metavar="FILE"))
     return params
 
 
-def _option_params(spec: LossSpec) -> list[inspect.Parameter]:
+def option_params(spec: LossSpec) -> list[inspect.Parameter]:
     params = []
     for option in spec.options:
         flags = f"{option.flag}/--no-{option.flag[2:]}" if option.type is bool else option.flag
-        params.append(_opt(option.name, flags, panel=LOSS, help=escape(option.help), default=option.default,
+        params.append(opt(option.name, flags, panel=LOSS, help=escape(option.help), default=option.default,
                            kind=option.type))
     if spec.family.broadcasts:
-        params.append(_opt("broadcast", "--broadcast", panel=LOSS, default=False, kind=bool,
+        params.append(opt("broadcast", "--broadcast", panel=LOSS, default=False, kind=bool,
                            help="broadcast target against input as torch does (with torch's warning, where it gives one)"))
     return params
 
@@ -103,52 +104,59 @@ def _reduction_choices(spec: LossSpec) -> type[enum.Enum]:
     return enum.Enum(f"{spec.name}-reduction", {r.value: r.value for r in spec.reductions}, type=str)
 
 
-def _common_params(spec: LossSpec) -> list[inspect.Parameter]:
+def common_params(spec: LossSpec) -> list[inspect.Parameter]:
     """Reduction, backend, gate, output and view flags, in the order --help shows them."""
     return [
-        _opt("reduction", "--reduction", "-r", panel=REDUCE, help="none: per element, or how to reduce",
+        opt("reduction", "--reduction", "-r", panel=REDUCE, help="none: per element, or how to reduce",
              default=Reduction.mean.value, kind=_reduction_choices(spec)),
-        _opt("size_average", "--size-average/--no-size-average", panel=REDUCE, show_default=False, kind=Optional[bool],
+        opt("size_average", "--size-average/--no-size-average", panel=REDUCE, show_default=False, kind=Optional[bool],
              help="legacy torch flag; overrides --reduction (see 'losscli reductions')"),
-        _opt("reduce", "--reduce/--no-reduce", panel=REDUCE, show_default=False, kind=Optional[bool],
+        opt("reduce", "--reduce/--no-reduce", panel=REDUCE, show_default=False, kind=Optional[bool],
              help="legacy torch flag; overrides --reduction"),
-        _opt("backend", "--backend", "-b", panel=LOSS, default=Backend.numpy, kind=Backend,
+        opt("backend", "--backend", "-b", panel=LOSS, default=Backend.numpy, kind=Backend,
              help="numpy (no torch needed) or torch (torch.nn.functional)"),
-        _opt("cross_check", "--cross-check", panel=GATE, default=False, kind=bool,
+        opt("cross_check", "--cross-check", panel=GATE, default=False, kind=bool,
              help="also run the other backend; exit 1 if they differ"),
-        _opt("tolerance", "--tolerance", panel=GATE, default=1e-5, kind=float,
+        opt("tolerance", "--tolerance", panel=GATE, default=1e-5, kind=float,
              help="cross-check passes when |a - b| <= tolerance·(1 + |b|)"),
-        _opt("fail_above", "--fail-above", panel=GATE, metavar="X", kind=Optional[float],
+        opt("fail_above", "--fail-above", panel=GATE, metavar="X", kind=Optional[float],
              help="exit 1 when the value is above X (NaN fails)"),
-        _opt("fail_below", "--fail-below", panel=GATE, metavar="X", kind=Optional[float],
+        opt("fail_below", "--fail-below", panel=GATE, metavar="X", kind=Optional[float],
              help="exit 1 when the value is below X (NaN fails)"),
-        _opt("nan_policy", "--nan-policy", panel=LOSS, default=NanPolicy.propagate, kind=NanPolicy,
+        opt("nan_policy", "--nan-policy", panel=LOSS, default=NanPolicy.propagate, kind=NanPolicy,
              help="NaN/Inf in inputs: propagate (with a warning) or raise (exit 2)"),
-        _opt("strict", "--strict", panel=LOSS, default=False, kind=bool,
+        opt("strict", "--strict", panel=LOSS, default=False, kind=bool,
              help="refuse (exit 2) values torch computes with but the loss does not expect, such as a hinge "
                   "target other than -1 or 1 (default: torch's value, with a warning)"),
-        _opt("format", "--format", "-f", panel=OUTPUT, default=Format.table, kind=Format,
+        opt("format", "--format", "-f", panel=OUTPUT, default=Format.table, kind=Format,
              help="table for people; json, plain, csv or metrics ({name: value}) for scripts"),
-        _opt("output", "--output", "-o", panel=OUTPUT, metavar="FILE",
+        opt("output", "--output", "-o", panel=OUTPUT, metavar="FILE",
              help="also write the value to FILE.npy or FILE.csv"),
-        _opt("grad", "--grad", panel=OUTPUT, metavar="FILE",
+        opt("grad", "--grad", panel=OUTPUT, metavar="FILE",
              help=f"write d(loss)/d({spec.files[0].name}) to FILE.npy or FILE.csv, and show it (for none: of the sum)"),
-        _opt("per_sample", "--per-sample", panel=VIEWS, default=False, kind=bool,
+        opt("per_sample", "--per-sample", panel=VIEWS, default=False, kind=bool,
              help="the loss of each sample (row of the first axis) as torch gives it for that row alone; "
                   "--output then writes these, and --top/--hist rank and count samples"),
-        _opt("top", "--top", panel=VIEWS, metavar="K", kind=Optional[int],
+        opt("top", "--top", panel=VIEWS, metavar="K", kind=Optional[int],
              help="the K largest losses (elements, or samples with --per-sample) with their indices, NaN first"),
-        _opt("hist", "--hist", panel=VIEWS, default=False, kind=bool,
+        opt("hist", "--hist", panel=VIEWS, default=False, kind=bool,
              help="a histogram of the losses (elements, or samples with --per-sample); NaN and inf counted apart"),
-        _opt("quiet", "--quiet", "-q", panel=OUTPUT, default=False, kind=bool,
+        opt("ci", "--ci", panel=STATS, metavar="LEVEL", kind=Optional[float],
+             help="a confidence interval of the value at LEVEL (0.95): Poisson bootstrap over the samples, the "
+                  "loss's own reduction in each resample (docs/statistics.md)"),
+        opt("resamples", "--resamples", panel=STATS, metavar="N", default=1000, kind=int,
+             help="bootstrap resamples for --ci"),
+        opt("seed", "--seed", panel=STATS, metavar="S", default=0, kind=int,
+             help="the bootstrap's seed: the same seed gives the same interval, whatever the chunks, shards or engine"),
+        opt("quiet", "--quiet", "-q", panel=OUTPUT, default=False, kind=bool,
              help="no progress bar (it shows on a terminal for work over a second, except with --format json, plain or metrics)"),
-        _opt("debug", "--debug", panel=OUTPUT, default=False, kind=bool, help="show tracebacks"),
-        _opt("engine", "--engine", panel=ENGINE, default=Engine.local, kind=Engine,
+        opt("debug", "--debug", panel=OUTPUT, default=False, kind=bool, help="show tracebacks"),
+        opt("engine", "--engine", panel=ENGINE, default=Engine.local, kind=Engine,
              help="local: this process; dask: a dask cluster (--scheduler, else DASK_SCHEDULER_ADDRESS, else a "
                   "local cluster of one worker per core started for the run), with the same value to the last digit"),
-        _opt("scheduler", "--scheduler", panel=ENGINE, metavar="ADDRESS",
+        opt("scheduler", "--scheduler", panel=ENGINE, metavar="ADDRESS",
              help="the dask scheduler to use with --engine dask, e.g. tcp://10.0.0.5:8786"),
-        _opt("storage_option", "--storage-option", panel=FILES, kind=Optional[list[str]], metavar="KEY=VALUE",
+        opt("storage_option", "--storage-option", panel=FILES, kind=Optional[list[str]], metavar="KEY=VALUE",
              help="an fsspec option for the URLs read (s3://, https://, ...), e.g. anon=true; repeatable"),
     ]
 
@@ -158,7 +166,8 @@ def run(spec: LossSpec, *, reduction: str, size_average: bool | None, reduce: bo
         nan_policy: NanPolicy, format: Format, output: str | None, grad: str | None, debug: bool,
         broadcast: bool = False, per_sample: bool = False, top: int | None = None, hist: bool = False,
         quiet: bool = False, strict: bool = False, storage_option: list[str] | None = None,
-        engine: Engine = Engine.local, scheduler: str | None = None, **given: Any) -> None:
+        engine: Engine = Engine.local, scheduler: str | None = None, ci: float | None = None,
+        resamples: int = 1000, seed: int = 0, **given: Any) -> None:
     """One loss command: load, compute, write, render, judge. ``given`` holds the files and the loss's options."""
     with exit_on_error(debug):
         check_thresholds(fail_above=fail_above, fail_below=fail_below, tolerance=tolerance)
@@ -168,7 +177,7 @@ def run(spec: LossSpec, *, reduction: str, size_average: bool | None, reduce: bo
                                "reduction is none")
         check_format(format, top, hist, resolved)
         loader = Loader(storage_options=parse_options(storage_option or ()))
-        arrays = [_load_file(loader, given.pop(f.name), f) for f in spec.files]
+        arrays = [load_file(loader, given.pop(f.name), f) for f in spec.files]
         named = {f.name: loader.load(path, role=f.name) for f in spec.extras if (path := given.pop(f.name)) is not None}
         _check_outputs(output, grad, [*arrays, *named.values()])
         sink = ArrayFile(output) if output is not None and not per_sample else None
@@ -181,7 +190,8 @@ def run(spec: LossSpec, *, reduction: str, size_average: bool | None, reduce: bo
                     spec, *arrays, **named, **given, reduction=reduction, size_average=size_average,
                     reduce=reduce, backend=backend, nan_policy=nan_policy, strict=strict, broadcast=broadcast,
                     engine=on, scheduler=scheduler,
-                    outputs=Outputs(grad is not None, per_sample, top, hist, cross_check, tolerance),
+                    outputs=Outputs(grad is not None, per_sample, top, hist, cross_check, tolerance, ci, resamples,
+                                    seed),
                     streaming=Streaming(progress=bar, sink=sink))
         finally:
             if bar is not None:
@@ -215,7 +225,7 @@ def cluster(engine: Engine, scheduler: str | None, *, show: bool) -> Iterator[An
         yield found
 
 
-def _load_file(loader: Loader, value: str, file: FileArg) -> Any:
+def load_file(loader: Loader, value: str, file: FileArg) -> Any:
     """A file argument: loaded, or a plain number where the loss takes one."""
     if file.number_ok:
         try:

@@ -74,6 +74,10 @@ def to_json(result: LossResult) -> dict[str, Any]:
     }
     if result.grad is not None:
         out["grad"] = json_value(result.grad)
+    if result.ci is not None:
+        ci = result.ci
+        out["ci"] = {"level": ci.level, "low": _in_dtype(ci.low, result), "high": _in_dtype(ci.high, result),
+                     "method": ci.method, "resamples": ci.resamples, "seed": ci.seed}
     out.update(view_json(result))
     check = result.cross_check
     if check is not None:
@@ -86,6 +90,20 @@ def to_json(result: LossResult) -> dict[str, Any]:
             "ok": check.ok,
         }
     return out
+
+
+def _in_dtype(x: float, result: LossResult) -> Any:
+    """A number of the result (an interval's end) as its value is written: in the loss's dtype."""
+    return json_value(np.asarray(x).astype(result.value.dtype))
+
+
+def ci_text(result: LossResult) -> str:
+    """`` [low, high] 95% CI`` after the value, in the loss's dtype; empty without an interval."""
+    ci = result.ci
+    if ci is None:
+        return ""
+    low, high = (str(np.asarray(x).astype(result.value.dtype)[()]) for x in (ci.low, ci.high))
+    return f" [{low}, {high}] {ci.level * 100:g}% CI"
 
 
 def to_metrics(result: LossResult) -> dict[str, float]:
@@ -185,7 +203,8 @@ def to_table(result: LossResult, written: Written | None = None) -> Group:
     selected = "" if result.selected == result.count else f" ({result.selected} selected)"
     table.add_row("elements", f"{result.count}{selected}")
     if result.is_scalar:
-        table.add_row("value", Text(str(result.value[()]), style="bold cyan"))
+        value = Text(str(result.value[()]), style="bold cyan")
+        table.add_row("value", value.append(ci_text(result), style="cyan") if result.ci is not None else value)
     elif written is not None:
         table.add_row("value", Text(f"{shape_text(result.value.shape)} {result.value.dtype}, written to {written.path}"))
     else:

@@ -101,7 +101,7 @@ def accumulators(per_sample: bool, top: int | None, hist: bool, reduction: Reduc
 # -- rows of a chunk -------------------------------------------------------------------------------------
 
 
-class _Rows(NamedTuple):
+class ChunkRows(NamedTuple):
     """A chunk as (rows, elements per row) float64 arrays; a 0-d chunk is one row of one element."""
 
     values: np.ndarray
@@ -111,7 +111,7 @@ class _Rows(NamedTuple):
     shape: tuple[int, ...]  # the chunk's loss shape (at least 1-d)
 
     @classmethod
-    def of(cls, e: Elements, select: np.ndarray | None) -> _Rows:
+    def of(cls, e: Elements, select: np.ndarray | None) -> ChunkRows:
         parts = [e.values, e.denom, e.valid, e.mean_divisor, select]
         shape = np.broadcast_shapes(*(np.shape(p) for p in parts if p is not None)) or (1,)
 
@@ -127,23 +127,34 @@ class _Rows(NamedTuple):
         return self.values.reshape(-1) if self.select is None else self.values[self.select]
 
 
-def sample_values(chunk: _Rows, reduction: Reduction) -> tuple[np.ndarray, np.ndarray]:
+def sample_values(chunk: ChunkRows, reduction: Reduction) -> tuple[np.ndarray, np.ndarray]:
     """Each row's loss as torch gives it for that row alone, and whether any of its elements counts.
 
     A row with nothing selected is NaN for ``mean`` (0/0, as torch) and 0 for ``sum``.
     """
-    where = True if chunk.select is None else chunk.select
     counted = np.full(chunk.values.shape[0], chunk.values.shape[1] > 0) if chunk.select is None else \
         chunk.select.any(axis=1)
+    num, den = sample_sums(chunk, reduction)
     if reduction is not Reduction.mean:  # sum; batchmean: the row is a batch of one
-        return np.sum(chunk.values, axis=1, where=where), counted
+        return num, counted
     with np.errstate(all="ignore"):
-        scaled = chunk.values if chunk.divisor is None else chunk.values / chunk.divisor
-        if chunk.denom is None:
-            weight = np.count_nonzero(np.broadcast_to(where, chunk.values.shape), axis=1)
-        else:
-            weight = np.sum(chunk.denom, axis=1, where=where)
-        return np.sum(scaled, axis=1, where=where) / weight, counted
+        return num / den, counted
+
+
+def sample_sums(chunk: ChunkRows, reduction: Reduction) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's numerator and denominator of ``reduction``: for ``mean`` its selected values (divided by
+    the mean divisor: ctc) and their count or their ``denom``; for ``sum`` and ``batchmean`` its values, and 1
+    (a row is one sample of the batch)."""
+    where = True if chunk.select is None else chunk.select
+    with np.errstate(all="ignore"):
+        scaled = chunk.values if chunk.divisor is None or reduction is not Reduction.mean else \
+            chunk.values / chunk.divisor
+        num = np.sum(scaled, axis=1, where=where)
+    if reduction is not Reduction.mean:
+        return num, np.ones(len(num))
+    if chunk.denom is None:
+        return num, np.count_nonzero(np.broadcast_to(where, chunk.values.shape), axis=1).astype(np.float64)
+    return num, np.sum(chunk.denom, axis=1, where=where)
 
 
 # -- the views -------------------------------------------------------------------------------------------
@@ -157,7 +168,7 @@ class SampleLosses:
         self.parts: list[tuple[int, np.ndarray]] = []
 
     def update(self, start: int, elements: Elements, select: np.ndarray | None) -> None:
-        self.parts.append((start, sample_values(_Rows.of(elements, select), self.reduction)[0]))
+        self.parts.append((start, sample_values(ChunkRows.of(elements, select), self.reduction)[0]))
 
     def merge(self, other: SampleLosses) -> None:
         self.parts.extend(other.parts)
@@ -178,7 +189,7 @@ class TopK:
         self.rows, self.row_shape = 0, ()
 
     def update(self, start: int, elements: Elements, select: np.ndarray | None) -> None:
-        chunk = _Rows.of(elements, select)
+        chunk = ChunkRows.of(elements, select)
         rows, per_row = chunk.values.shape
         self.rows, self.row_shape = max(self.rows, start + rows), chunk.shape[1:]
         if self.by is not None:
@@ -247,7 +258,7 @@ class Histogram:
         self.nan = self.inf = 0
 
     def update(self, start: int, elements: Elements, select: np.ndarray | None) -> None:
-        chunk = _Rows.of(elements, select)
+        chunk = ChunkRows.of(elements, select)
         if self.by is None:
             values = chunk.picked()
         else:

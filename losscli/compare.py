@@ -1,0 +1,107 @@
+"""Paired comparison of two models: the same loss on two versions of its first file (a base model's
+predictions and a new one's, for the same targets), with a bootstrap interval of the difference.
+
+Both runs resample the same samples: the Poisson bootstrap's weights are a function of (seed, sample,
+resample) alone (:mod:`losscli.engine.bootstrap`), so resample ``r`` of the base and resample ``r`` of the new
+model weigh every sample alike, and ``new_r - base_r`` is resample ``r`` of the difference. The interval is
+the percentile interval of those differences; the p-value is the bootstrap's two-sided one for "no
+difference": twice the smaller share of differences at or below 0 and at or above 0, each counted as
+``(1 + count) / (1 + resamples)``, at most 1.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from .api import Streaming, compute
+from .engine.bootstrap import METHOD, Bootstrap, check, interval
+from .errors import OptionError, ShapeError
+from .losses import LossSpec
+from .reduction import Reduction, resolve
+from .result import LossResult
+
+
+class Verdict(str, enum.Enum):
+    """For a loss, lower is better."""
+
+    better = "better"  # the interval of new - base lies below 0
+    worse = "worse"  # the interval of new - base lies above the margin
+    inconclusive = "inconclusive"
+
+
+@dataclass(frozen=True)
+class Comparison:
+    base: LossResult
+    new: LossResult
+    difference: float  # new - base, of the values as computed (float64)
+    relative: float  # difference / base (NaN when base is 0)
+    low: float  # the interval of the difference at 1 - alpha
+    high: float
+    p_value: float
+    verdict: Verdict
+    alpha: float
+    margin: float
+    resamples: int
+    seed: int
+    method: str = METHOD
+
+    @property
+    def level(self) -> float:
+        return 1 - self.alpha
+
+
+def compare(loss: str | LossSpec, base: Any, new: Any, *rest: Any, alpha: float = 0.05, margin: float = 0.0,
+            resamples: int = 1000, seed: int = 0, **kwargs: Any) -> Comparison:
+    """``loss`` on ``(base, *rest)`` and on ``(new, *rest)`` (``kwargs`` as for :func:`losscli.compute`), with a
+    paired bootstrap of the difference: ``verdict`` is ``worse`` when the whole interval of ``new - base`` at
+    level ``1 - alpha`` lies above ``margin``, ``better`` when it lies below 0, else ``inconclusive``."""
+    if not (isinstance(alpha, (int, float)) and 0 < alpha < 1):
+        raise OptionError(f"expected a significance level between 0 and 1 (such as 0.05), but got {alpha!r}",
+                          argument="alpha")
+    if not (isinstance(margin, (int, float)) and math.isfinite(margin) and margin >= 0):
+        raise OptionError(f"expected a margin of 0 or more, but got {margin!r}", argument="margin")
+    check(1 - alpha, resamples, seed)
+    reduction = resolve(kwargs.get("reduction", "mean"), kwargs.get("size_average"), kwargs.get("reduce"))[0]
+    if reduction is Reduction.none:
+        raise OptionError("expected a reduction to compare (mean, sum, batchmean), but the reduction is none",
+                          argument="reduction")
+    streaming = kwargs.pop("streaming", Streaming())
+    runs = []
+    for first in (base, new):
+        boot = Bootstrap(reduction, 1 - alpha, resamples, seed)
+        result = compute(loss, first, *rest, **kwargs,
+                         streaming=replace(streaming, accumulators=[*streaming.accumulators, boot]))
+        runs.append((result, boot.statistics()))
+    (b, base_stats), (n, new_stats) = runs
+    if b.count != n.count:
+        raise ShapeError(f"new: expected as many loss elements as the base ({b.count}), but got {n.count}")
+    differences = new_stats - base_stats
+    low, high = interval(differences, 1 - alpha)
+    difference = float(n.value.astype(np.float64)) - float(b.value.astype(np.float64))
+    with np.errstate(all="ignore"):
+        relative = float(np.float64(difference) / np.float64(b.value))
+    return Comparison(b, n, difference, relative, low, high, p_value(differences), _verdict(low, high, margin),
+                      float(alpha), float(margin), int(resamples), int(seed))
+
+
+def p_value(differences: np.ndarray) -> float:
+    """Two-sided bootstrap p-value of "no difference" (NaN when a resample has no value)."""
+    if np.isnan(differences).any():
+        return math.nan
+    count = len(differences)
+    below = (1 + int(np.count_nonzero(differences <= 0))) / (1 + count)
+    above = (1 + int(np.count_nonzero(differences >= 0))) / (1 + count)
+    return min(1.0, 2 * min(below, above))
+
+
+def _verdict(low: float, high: float, margin: float) -> Verdict:
+    if low > margin:
+        return Verdict.worse
+    if high < 0:
+        return Verdict.better
+    return Verdict.inconclusive
