@@ -85,6 +85,8 @@ class Elements:
     # mean only: each value is divided by this before the average (ctc: a sample's target length);
     # none and sum take the values as they are. None: 1.
     mean_divisor: np.ndarray | None = None
+    # each element's group (an integer from 0), for views by group (--by, --by-class): set by the engine
+    groups: np.ndarray | None = None
 
 
 @dataclass(frozen=True)

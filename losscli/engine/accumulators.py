@@ -109,6 +109,8 @@ class ChunkRows(NamedTuple):
     denom: np.ndarray | None
     divisor: np.ndarray | None
     shape: tuple[int, ...]  # the chunk's loss shape (at least 1-d)
+    groups: np.ndarray | None = None  # int64: each element's group (Elements.groups)
+    row_groups: bool = False  # the groups are one per row (--by), not one per element
 
     @classmethod
     def of(cls, e: Elements, select: np.ndarray | None) -> ChunkRows:
@@ -120,7 +122,8 @@ class ChunkRows(NamedTuple):
                 return None
             return np.broadcast_to(np.asarray(a, dtype=dtype), shape).reshape(shape[0], math.prod(shape[1:]))
 
-        return cls(flat(e.values), flat(select, bool), flat(e.denom), flat(e.mean_divisor), tuple(shape))
+        return cls(flat(e.values), flat(select, bool), flat(e.denom), flat(e.mean_divisor), tuple(shape),
+                   flat(e.groups, np.int64), e.groups is not None and np.size(e.groups) == shape[0])
 
     def picked(self) -> np.ndarray:
         """The selected values, flat, in index order."""
@@ -155,6 +158,44 @@ def sample_sums(chunk: ChunkRows, reduction: Reduction) -> tuple[np.ndarray, np.
     if chunk.denom is None:
         return num, np.count_nonzero(np.broadcast_to(where, chunk.values.shape), axis=1).astype(np.float64)
     return num, np.sum(chunk.denom, axis=1, where=where)
+
+
+class Entries(NamedTuple):
+    """A chunk's sums by sample and group: one entry per (row, group) that the row has elements of, in row
+    order; ``num`` and ``den`` as :func:`sample_sums` gives them for the row's elements of that group, ``n``
+    how many of them count."""
+
+    row: np.ndarray  # int64, the row in the chunk
+    group: np.ndarray  # int64
+    num: np.ndarray
+    den: np.ndarray
+    n: np.ndarray  # int64
+
+    @classmethod
+    def of(cls, chunk: ChunkRows, reduction: Reduction) -> Entries:
+        """By group (``chunk.groups``); without groups, one entry per row, in group 0."""
+        rows = chunk.values.shape[0]
+        counted = (np.full(rows, chunk.values.shape[1], np.int64) if chunk.select is None
+                   else np.count_nonzero(chunk.select, axis=1))
+        if chunk.groups is None or chunk.row_groups:
+            num, den = sample_sums(chunk, reduction)
+            group = np.zeros(rows, np.int64) if chunk.groups is None else chunk.groups[:, 0]
+            return cls(np.arange(rows), group, num, den, counted)
+        where = np.ones(chunk.values.shape, bool) if chunk.select is None else chunk.select
+        count = int(chunk.groups.max(initial=0)) + 1
+        key = (np.arange(rows)[:, None] * count + np.where(where, chunk.groups, 0))[where]
+        scaled = chunk.values if chunk.divisor is None or reduction is not Reduction.mean else \
+            chunk.values / chunk.divisor
+        with np.errstate(all="ignore"):
+            num = np.bincount(key, weights=scaled[where], minlength=rows * count)
+        n = np.bincount(key, minlength=rows * count)
+        if reduction is not Reduction.mean:
+            den = (n > 0).astype(np.float64)
+        else:
+            den = n.astype(np.float64) if chunk.denom is None else \
+                np.bincount(key, weights=chunk.denom[where], minlength=rows * count)
+        present = np.flatnonzero(n)
+        return cls(present // count, present % count, num[present], den[present], n[present])
 
 
 # -- the views -------------------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ import numpy as np
 
 from ..errors import OptionError
 from ..reduction import Elements, Reduction
-from .accumulators import ChunkRows, sample_sums
+from .accumulators import ChunkRows, Entries
 
 BLOCK = 1024  # samples per block of the sums (a block's weights: BLOCK x resamples bytes)
 MAX_RESAMPLES = 100_000
@@ -99,50 +99,57 @@ def weights(seed: int, start: int, stop: int, resamples: int) -> np.ndarray:
 class Bootstrap:
     """Resampled sums of a loss's reduction: fed chunks (any order, any cut), gives the :class:`Interval`
     (:meth:`finish`) and the resampled statistics themselves (:meth:`statistics`, for a paired comparison:
-    two runs with the same seed resample the same samples)."""
+    two runs with the same seed resample the same samples). With ``groups``, one statistic per group
+    (``Elements.groups``: the loss restricted to each group's elements), the samples resampled alike."""
 
-    def __init__(self, reduction: Reduction, level: float, resamples: int = 1000, seed: int = 0) -> None:
+    def __init__(self, reduction: Reduction, level: float, resamples: int = 1000, seed: int = 0,
+                 groups: int | None = None) -> None:
         check(level, resamples, seed)
         self.reduction, self.level, self.resamples, self.seed = reduction, float(level), int(resamples), int(seed)
-        self.sums = np.zeros((2, self.resamples))  # Σ w·num, Σ w·den over the blocks before ``frontier``
+        self.groups = groups
+        self.sums = np.zeros((2, groups or 1, self.resamples))  # Σ w·num, Σ w·den of the blocks before frontier
         self.frontier = 0  # the next block to add to ``sums``
-        self.done: dict[int, np.ndarray] = {}  # complete blocks not yet added: block -> (2, resamples)
-        self.open: dict[int, dict[int, np.ndarray]] = {}  # incomplete blocks: block -> {first sample: (2, n)}
-        self.samples = 0  # samples seen
+        self.done: dict[int, np.ndarray] = {}  # complete blocks not yet added: block -> (2, groups, resamples)
+        self.open: dict[int, dict[int, tuple[int, Entries]]] = {}  # incomplete: block -> {first row: (rows, entries)}
 
     def update(self, start: int, elements: Elements, select: np.ndarray | None) -> None:
-        self._take(start, np.stack(sample_sums(ChunkRows.of(elements, select), self.reduction)))
-
-    def _take(self, start: int, sums: np.ndarray) -> None:
-        """Samples ``[start, start + n)`` given as their ``(2, n)`` numerators and denominators."""
-        stop = start + sums.shape[1]
-        self.samples += sums.shape[1]
+        chunk = ChunkRows.of(elements, select)
+        entries = Entries.of(chunk if self.groups else chunk._replace(groups=None), self.reduction)
+        rows = chunk.values.shape[0]
+        at = entries.row + start  # the samples' indices
         block = start // BLOCK
-        while block * BLOCK < stop:
-            low, high = max(start, block * BLOCK), min(stop, (block + 1) * BLOCK)
-            part = sums[:, low - start:high - start]
+        while block * BLOCK < start + rows:
+            low, high = max(start, block * BLOCK), min(start + rows, (block + 1) * BLOCK)
+            lo, hi = np.searchsorted(at, [low, high])
+            part = Entries(at[lo:hi], *(a[lo:hi] for a in entries[1:]))
             if high - low == BLOCK:
-                self.done[block] = self._block(block * BLOCK, part)
+                self.done[block] = self._block(low, BLOCK, part)
             else:
-                self.open.setdefault(block, {})[low] = part
+                self.open.setdefault(block, {})[low] = (high - low, part)
                 self._close(block, last=False)
             block += 1
         self._advance()
 
-    def _block(self, first: int, sums: np.ndarray) -> np.ndarray:
-        """A block's resampled sums: sample after sample from zero (numpy reduces axis 0 row by row)."""
-        w = weights(self.seed, first, first + sums.shape[1], self.resamples).astype(np.float64)
-        return np.stack([np.add.reduce(w * sums[0][:, None], axis=0), np.add.reduce(w * sums[1][:, None], axis=0)])
+    def _block(self, first: int, rows: int, entries: Entries) -> np.ndarray:
+        """A block's resampled sums by group: sample after sample from zero (numpy reduces axis 0 row by row)."""
+        w = weights(self.seed, first, first + rows, self.resamples).astype(np.float64)
+        sums = np.zeros((2, self.groups or 1, self.resamples))
+        for g in np.unique(entries.group):
+            mine = entries.group == g
+            picked = w[entries.row[mine] - first]
+            sums[0, g] = np.add.reduce(picked * entries.num[mine][:, None], axis=0)
+            sums[1, g] = np.add.reduce(picked * entries.den[mine][:, None], axis=0)
+        return sums
 
     def _close(self, block: int, *, last: bool) -> None:
         """An incomplete block whose samples are all in (``last``: the final block, however short)."""
         parts = self.open.get(block, {})
-        first, count = block * BLOCK, sum(p.shape[1] for p in parts.values())
-        if count == BLOCK or (last and parts):
-            joined = np.concatenate([parts[k] for k in sorted(parts)], axis=1)
-            if min(parts) != first or joined.shape[1] != count:  # a gap: not every sample of it was fed
+        first, rows = block * BLOCK, sum(count for count, _ in parts.values())
+        if rows == BLOCK or (last and parts):
+            if min(parts) != first or max(k + parts[k][0] for k in parts) != first + rows:
                 raise AssertionError(f"bootstrap block {block}: samples missing")
-            self.done[block] = self._block(first, joined)
+            joined = Entries(*(np.concatenate([parts[k][1][i] for k in sorted(parts)]) for i in range(5)))
+            self.done[block] = self._block(first, rows, joined)
             del self.open[block]
 
     def _advance(self) -> None:
@@ -161,11 +168,11 @@ class Bootstrap:
         for block, parts in other.open.items():
             self.open.setdefault(block, {}).update(parts)
             self._close(block, last=False)
-        self.samples += other.samples
         self._advance()
 
     def statistics(self) -> np.ndarray:
-        """The ``resamples`` resampled values of the loss (NaN where a resample's denominator is 0)."""
+        """The resampled values of the loss, ``(resamples,)``, or ``(groups, resamples)`` by group (NaN where
+        a resample's denominator is 0: nothing of the group drawn)."""
         for block in sorted(self.open):
             self._close(block, last=True)
         self._advance()
@@ -173,9 +180,11 @@ class Bootstrap:
             raise AssertionError(f"bootstrap: blocks {sorted(self.done)} not reached from block {self.frontier}")
         num, den = self.sums
         if self.reduction is Reduction.sum:
-            return num.copy()
-        with np.errstate(all="ignore"):
-            return num / den
+            found = num.copy()
+        else:
+            with np.errstate(all="ignore"):
+                found = num / den
+        return found if self.groups else found[0]
 
     def finish(self) -> Interval:
         low, high = interval(self.statistics(), self.level)

@@ -46,6 +46,22 @@ Progress = Callable[[int, int], None]  # (rows done, rows in all)
 Check = Callable[[Batch], list[str]]  # the first batch -> warnings (a loss's word on its reduction)
 
 
+class Grouping(NamedTuple):
+    """Views by group: each sample's group read from ``source`` (integer codes from 0: ``--by``), or, with no
+    source, each element's class as the loss's family gives it (``--by-class``)."""
+
+    source: Source | None = None
+
+    def codes(self, task: Task, batch: Batch, start: int, whole: bool) -> np.ndarray:
+        """The groups of a batch's elements (broadcasting to its loss), the batch being rows ``[start, ...)``
+        of the loss, or all of it (``whole``)."""
+        if self.source is None:
+            return task.spec.family.classes(task.spec, batch)[0]
+        rows = len(batch.loss_shape) and batch.loss_shape[0]
+        codes = self.source.arg().array if whole else self.source.chunk(start, start + rows).array
+        return codes.reshape(codes.shape + (1,) * (len(batch.loss_shape) - 1))
+
+
 class Task(NamedTuple):
     """One loss over its sources: what the engine computes."""
 
@@ -57,6 +73,7 @@ class Task(NamedTuple):
     nan_policy: str = "propagate"
     grad: bool = False
     strict: bool = False  # values torch computes with but the loss does not expect: refused, not warned about
+    groups: Grouping | None = None  # the views' groups (their accumulators read Elements.groups)
 
     def prepare(self, args: dict[str, Any]) -> Batch:
         return self.spec.family.prepare(self.spec, args, self.params, broadcast=self.broadcast,
@@ -190,6 +207,8 @@ class Merge:
     def work(self, batch: Batch, start: int) -> _Chunk:
         task = self.task
         arrays, found = numpy_backend.elements(task.spec, batch, task.params, exact=task.grad)
+        if task.groups is not None:
+            found = replace(found, groups=task.groups.codes(task, batch, start, whole=self.plan is None))
         select = selection(found.valid, batch.mask)
         count = math.prod(batch.loss_shape) if select is None else int(np.count_nonzero(select))
         with np.errstate(all="ignore"):
@@ -272,7 +291,8 @@ def _elements_of(task: Task, batch: Batch, backend: Backend) -> Elements:
     found = numpy_backend.elements(task.spec, batch, task.params)[1]
     unmasked = replace(batch, mask=None, warnings=[])  # the views select; the backend's warnings were reported
     values = compute_batch(task._replace(reduction=Reduction.none, grad=False), unmasked, backend).value
-    return replace(found, values=values.astype(np.float64).reshape(np.shape(found.values)))
+    groups = None if task.groups is None else task.groups.codes(task, batch, 0, whole=True)
+    return replace(found, values=values.astype(np.float64).reshape(np.shape(found.values)), groups=groups)
 
 
 def _whole_loss_shape(batch: Batch, plan: Plan | None) -> tuple[int, ...]:

@@ -264,6 +264,17 @@ class Loader:
                 rows = named(role, shown)
         return Loaded(rows=rows, spec=shown, path=path, selector=selector)
 
+    def labels(self, spec: str, *, role: str) -> np.ndarray:
+        """One label per sample, whole (``--by``): a column of text (CSV/TSV, a Parquet/Arrow column of
+        strings) or of integers, from any format."""
+        path, selector = parse_spec(spec)
+        with _naming(role, spec):
+            parsed = self._parsed_file(path, selector)
+            reader = getattr(parsed, "labels", None)
+            if reader is not None:
+                return reader(selector)
+        return self.load(spec, role=role).array
+
     def _parsed_file(self, path: str, selector: str | None) -> Parsed | _ShardSet:
         if selector == "":
             raise InputError("expected a column or key after ':', but got nothing")

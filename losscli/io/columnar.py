@@ -161,6 +161,22 @@ class ColumnarFile:
     def _index(self, token: str) -> int:
         return column_index(token, self.names, len(self.names))
 
+    def labels(self, selector: str | None) -> np.ndarray:
+        """One column's values, whole, as numbers or as text (group labels: ``--by``); a null is an error."""
+        names = self.names if selector is None else [self.names[self._index(t.strip())] for t in selector.split(",")]
+        if len(names) != 1:
+            raise InputError(f"expected one column of labels, but got {len(names)} columns; select one with :name")
+        pa = self.pa
+        column = pa.chunked_array([self.part(i, names).column(0) for i in range(len(self.parts.counts))],
+                                  type=self.parts.schema.field(names[0]).type)
+        if column.null_count:
+            row = int(np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False))[0])
+            raise InputError(f"column {names[0]!r}: expected a label in every row, but row {row} is null")
+        kind = column.type
+        if pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_dictionary(kind):
+            return np.asarray(column.cast(pa.string()).to_pylist(), dtype=str)
+        return column.to_numpy()
+
     def part(self, i: int, names: list[str]) -> Any:
         """Part ``i``'s columns ``names`` (a pyarrow Table or RecordBatch)."""
         with self.lock:

@@ -296,6 +296,15 @@ class Table:
         whole = parts[0] if len(parts) == 1 else np.concatenate(parts)
         return whole[:, 0] if len(indices) == 1 else whole
 
+    def labels(self, selector: str | None) -> np.ndarray:
+        """One column's cells as text, whole (group labels: ``--by``), without the spaces around them."""
+        indices = self._indices(selector)
+        if len(indices) != 1:
+            raise InputError(f"expected one column of labels, but got {len(indices)} columns; select one with :name")
+        parts = [np.char.strip(rows.cells(self.delimiter, self.ncols)[:, indices[0]].astype(str))
+                 for rows in self._rows()]
+        return np.concatenate(parts) if parts else np.empty(0, str)
+
     @property
     def large(self) -> bool:
         """Whether the file is read in more than one piece (stdin's text is held whole already; compressed text

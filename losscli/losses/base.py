@@ -445,6 +445,11 @@ class Family:
     stream_rank: int | None = None
     shared_files: tuple[str, ...] = ()
 
+    def classes(self, spec: LossSpec, batch: Batch) -> tuple[np.ndarray, int] | None:
+        """Each element's class (an array that broadcasts to the batch's loss), and how many classes there
+        are, for views by class (``--by-class``); None for a loss whose elements have no class of their own."""
+        return None
+
     def stream(self, spec: LossSpec, shapes: dict[str, tuple[int, ...]], broadcast: bool) -> frozenset[str] | None:
         """The files read in chunks of rows when the loss streams: those whose first axis is the loss's first
         axis (``shapes``: every file's whole shape). The others are shared by every chunk. None: the loss

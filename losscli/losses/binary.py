@@ -34,6 +34,12 @@ class Binary(Elementwise):
             )
         return super().layout(spec, args, params, broadcast=False)
 
+    def classes(self, spec, batch):
+        x = batch.arrays["input"]
+        if x.ndim < 2:
+            return None  # one label per sample: no label columns
+        return np.arange(x.shape[1]).reshape((1, -1) + (1,) * (x.ndim - 2)), x.shape[1]
+
 
 def check_probabilities(args: dict[str, Arg], arrays: dict[str, np.ndarray], params: dict[str, Any]) -> None:
     """bce's input: probabilities in [0, 1] (torch rejects anything else, NaN included)."""

@@ -130,6 +130,11 @@ class Classes(Family):
             )
         return t
 
+    def classes(self, spec, batch):
+        if batch.target_kind is not TargetKind.index:
+            return None  # probabilities: every element is a mix of classes
+        return batch.arrays["target"], batch.arrays["input"].shape[1]
+
     def valid(self, batch, params):
         if batch.target_kind is TargetKind.index:
             return batch.arrays["target"] != params["ignore_index"]

@@ -158,6 +158,11 @@ class ClassScores(PerSample):
                              f"that broadcasts to the input's {shape_str(shape)}, but got {shape_str(w.shape)}")
         return np.broadcast_to(w.astype(dtype, copy=False), shape)
 
+    def classes(self, spec, batch):
+        if self.target != "labels":
+            return None  # multi-hot or lists of labels: a sample's loss is over several classes
+        return batch.arrays["target"], batch.arrays["input"].shape[-1]
+
     def batch(self, arrays, mask, layout, dtype):
         if mask is not None and not self.any_rank:
             mask = mask.reshape(arrays["input"].shape[:1])  # the loss's shape () or (1,): one sample
