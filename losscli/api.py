@@ -12,7 +12,7 @@ import math
 import os
 import warnings as python_warnings
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -22,6 +22,7 @@ from .engine.sinks import Sink
 from .engine.sources import Source, plan, source
 from .errors import InputError, LossCliWarning, OptionError
 from .io import Loader
+from .io.remote import check_options
 from .judge import check_thresholds
 from .losses import CATALOG, Batch, LossSpec
 from .reduction import Reduction, resolve
@@ -72,7 +73,8 @@ class Streaming:
 def compute(loss: str | LossSpec, *arrays: Any, reduction: Reduction | str = Reduction.mean,
             size_average: bool | None = None, reduce: bool | None = None, backend: Backend | str = Backend.numpy,
             nan_policy: NanPolicy | str = NanPolicy.propagate, strict: bool = False, broadcast: bool = False,
-            outputs: Outputs = Outputs(), streaming: Streaming = Streaming(), **named: Any) -> LossResult:
+            outputs: Outputs = Outputs(), streaming: Streaming = Streaming(),
+            storage_options: Mapping[str, Any] | None = None, **named: Any) -> LossResult:
     """Compute ``loss`` as ``torch.nn.functional.<torch_name>`` would.
 
     ``arrays`` are the loss's files in torch's argument order (``input, target`` for most): arrays, or paths
@@ -84,6 +86,9 @@ def compute(loss: str | LossSpec, *arrays: Any, reduction: Reduction | str = Red
     divides by what the selected elements contribute (their count, or their weights where torch divides by
     weights). Values that torch computes with but the loss does not expect (a hinge target other than -1 or 1,
     ...) give torch's value and a warning saying what torch does with them; ``strict=True`` refuses them.
+    ``storage_options``: fsspec options for the paths that are URLs (``{"anon": True}``,
+    ``{"endpoint_url": "http://127.0.0.1:9000"}``; the command line's ``--storage-option key=value``), on top of
+    each store's own configuration, for this call alone.
     Raises ``LossCliError`` on bad input, naming the argument.
     """
     spec = lookup(loss)
@@ -96,7 +101,7 @@ def compute(loss: str | LossSpec, *arrays: Any, reduction: Reduction | str = Red
     if broadcast and not spec.family.broadcasts:
         raise OptionError(f"{spec.name} does not broadcast (torch requires matching shapes)", argument="broadcast")
     check_thresholds(tolerance=outputs.tolerance)
-    sources = _sources(spec, arrays, named)
+    sources = _sources(spec, arrays, named, check_options(storage_options))
     task = Task(spec, sources, _params(spec, named), resolved, broadcast, nan_policy.value, outputs.grad,
                 strict=strict)
     asked: dict[str, Any] = {}
@@ -133,15 +138,17 @@ def lookup(loss: str | LossSpec) -> LossSpec:
         raise OptionError(f"expected one of {', '.join(CATALOG)}, but got {loss!r}", argument="loss") from None
 
 
-def _sources(spec: LossSpec, arrays: tuple[Any, ...], named: dict[str, Any]) -> dict[str, Source]:
-    """The loss's files (positional, then the named ones given), as the engine reads them."""
+def _sources(spec: LossSpec, arrays: tuple[Any, ...], named: dict[str, Any],
+             storage_options: dict[str, Any]) -> dict[str, Source]:
+    """The loss's files (positional, then the named ones given), as the engine reads them; paths that are URLs
+    through this call's ``storage_options``."""
     names = [f.name for f in spec.files]
     if len(arrays) != len(names):
         raise OptionError(f"expected {len(names)} arrays ({', '.join(names)}), but got {len(arrays)}",
                           argument=spec.name)
     given = dict(zip(names, arrays))
     given.update((f.name, named[f.name]) for f in spec.extras if named.get(f.name) is not None)
-    loader = Loader()  # a file that two arguments name is read once
+    loader = Loader(storage_options=storage_options)  # a file that two arguments name is read once
     return {name: source(name, loader.load(os.fspath(value), role=name) if isinstance(value, (str, os.PathLike))
                          else _untracked(name, value)) for name, value in given.items()}
 
