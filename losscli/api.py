@@ -13,7 +13,7 @@ import os
 import warnings as python_warnings
 from dataclasses import dataclass
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -23,6 +23,7 @@ from .engine.sinks import Sink
 from .engine.sources import Source, plan, source
 from .errors import InputError, LossCliError, LossCliWarning, OptionError
 from .io import Loader
+from .io.remote import check_options
 from .judge import check_thresholds
 from .losses import CATALOG, Batch, LossSpec
 from .reduction import Reduction, resolve
@@ -88,7 +89,8 @@ def compute(loss: str | LossSpec, *arrays: Any, reduction: Reduction | str = Red
             size_average: bool | None = None, reduce: bool | None = None, backend: Backend | str = Backend.numpy,
             nan_policy: NanPolicy | str = NanPolicy.propagate, strict: bool = False, broadcast: bool = False,
             engine: Engine | str | Cluster = Engine.local, scheduler: str | None = None, outputs: Outputs = Outputs(),
-            streaming: Streaming = Streaming(), **named: Any) -> LossResult:
+            streaming: Streaming = Streaming(), storage_options: Mapping[str, Any] | None = None,
+            **named: Any) -> LossResult:
     """Compute ``loss`` as ``torch.nn.functional.<torch_name>`` would.
 
     ``arrays`` are the loss's files in torch's argument order (``input, target`` for most): arrays, or paths
@@ -103,12 +105,16 @@ def compute(loss: str | LossSpec, *arrays: Any, reduction: Reduction | str = Red
     ``engine="dask"`` computes the chunks on a dask cluster (the scheduler at ``scheduler``, else
     ``DASK_SCHEDULER_ADDRESS``, else a local cluster started for the call); a
     :class:`~losscli.engine.cluster.Cluster` already open is used as it is. The value is the local engine's,
-    digit for digit. Raises ``LossCliError`` on bad input, naming the argument.
+    digit for digit. ``storage_options``: fsspec options for the paths that are URLs (``{"anon": True}``,
+    ``{"endpoint_url": "http://127.0.0.1:9000"}``; the command line's ``--storage-option key=value``), on top of
+    each store's own configuration, for this call alone.
+    Raises ``LossCliError`` on bad input, naming the argument.
     """
     with _session(engine, scheduler) as cluster:
         call = _Call.of(loss, arrays, named, reduction=reduction, size_average=size_average, reduce=reduce,
                         backend=backend, nan_policy=nan_policy, strict=strict, broadcast=broadcast,
-                        outputs=outputs, streaming=streaming, distributed=cluster is not None)
+                        outputs=outputs, streaming=streaming, storage_options=storage_options,
+                        distributed=cluster is not None)
         done = run(call.task, call.plan, call.backend, call.feeds) if cluster is None else cluster.run([call.run])[0]
     if isinstance(done, LossCliError):
         raise done
@@ -135,7 +141,7 @@ def compute_each(calls: Sequence[tuple[tuple[Any, ...], dict[str, Any]]], *,
 
 
 _COMMON = ("reduction", "size_average", "reduce", "backend", "nan_policy", "strict", "broadcast", "outputs",
-           "streaming")
+           "streaming", "storage_options")
 
 
 def _loss_keywords(kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -187,7 +193,8 @@ class _Call:
            reduction: Reduction | str = Reduction.mean, size_average: bool | None = None,
            reduce: bool | None = None, backend: Backend | str = Backend.numpy,
            nan_policy: NanPolicy | str = NanPolicy.propagate, strict: bool = False, broadcast: bool = False,
-           outputs: Outputs = Outputs(), streaming: Streaming = Streaming(), distributed: bool = False) -> _Call:
+           outputs: Outputs = Outputs(), streaming: Streaming = Streaming(),
+           storage_options: Mapping[str, Any] | None = None, distributed: bool = False) -> _Call:
         spec = lookup(loss)
         backend = _convert("backend", Backend, backend)
         nan_policy = _convert("nan_policy", NanPolicy, nan_policy)
@@ -202,7 +209,7 @@ class _Call:
             _check_ci(resolved, outputs)
         if distributed:
             _distributable(backend, outputs)
-        sources = _sources(spec, arrays, named)
+        sources = _sources(spec, arrays, named, check_options(storage_options))
         task = Task(spec, sources, _params(spec, named), resolved, broadcast, nan_policy.value, outputs.grad,
                     strict=strict)
         asked: dict[str, Any] = {}
@@ -263,15 +270,17 @@ def lookup(loss: str | LossSpec) -> LossSpec:
         raise OptionError(f"expected one of {', '.join(CATALOG)}, but got {loss!r}", argument="loss") from None
 
 
-def _sources(spec: LossSpec, arrays: tuple[Any, ...], named: dict[str, Any]) -> dict[str, Source]:
-    """The loss's files (positional, then the named ones given), as the engine reads them."""
+def _sources(spec: LossSpec, arrays: tuple[Any, ...], named: dict[str, Any],
+             storage_options: dict[str, Any]) -> dict[str, Source]:
+    """The loss's files (positional, then the named ones given), as the engine reads them; paths that are URLs
+    through this call's ``storage_options``."""
     names = [f.name for f in spec.files]
     if len(arrays) != len(names):
         raise OptionError(f"expected {len(names)} arrays ({', '.join(names)}), but got {len(arrays)}",
                           argument=spec.name)
     given = dict(zip(names, arrays))
     given.update((f.name, named[f.name]) for f in spec.extras if named.get(f.name) is not None)
-    loader = Loader()  # a file that two arguments name is read once
+    loader = Loader(storage_options=storage_options)  # a file that two arguments name is read once
     return {name: source(name, loader.load(os.fspath(value), role=name) if isinstance(value, (str, os.PathLike))
                          else _untracked(name, value)) for name, value in given.items()}
 

@@ -33,7 +33,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -43,7 +43,7 @@ from .backends import Backend
 from .errors import LossCliError
 from .io import Loader, parse_spec
 from .io.files import read_text
-from .io.remote import is_url, join
+from .io.remote import Store, check_options, is_url, join
 from .judge import BOUNDS, REGRESSION, judge
 from .losses import CATALOG, LossSpec
 from .reduction import Reduction
@@ -201,10 +201,11 @@ class Run:
 COMMON_KEYS = ("name", "loss", "files", "reduction", "backend", "nan_policy", "strict", *BOUNDS)
 
 
-def load_gates(path: str) -> list[Check]:
-    """Parse and validate a gate file; raises :class:`GateError` naming the check and the key."""
+def load_gates(path: str, storage_options: Mapping[str, Any] | None = None) -> list[Check]:
+    """Parse and validate a gate file; raises :class:`GateError` naming the check and the key.
+    ``storage_options``: fsspec options for a gate file at a URL."""
     try:
-        text = read_text(path, "a TOML gate file")
+        text = read_text(_located(path, storage_options), "a TOML gate file")
     except LossCliError as exc:
         raise GateError(f"gate file ({path}): {exc}") from None
     try:
@@ -342,6 +343,11 @@ def _resolve(base: str, path: str) -> str:
     return join(base, path) if is_url(base) and not os.path.isabs(path) else os.path.join(base, path)
 
 
+def _located(path: str, storage_options: Mapping[str, Any] | None) -> str:
+    """``path``, read with ``storage_options`` when it is a URL."""
+    return Store(check_options(storage_options)).url(path) if is_url(path) else path
+
+
 def _option(at: str, key: str, kind: type, value: Any) -> Any:
     if isinstance(kind, type) and issubclass(kind, enum.Enum):
         return kind(_choice(at, key, value, [m.value for m in kind]))
@@ -391,11 +397,12 @@ def _shown(value: Any) -> str:
 # -- the baseline ----------------------------------------------------------------------------------------
 
 
-def load_baseline(path: str) -> Baseline:
-    """Read a report of an earlier run; raises :class:`GateError` when it is not one."""
+def load_baseline(path: str, storage_options: Mapping[str, Any] | None = None) -> Baseline:
+    """Read a report of an earlier run (``storage_options``: for one at a URL); raises :class:`GateError` when it
+    is not one."""
     where = f"{{baseline}} ({path})"
     try:
-        document = json.loads(read_text(path, "a losscli check report (JSON)"))
+        document = json.loads(read_text(_located(path, storage_options), "a losscli check report (JSON)"))
     except LossCliError as exc:
         raise GateError(f"{where}: {exc}") from None
     except json.JSONDecodeError as exc:
@@ -449,13 +456,14 @@ def select(checks: list[Check], only: list[str], skip: list[str]) -> dict[str, s
 
 def run_checks(gate_file: str, checks: list[Check], *, baseline: Baseline | None = None,
                left_out: dict[str, str] | None = None, engine: Engine | str | Any = Engine.local,
-               scheduler: str | None = None) -> Run:
-    """Run every check (one failing or erroring does not stop the others). With the dask engine
-    (:func:`losscli.compute_each`) the checks run as one graph, and each check's time is the graph's."""
+               scheduler: str | None = None, storage_options: Mapping[str, Any] | None = None) -> Run:
+    """Run every check (one failing or erroring does not stop the others); ``storage_options``: fsspec options
+    for the files that are URLs. With the dask engine (:func:`losscli.compute_each`) the checks run as one
+    graph, and each check's time is the graph's."""
     left_out = left_out or {}
     created = datetime.now(timezone.utc).replace(microsecond=0)
     start = time.perf_counter()
-    loader, digests = Loader(), _Digests()
+    loader, digests = Loader(storage_options=check_options(storage_options)), _Digests()
     outcomes = [Outcome(c, Status.skipped, reasons=[left_out[c.name]]) if c.name in left_out
                 else Outcome(c, Status.passed) for c in checks]
     pending = [o for o in outcomes if o.status is Status.passed]
@@ -475,17 +483,20 @@ def run_checks(gate_file: str, checks: list[Check], *, baseline: Baseline | None
 
 def check(gate_file: str, *, baseline: str | None = None, only: Sequence[str] = (), skip: Sequence[str] = (),
           checks: list[Check] | None = None, engine: Engine | str | Any = Engine.local,
-          scheduler: str | None = None) -> Run:
+          scheduler: str | None = None, storage_options: Mapping[str, Any] | None = None) -> Run:
     """Run the checks of a gate file (``losscli check``): load it and the baseline report, select, run.
     ``checks``: the gate file as :func:`load_gates` parsed it already (not read again); ``engine`` and
-    ``scheduler`` as in :func:`losscli.compute`.
+    ``scheduler`` as in :func:`losscli.compute`. ``storage_options``: fsspec options (``{"anon": True}``; the
+    command line's ``--storage-option key=value``) for every URL of this run: the gate file, the baseline and
+    the files the checks name.
 
     Raises :class:`GateError` when the gate file, the baseline or a name in ``only``/``skip`` is invalid; an
     invalid input of one check makes that check's status ``error`` and the others still run."""
-    checks = load_gates(gate_file) if checks is None else checks
+    options = check_options(storage_options)
+    checks = load_gates(gate_file, options) if checks is None else checks
     left_out = select(checks, list(only), list(skip))
-    return run_checks(gate_file, checks, baseline=load_baseline(baseline) if baseline else None,
-                      left_out=left_out, engine=engine, scheduler=scheduler)
+    return run_checks(gate_file, checks, baseline=load_baseline(baseline, options) if baseline else None,
+                      left_out=left_out, engine=engine, scheduler=scheduler, storage_options=options)
 
 
 def _call(check: Check, loader: Loader) -> tuple[tuple[Any, ...], dict[str, Any]] | LossCliError:

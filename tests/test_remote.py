@@ -273,3 +273,274 @@ def test_s3_npz_named_file_and_sniffed_name(s3):
     expected = F.mse_loss(torch.from_numpy(x), torch.from_numpy(y), weight=torch.from_numpy(w)).item()
     got = value("mse", f"{archive}:pred", f"{archive}:target", "--weight", weight)
     assert got == pytest.approx(expected, rel=1e-6)
+
+
+# -- folders and globs: a prefix ending in / is read as a directory of shards is; globs over HTTP(S) --------------
+
+
+def test_s3_folder_is_read_as_shards_in_sorted_order(s3):
+    """s3://bucket/run-9/ reads the .npy objects directly in it, in sorted name order (as a local directory of
+    shards): not the .txt beside them, nor what is in a sub-folder."""
+    x, y = rng.normal(size=(60, 2)).astype(np.float32), rng.normal(size=(60, 2)).astype(np.float32)
+    for i, part in enumerate(np.split(x, 3)):
+        put(s3, f"run-9/shard-{i}.npy", npy_bytes(part))
+    put(s3, "run-9/notes.txt", b"not a shard")
+    put(s3, "run-9/older/shard-0.npy", npy_bytes(y))
+    target = put(s3, "run-9-target.npy", npy_bytes(y))
+    expected = F.l1_loss(torch.from_numpy(x), torch.from_numpy(y)).item()
+    assert value("l1", f"s3://{BUCKET}/run-9/", target) == pytest.approx(expected, rel=1e-6)
+    result = losscli.compute("l1", f"s3://{BUCKET}/run-9/", target)
+    assert result.inputs[0].shape == (60, 2) and result.item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_s3_folder_without_shards_and_missing_folder_are_one_line(s3):
+    put(s3, "run-10/notes.txt", b"not a shard")
+    result = invoke("mse", f"s3://{BUCKET}/run-10/", f"s3://{BUCKET}/run-10/")
+    assert result.exit_code == 2
+    [line] = result.stderr.strip().splitlines()
+    assert f"input (s3://{BUCKET}/run-10/): expected a folder of .npy shards, but it holds no .npy file" in line
+    missing = f"s3://{BUCKET}/run-nowhere/"
+    result = invoke("mse", missing, missing)
+    assert result.exit_code == 2
+    [line] = result.stderr.strip().splitlines()
+    assert f"expected a folder of .npy shards at {missing}, but there is no such object" in line
+
+
+@pytest.fixture(scope="module")
+def http_shards(http):
+    """Three .npy shards and a text file in a folder of the HTTP server (which serves the folder's listing page),
+    and a target beside the folder: (base URL, concatenated shards, target)."""
+    folder, base, _ = http
+    (folder / "shards").mkdir()
+    x, y = rng.normal(size=(45, 3)).astype(np.float32), rng.normal(size=(45, 3)).astype(np.float32)
+    for i, part in enumerate(np.split(x, 3)):
+        np.save(folder / "shards" / f"p-{i}.npy", part)
+    (folder / "shards" / "readme.txt").write_text("not a shard")
+    np.save(folder / "shards-target.npy", y)
+    return base, x, y
+
+
+def test_http_glob_and_folder_read_the_listing_page(http_shards):
+    base, x, y = http_shards
+    expected = F.mse_loss(torch.from_numpy(x), torch.from_numpy(y)).item()
+    assert value("mse", f"{base}/shards/p-*.npy", f"{base}/shards-target.npy") == pytest.approx(expected, rel=1e-6)
+    assert value("mse", f"{base}/shards/", f"{base}/shards-target.npy") == pytest.approx(expected, rel=1e-6)
+    first_two = F.mse_loss(torch.from_numpy(x[:30]), torch.from_numpy(y[:30])).item()
+    assert losscli.compute("mse", f"{base}/shards/p-[01].npy", y[:30]).item() == pytest.approx(first_two, rel=1e-6)
+
+
+@pytest.mark.parametrize(("spec", "expected"), [
+    ("shards/p-*.npy?sig=abc", "expected a glob over HTTP(S) without a query (?...): the glob reads the folder's "
+                               "page for its links, which a query does not select"),
+    ("shards/z-*.npy", "expected .npy shards matching the pattern, but no file matches it"),
+    ("shards/*", "expected .npy shards, but the pattern also matches {base}/shards/readme.txt"),
+    ("nowhere/", "expected a folder of .npy shards at {base}/nowhere/, but there is no such object"),
+])
+def test_http_glob_and_folder_mistakes_are_one_line(http_shards, spec, expected):
+    base = http_shards[0]
+    result = invoke("mse", f"{base}/{spec}", f"{base}/shards-target.npy")
+    assert result.exit_code == 2
+    [line] = result.stderr.strip().splitlines()
+    assert line == f"error: input ({base}/{spec}): {expected.format(base=base)}"
+
+
+# -- storage options belong to one call -----------------------------------------------------------------------
+
+
+def test_compute_storage_options_reach_fsspec_and_stay_in_the_call(s3):
+    """compute(storage_options=...) for one call: a closed endpoint fails that call (one InputError naming the
+    URL), and the calls before and after it, without options, read the store as configured."""
+    x, y = rng.normal(size=8).astype(np.float32), rng.normal(size=8).astype(np.float32)
+    pred, target = put(s3, "o/pred.npy", npy_bytes(x)), put(s3, "o/target.npy", npy_bytes(y))
+    expected = F.mse_loss(torch.from_numpy(x), torch.from_numpy(y)).item()
+    assert losscli.compute("mse", pred, target).item() == pytest.approx(expected, rel=1e-6)
+    with pytest.raises(losscli.InputError, match=rf"^input \({re.escape(pred)}\): .* from {re.escape(pred)}, but "
+                                                 r"reading it failed 3 times: "):
+        losscli.compute("mse", pred, target, storage_options={"endpoint_url": f"http://127.0.0.1:{free_port()}"})
+    assert losscli.compute("mse", pred, target).item() == pytest.approx(expected, rel=1e-6)
+
+
+@pytest.mark.parametrize(("options", "expected"), [
+    (42, "storage_options: expected a mapping of option names to values, but got int"),
+    ({1: "x"}, "storage_options: expected option names as non-empty strings, but got 1"),
+])
+def test_compute_storage_options_must_be_a_mapping_of_names(options, expected):
+    with pytest.raises(losscli.OptionError, match=f"^{re.escape(expected)}$"):
+        losscli.compute("mse", np.ones(2), np.ones(2), storage_options=options)
+
+
+def test_check_help_has_storage_option():
+    result = invoke("check", "--help")
+    assert result.exit_code == 0
+    assert "--storage-option" in result.stdout and "KEY=VALUE" in result.stdout
+
+
+def test_check_storage_option_must_be_key_value():
+    result = invoke("check", "samples/gates.toml", "--storage-option", "anon")
+    assert result.exit_code == 2
+    assert result.stderr.strip() == "error: --storage-option: expected key=value, but got 'anon'"
+
+
+def test_check_storage_option_reaches_the_gate_file(s3):
+    """A closed endpoint given to `losscli check`: the remote gate file itself is read with it (one line, exit 2)."""
+    gate = put(s3, "cg/gates.toml", b'[[check]]\nname = "m"\nloss = "mse"\nfiles = ["p.npy", "p.npy"]\nmax = 1\n')
+    result = invoke("check", gate, "--storage-option", f"endpoint_url=http://127.0.0.1:{free_port()}")
+    assert result.exit_code == 2
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith(f"error: gate file ({gate}): expected a TOML gate file from {gate}, but reading it "
+                           "failed 3 times: ")
+
+
+# -- gs:// against gcp-storage-emulator ---------------------------------------------------------------------------
+
+GBUCKET = "losscli-gcs"
+
+
+def _emulator():
+    """gcp-storage-emulator (a GCS JSON API server in Python) on a free port of 127.0.0.1, in memory, with one
+    bucket; started and its URL returned."""
+    from gcp_storage_emulator.server import create_server
+
+    port = free_port()
+    server = create_server("127.0.0.1", port, in_memory=True, default_bucket=GBUCKET)
+    server.start()
+    return server, f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture(scope="module")
+def gcs(tmp_path_factory):
+    """Two emulators: gcsfs (and so losscli) finds the first through STORAGE_EMULATOR_HOST, the second only through
+    a storage option (endpoint_url). Yields the gcsfs filesystems that upload to each, and the second's URL.
+
+    gcsfs is the real client. Its experimental bucket-layout lookup (gRPC, which the emulator does not serve) is
+    turned off before gcsfs is imported; Google's credential lookup is kept on this machine (anonymous access
+    is what losscli uses with STORAGE_EMULATOR_HOST set; the metadata server, were it asked, is a closed port)."""
+    first, first_url = _emulator()
+    second, second_url = _emulator()
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
+        env.setenv("STORAGE_EMULATOR_HOST", first_url)
+        env.setenv("NO_GCE_CHECK", "true")
+        env.setenv("GCE_METADATA_HOST", f"127.0.0.1:{free_port()}")
+        env.setenv("GCE_METADATA_IP", f"127.0.0.1:{free_port()}")
+        env.setenv("CLOUDSDK_CONFIG", str(tmp_path_factory.mktemp("gcloud")))
+        env.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
+        import gcsfs
+
+        uploads = gcsfs.GCSFileSystem(token="anon"), gcsfs.GCSFileSystem(token="anon", endpoint_url=second_url)
+        assert type(uploads[0]).__name__ == "GCSFileSystem", "gcsfs was imported before the fixture"
+        yield uploads, second_url
+    second.stop()
+    first.stop()
+
+
+def gput(fs, key: str, data: bytes) -> str:
+    fs.pipe(f"{GBUCKET}/{key}", data)
+    return f"gs://{GBUCKET}/{key}"
+
+
+def test_gs_npy_and_csv_equal_torch(gcs):
+    (fs, _), _ = gcs
+    x, y = rng.normal(size=(40, 3)).astype(np.float32), rng.normal(size=(40, 3)).astype(np.float32)
+    pred, target = gput(fs, "a/pred.npy", npy_bytes(x)), gput(fs, "a/target.npy", npy_bytes(y))
+    expected = F.mse_loss(torch.from_numpy(x), torch.from_numpy(y)).item()
+    assert value("mse", pred, target) == pytest.approx(expected, rel=1e-6)
+    a, b = rng.normal(size=25), rng.normal(size=25)
+    text = "pred,target\n" + "".join(f"{float(p)!r},{float(t)!r}\n" for p, t in zip(a, b))
+    table = gput(fs, "a/results.csv", text.encode())
+    expected = F.l1_loss(torch.from_numpy(a), torch.from_numpy(b)).item()
+    assert value("l1", f"{table}:pred", f"{table}:target") == pytest.approx(expected, rel=1e-12)
+
+
+def test_gs_glob_and_folder_of_shards(gcs):
+    (fs, _), _ = gcs
+    x, y = rng.normal(size=(30, 4)).astype(np.float32), rng.normal(size=(30, 4)).astype(np.float32)
+    for i, part in enumerate(np.split(x, 3)):
+        gput(fs, f"run-7/preds-{i}.npy", npy_bytes(part))
+    gput(fs, "run-7/notes.txt", b"not a shard")
+    target = gput(fs, "run-7-target.npy", npy_bytes(y))
+    expected = F.smooth_l1_loss(torch.from_numpy(x), torch.from_numpy(y)).item()
+    assert value("smooth-l1", f"gs://{GBUCKET}/run-7/preds-*.npy", target) == pytest.approx(expected, rel=1e-6)
+    assert value("smooth-l1", f"gs://{GBUCKET}/run-7/", target) == pytest.approx(expected, rel=1e-6)
+
+
+def test_gs_missing_object_is_one_line(gcs):
+    url = f"gs://{GBUCKET}/a/nothing-here.npy"
+    result = invoke("mse", url, url)
+    assert result.exit_code == 2
+    [line] = result.stderr.strip().splitlines()
+    assert line == f"error: input ({url}): expected a .npy file at {url}, but there is no such object"
+
+
+def test_gs_unreachable_emulator_is_one_line(gcs):
+    """A closed endpoint: gcsfs retries each request itself (6 tries, about 30 s of backoff), then one line."""
+    url = f"gs://{GBUCKET}/a/pred.npy"
+    start = time.monotonic()
+    result = invoke("mse", url, url, "--storage-option", f"endpoint_url=http://127.0.0.1:{free_port()}")
+    assert time.monotonic() - start < 90
+    assert result.exit_code == 2
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith(f"error: input ({url}): expected a .npy file from {url}, but reading it failed 6 times "
+                           "(gcsfs's own tries): ClientConnectorError: ")
+
+
+def _same_url_two_stores(gcs, key: str) -> tuple[str, str, float, float]:
+    """The same URLs, holding other arrays in each emulator: (pred URL, target URL, mse in the first, in the
+    second)."""
+    (first, second), _ = gcs
+    found = []
+    for fs in (first, second):
+        x, y = rng.normal(size=(64, 2)).astype(np.float32), rng.normal(size=(64, 2)).astype(np.float32)
+        pred, target = gput(fs, f"{key}/pred.npy", npy_bytes(x)), gput(fs, f"{key}/target.npy", npy_bytes(y))
+        found.append(F.mse_loss(torch.from_numpy(x), torch.from_numpy(y)).item())
+    return pred, target, found[0], found[1]
+
+
+def test_two_computes_with_other_options_do_not_leak(gcs):
+    """The same gs:// URLs through two emulators: each compute() reads through its own options, in either order,
+    side by side in threads, and when one loader's rows are read after another loaded the same URLs."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from losscli.io import Loader
+
+    pred, target, in_first, in_second = _same_url_two_stores(gcs, "leak")
+    other = {"endpoint_url": gcs[1]}
+    assert losscli.compute("mse", pred, target, storage_options=other).item() == pytest.approx(in_second, rel=1e-6)
+    assert losscli.compute("mse", pred, target).item() == pytest.approx(in_first, rel=1e-6)
+    assert losscli.compute("mse", pred, target, storage_options=other).item() == pytest.approx(in_second, rel=1e-6)
+    with ThreadPoolExecutor(4) as pool:
+        calls = [pool.submit(losscli.compute, "mse", pred, target, storage_options=other if i % 2 else None)
+                 for i in range(8)]
+        got = [call.result().item() for call in calls]
+    assert got == pytest.approx([in_second if i % 2 else in_first for i in range(8)], rel=1e-6)
+    second_loader, first_loader = Loader(storage_options=other), Loader()
+    loaded_second = [second_loader.load(url, role=role) for url, role in ((pred, "input"), (target, "target"))]
+    loaded_first = [first_loader.load(url, role=role) for url, role in ((pred, "input"), (target, "target"))]
+    assert losscli.compute("mse", *loaded_second).item() == pytest.approx(in_second, rel=1e-6)  # rows read now
+    assert losscli.compute("mse", *loaded_first).item() == pytest.approx(in_first, rel=1e-6)
+
+
+def test_check_storage_option_reaches_the_gate_file_and_its_files(gcs, tmp_path):
+    """A gate file and its inputs that only the second emulator holds: `losscli check --storage-option
+    endpoint_url=...` reads them all there (a remote gate file and a local one naming URLs); without it, the
+    first emulator has no such gate file (one line, exit 2)."""
+    (_, second), second_url = gcs
+    x, y = rng.normal(size=20).astype(np.float32), rng.normal(size=20).astype(np.float32)
+    gput(second, "only-here/data/pred.npy", npy_bytes(x))
+    target = gput(second, "only-here/target.npy", npy_bytes(y))
+    toml = f'[[check]]\nname = "mse"\nloss = "mse"\nfiles = ["../data/pred.npy", "{target}"]\nmax = 100\n'
+    gate = gput(second, "only-here/gates/gates.toml", toml.encode())
+    expected = F.mse_loss(torch.from_numpy(x), torch.from_numpy(y)).item()
+    option = ["--storage-option", f"endpoint_url={second_url}"]
+    result = invoke("check", gate, *option, "-f", "json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["checks"][0]["value"] == pytest.approx(expected, rel=1e-6)
+    run = losscli.check(gate, storage_options={"endpoint_url": second_url})
+    assert run.outcomes[0].value == pytest.approx(expected, rel=1e-6)
+    local = tmp_path / "gates.toml"
+    local.write_text(toml.replace("../data/pred.npy", f"gs://{GBUCKET}/only-here/data/pred.npy"))
+    assert invoke("check", local, *option).exit_code == 0
+    result = invoke("check", gate)
+    assert result.exit_code == 2
+    [line] = result.stderr.strip().splitlines()
+    assert line == f"error: gate file ({gate}): expected a TOML gate file at {gate}, but there is no such object"

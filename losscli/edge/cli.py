@@ -138,6 +138,9 @@ def check(
     quiet: Annotated[bool, typer.Option(
         "--quiet", "-q", help="no table and no notes: the FAIL and error lines, warnings and the verdict on "
         "stderr")] = False,
+    storage_option: Annotated[Optional[list[str]], typer.Option(
+        "--storage-option", metavar="KEY=VALUE", help="an fsspec option for the URLs read (the gate file, the "
+        "baseline and the files it names: s3://, gs://, https://, ...), e.g. anon=true; repeatable")] = None,
     debug: Annotated[bool, typer.Option("--debug", help="show tracebacks")] = False,
     engine: Annotated[Engine, typer.Option(
         "--engine", help="local: this process; dask: every check on a dask cluster as one graph (--scheduler, "
@@ -150,28 +153,33 @@ def check(
     is invalid (2 wins over 1). The reports asked for are written in every case, an invalid gate file or
     baseline included (they then state the error).
 
+    A gate file at a URL (s3://bucket/gates.toml) resolves its relative paths against its folder's URL.
+
     Example: [bold]losscli check samples/gates.toml --junit junit.xml --markdown summary.md[/bold]
     """
+    from ..io.remote import parse_options
+
     with exit_on_error(debug):
         if write_baseline and (only or skip):
             raise LossCliError("--write-baseline: a baseline records every check, so it cannot be combined "
                                "with --only or --skip")
+        options = parse_options(storage_option or ())
         targets = {"--report": report, "--junit": junit, "--markdown": markdown, "--write-baseline": write_baseline}
-        checks = _checks_or_none(gates)
+        checks = _checks_or_none(gates, options)
         inputs = [ref.path or "" for c in checks or () for ref in (*c.files, *c.extras)]
         check_targets(targets, [gates, baseline or "", *inputs])
         with cluster(engine, scheduler, show=format is CheckFormat.table and not quiet) as on:
-            run_ = _run_gates(gates, checks, targets, format, baseline=baseline, only=only or [], skip=skip or [],
-                              engine=on, scheduler=scheduler)
+            run_ = _run_gates(gates, baseline, checks, targets, format, only=only or [], skip=skip or [],
+                              storage_options=options, engine=on, scheduler=scheduler)
         document = _write_reports(run_, targets)
     _show_run(run_, document, format, quiet, write_baseline)
     raise typer.Exit(run_.exit_code)
 
 
-def _run_gates(gates: str, checks: Any, targets: dict[str, Optional[str]], format: CheckFormat,
-               **options: Any) -> Any:
-    """The gate file's checks run (:func:`losscli.gates.check` with ``options``); when the gate file or the
-    baseline is invalid, every report asked for says why before the error goes on."""
+def _run_gates(gates: str, baseline: Optional[str], checks: list[Any] | None, targets: dict[str, Optional[str]],
+               format: CheckFormat, **given: Any) -> Any:
+    """The run of the gate file; when it stops before any check (an invalid gate file or baseline), every report
+    asked for says why (like pytest's collection error), and the error goes on to the caller."""
     from ..gates import GateError
     from ..gates import check as run_gates
     from . import reports
@@ -179,9 +187,9 @@ def _run_gates(gates: str, checks: Any, targets: dict[str, Optional[str]], forma
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", LossCliWarning)  # the reports show each check's warnings
-            return run_gates(gates, checks=checks, **options)
-    except GateError as exc:  # like pytest's collection error: every report asked for says why
-        _stopped(reports.Stopped(gates, options.get("baseline"), exc.with_flags(), type(exc).__name__,
+            return run_gates(gates, baseline=baseline, checks=checks, **given)
+    except GateError as exc:
+        _stopped(reports.Stopped(gates, baseline, exc.with_flags(), type(exc).__name__,
                                  datetime.now(timezone.utc).replace(microsecond=0)), targets, format)
         raise
 
@@ -234,13 +242,13 @@ def _write_reports(run_: Any, targets: dict[str, Optional[str]]) -> str:
     return document
 
 
-def _checks_or_none(gates: str) -> list[Any] | None:
+def _checks_or_none(gates: str, options: dict[str, Any]) -> list[Any] | None:
     """The gate file's checks, parsed once and before any work so that the files they read are never a target;
     None when it is invalid (running it then reads it again and reports the error)."""
     from ..gates import load_gates
 
     try:
-        return load_gates(gates)
+        return load_gates(gates, options)
     except LossCliError:
         return None
 

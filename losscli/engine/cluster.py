@@ -230,6 +230,7 @@ class _Ship(NamedTuple):
     number: bool
     spec: str | None  # opened by the worker: an absolute local path or a URL, with its selector
     rows: Rows | None  # sent: a partition's rows of an array in memory (or the whole of a small one)
+    options: dict | None = None  # the URL's storage options
 
 
 class _Shipped(NamedTuple):
@@ -263,7 +264,7 @@ class Window:
 def _ship(source: Source, split: bool, low: int, high: int) -> _Ship:
     spec = _openable(source.label) if source.label is not None else None
     if spec is not None:
-        return _Ship(source.role, source.label, source.number, spec, None)
+        return _Ship(source.role, source.label, source.number, spec, None, source.options)
     from ..io import ArrayRows
 
     rows = Window(source.rows.read(low, high), low, source.rows.shape) if split else ArrayRows(source.rows.whole())
@@ -285,11 +286,11 @@ def _openable(label: str) -> str | None:
 
 def _partition(shipped: list[_Shipped], spans: list[tuple[int, int]]) -> list[_Found]:
     """On a worker: the chunks ``spans`` of each run, span by span, each file read once per span."""
-    loader, reads = Loader(), _Reads()
+    loaders, reads = _Loaders(), _Reads()
     chunks: list[Chunks | LossCliError] = []
     for s in shipped:
         try:
-            sources = {name: _source(ship, loader, reads) for name, ship in s.sources.items()}
+            sources = {name: _source(ship, loaders.of(ship.options), reads) for name, ship in s.sources.items()}
             chunks.append(Chunks(s.task._replace(sources=sources), s.plan, s.accumulators))
         except LossCliError as e:
             chunks.append(e)
@@ -311,6 +312,16 @@ def _source(ship: _Ship, loader: Loader, reads: _Reads) -> Source:
         return Source(ship.role, ship.rows, ship.label, ship.number)
     loaded = loader.load(ship.spec, role=ship.role, name=ship.label)
     return Source(ship.role, reads.of((ship.spec, ship.role), loaded.rows), ship.label, ship.number)
+
+
+class _Loaders(dict):
+    """A partition's loaders, one for each set of storage options its files are read with."""
+
+    def of(self, options: dict | None) -> Loader:
+        key = repr(sorted((options or {}).items()))
+        if key not in self:
+            self[key] = Loader(storage_options=options)
+        return self[key]
 
 
 class _Reads:

@@ -31,6 +31,7 @@ class Source(NamedTuple):
     rows: Rows
     label: str | None = None  # the file as the user wrote it
     number: bool = False  # a plain number (gaussian-nll's var)
+    options: dict | None = None  # the storage options its URL is read with (a dask worker opens it again)
 
     def arg(self) -> Arg:
         """The whole array."""
@@ -54,7 +55,7 @@ def source(role: str, value: Any) -> Source:
     """An argument of :func:`losscli.compute`: a ``losscli.io.Loaded`` (its rows are read on demand), an
     array, or a number."""
     if isinstance(value, Loaded):
-        return Source(role, value.rows, value.spec)
+        return Source(role, value.rows, value.spec, options=value.options or None)
     number = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
     return Source(role, ArrayRows(np.asarray(value)), number=number)
 

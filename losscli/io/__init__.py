@@ -16,7 +16,9 @@ A spec is what the user typed for one argument::
     preds/              concatenated along axis 0 in sorted name order, read chunk by chunk when streaming;
                         a name with *, ? or [ that an existing file has is that file, not a pattern
     s3://b/p.npy        a URL (s3://, gs://, az://, https://, any fsspec URL; see losscli.io.remote): read by
-    s3://b/r.csv:pred   ranged requests, in any of the forms above (globs of shards: not over HTTP(S))
+    s3://b/r.csv:pred   ranged requests, in any of the forms above; a folder URL (s3://b/run-7/) is read as
+                        a directory is; over HTTP(S), ? starts the query, and globs and folders read the
+                        folder's page (a server's directory listing)
 
 ``Loader`` parses each file once, however many specs name it. A loaded argument keeps its :class:`Rows`: the
 whole shape and dtype without reading anything, rows read on demand, and the whole array (``Loaded.array``).
@@ -30,17 +32,17 @@ import os
 import sys
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Protocol, TextIO
+from typing import Any, Protocol, TextIO
 
 import numpy as np
 
 from ..errors import InputError
 from .formats import SUFFIXES, Parsed, open_file, selector_formats, split_override, unnamed
 from .npy import NpyFile
-from .remote import bind, is_http, is_url
+from .remote import Store, is_folder, is_http, is_url, listing
 from .remote import glob as remote_glob
 from .table import Table
 
@@ -161,6 +163,7 @@ class Loaded:
     spec: str  # the argument as the user wrote it, "results.csv:pred"
     path: str  # the file part, "results.csv" ("-" for stdin)
     selector: str | None  # "pred", "0,2", an .npz key, or None
+    options: dict | None = None  # a URL's storage options (the loader's: another process opens it with them)
 
     @property
     def array(self) -> np.ndarray:
@@ -240,11 +243,12 @@ def parse_spec(spec: str) -> tuple[str, str | None]:
 
 class Loader:
     """Loads specs into arrays, parsing each file (and stdin) once. ``storage_options``: fsspec options for every
-    URL it loads (``--storage-option key=value``), on top of the store's own configuration."""
+    URL it loads (``--storage-option key=value``), on top of the store's own configuration; they are this
+    loader's alone (its :class:`~losscli.io.remote.Store`, which its URLs carry to every later read)."""
 
-    def __init__(self, stdin: TextIO | None = None, storage_options: dict | None = None) -> None:
+    def __init__(self, stdin: TextIO | None = None, storage_options: Mapping[str, Any] | None = None) -> None:
         self._stdin = stdin  # None: sys.stdin, looked up when "-" is first loaded
-        self._options = storage_options or {}
+        self._store = Store(storage_options)
         self._parsed: dict[str, Parsed | _ShardSet] = {}
 
     def load(self, spec: str, *, role: str, name: str | None = None) -> Loaded:
@@ -262,7 +266,8 @@ class Loader:
             named = getattr(rows, "named", None)
             if named is not None:  # rows that a reader reads later (columnar files) name the argument in errors
                 rows = named(role, shown)
-        return Loaded(rows=rows, spec=shown, path=path, selector=selector)
+        return Loaded(rows=rows, spec=shown, path=path, selector=selector,
+                      options=self._store.options if is_url(split_override(path)[1]) else None)
 
     def labels(self, spec: str, *, role: str) -> np.ndarray:
         """One label per sample, whole (``--by``): a column of text (CSV/TSV, a Parquet/Arrow column of
@@ -287,18 +292,15 @@ class Loader:
         return parsed
 
     def _parse(self, path: str) -> Parsed | _ShardSet:
-        target = split_override(path)[1]
-        if is_url(target):
-            bind(target, self._options)
-        if is_pattern(path) or (os.path.isdir(path) and not path.lower().endswith(SUFFIXES)):
-            return _ShardSet(shards(path))
+        if is_pattern(path) or is_folder(path) or (os.path.isdir(path) and not path.lower().endswith(SUFFIXES)):
+            return _ShardSet(shards(path, self._store))
         key, target = split_override(path)
         if target == "-":
             if key not in (None, ".csv", ".tsv"):
                 raise InputError(f"expected csv@- or tsv@- (text on stdin; for other formats, /dev/stdin), but "
                                  f"got {path}")
             return Table("-", "\t" if key == ".tsv" else ",", self._read_stdin())
-        return open_file(path)
+        return open_file(path, self._store)
 
     def _read_stdin(self) -> str:
         stdin = self._stdin if self._stdin is not None else sys.stdin
@@ -327,21 +329,31 @@ def _naming(role: str, spec: str) -> Iterator[None]:
 def is_pattern(path: str) -> bool:
     """Whether ``path`` is a glob of shards: it has ``*``, ``?`` or ``[`` and no file has that very name (an
     existing file is always that file: ``p[1].npy`` is ``p[1].npy`` when it exists, else a pattern matching
-    ``p1.npy``). A URL is a pattern when it has one of them, except over HTTP(S), which lists nothing."""
+    ``p1.npy``). A URL is a pattern when it has one of them; over HTTP(S), ``?`` starts the query, so only ``*``
+    and ``[`` before it count.
+
+    >>> is_pattern("s3://b/p-*.npy"), is_pattern("https://h/p.npy?sig=a*b"), is_pattern("https://h/p-*.npy")
+    (True, False, True)
+    """
+    if is_http(path):
+        return any(c in path.partition("?")[0] for c in "*[")
     if is_url(path):
-        return not is_http(path) and any(c in path for c in GLOB)
+        return any(c in path for c in GLOB)
     return any(c in path for c in GLOB) and not os.path.lexists(path)
 
 
-def shards(path: str) -> Shards:
-    """The .npy files a glob matches, or a directory's .npy files, in sorted name order."""
-    import glob  # only shards need it
-    if os.path.isdir(path):
-        names = sorted(os.path.join(path, n) for n in os.listdir(path) if n.lower().endswith(".npy"))
+def shards(path: str, store: Store | None = None) -> Shards:
+    """The .npy files a glob matches, or a directory's (a folder URL's) .npy files, in sorted name order; the
+    URLs among them read through ``store`` (the caller's storage options)."""
+    if store is not None and is_url(path):
+        path = store.url(path)
+    if os.path.isdir(path) or is_folder(path):
+        names = _folder(path)
         if not names:
-            raise InputError("expected a directory of .npy shards, but it holds no .npy file")
+            raise InputError(f"expected a {'folder' if is_url(path) else 'directory'} of .npy shards, but it holds "
+                             "no .npy file")
     else:
-        names = remote_glob(path) if is_url(path) else sorted(glob.glob(path))
+        names = _matches(path)
         if not names:
             raise InputError("expected .npy shards matching the pattern, but no file matches it")
         other = next((n for n in names if not n.lower().endswith(".npy")), None)
@@ -354,6 +366,26 @@ def shards(path: str) -> Shards:
         except InputError as e:
             raise InputError(f"{name}: {e}") from e
     return Shards(parts)
+
+
+def _folder(path: str) -> list[str]:
+    """The .npy files directly in a directory or a folder URL, sorted."""
+    if is_url(path):
+        found = listing(path, "a folder of .npy shards")
+        return [url for url in found if url.partition("?")[0].lower().endswith(".npy")]
+    return sorted(os.path.join(path, n) for n in os.listdir(path) if n.lower().endswith(".npy"))
+
+
+def _matches(path: str) -> list[str]:
+    """What a glob matches, sorted; over HTTP(S), read from the folder's page, which a query cannot have."""
+    import glob  # only shards need it
+
+    if not is_url(path):
+        return sorted(glob.glob(path))
+    if is_http(path) and "?" in path:
+        raise InputError("expected a glob over HTTP(S) without a query (?...): the glob reads the folder's page "
+                         "for its links, which a query does not select")
+    return list(remote_glob(path))
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from ..errors import InputError
-from .remote import is_http, is_url
+from .remote import Store, is_http, is_url
 
 
 class Parsed(Protocol):
@@ -173,11 +173,13 @@ def suffix_of(path: str) -> str | None:
     return max(found, key=len) if found else None
 
 
-def open_file(path: str) -> Parsed:
+def open_file(path: str, store: Store | None = None) -> Parsed:
     """``path`` parsed by the reader of its override (``csv@...``), else of its suffix, else of the format its
     first bytes name (:func:`sniff`). A stream that cannot be read twice (a pipe) is spooled first
-    (:func:`losscli.io.compressed.spool`)."""
+    (:func:`losscli.io.compressed.spool`). A URL is read through ``store`` (the caller's storage options)."""
     key, target = split_override(path)
+    if store is not None and is_url(target):
+        target = store.url(target)
     key = key or suffix_of(path)
     if key is None and not unnamed(path):
         known = ", ".join(_PLAIN[:-1]) + f" or {_PLAIN[-1]}"

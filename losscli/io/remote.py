@@ -8,38 +8,40 @@ whole unless a reader asks for the whole (an ``.npz`` member, a ``.pt`` file, a 
 
 fsspec (and the store's package: s3fs, gcsfs, adlfs, aiohttp) is imported when a URL is first opened, never for
 a local path. Credentials and endpoints come from each store's own configuration (for S3: the AWS environment
-variables, ``~/.aws/config`` and ``~/.aws/credentials``, ``AWS_ENDPOINT_URL``); :func:`bind` adds options of
-its own to a URL (``--storage-option key=value``). Every request is tried :data:`ATTEMPTS` times, waiting
-:data:`BACKOFF` seconds and then twice as long between tries; what still fails is one line naming the URL.
+variables, ``~/.aws/config`` and ``~/.aws/credentials``, ``AWS_ENDPOINT_URL``; for GCS: gcsfs's, and
+``STORAGE_EMULATOR_HOST``). Options of a call's own (``--storage-option key=value``, ``compute(storage_options=)``)
+live in that call's :class:`Store`, which its URLs carry (:class:`Url`): nothing about them is kept for the
+process, so two calls with different options never see each other's. Every request is tried :data:`ATTEMPTS`
+times, waiting :data:`BACKOFF` seconds and then twice as long between tries (once where the store's package
+retries by itself: :data:`RETRIED_BY_THE_STORE`); what still fails is one line naming the URL.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import os
 import re
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 from ..errors import InputError, OptionError
 
 ATTEMPTS = 3  # tries of each request
 BACKOFF = 0.25  # seconds before the second try; doubled before each next one
+# schemes whose package retries every request itself (gcsfs: 6 tries, about 30 s of backoff in all): tried once
+RETRIED_BY_THE_STORE = {"gs": "6 times (gcsfs's own tries)", "gcs": "6 times (gcsfs's own tries)"}
+# the loggers of the packages that read URLs (see _quiet_library_logs)
+LIBRARY_LOGGERS = ("fsspec", "s3fs", "gcsfs", "adlfs", "aiobotocore")
 RANGE_BYTES = 1 << 23  # rows are fetched in aligned ranges of 8 MiB (one request each), a few kept for the next chunks
-RANGES_KEPT = 4  # for all URLs together: two files streamed side by side, and threads a little out of order
+RANGES_KEPT = 4  # for all URLs of a call together: two files streamed side by side, and threads a little out of order
 BLOCK_BYTES = 1 << 16  # the least a read asks the store for (a header); larger reads are one request each
 INSTALL = "pip install 'losscli[remote]'"
 _URL = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://")
 _T = TypeVar("_T")
-
-_bound: dict[str, dict[str, Any]] = {}  # url -> storage options given for it (bind)
-_opened: dict[str, tuple[Any, str]] = {}  # url -> (filesystem, path in it)
-_kept: OrderedDict[tuple[str, int], bytes] = OrderedDict()  # (url, range index) -> its bytes, oldest first
-_fetching: dict[tuple[str, int], threading.Lock] = {}  # ranges being fetched: one request each
-_lock = threading.Lock()
 
 
 def is_url(path: str) -> bool:
@@ -52,8 +54,19 @@ def is_url(path: str) -> bool:
 
 
 def is_http(url: str) -> bool:
-    """Whether ``url`` is HTTP(S), whose ``?`` starts a query and which has no listing (so no globs)."""
+    """Whether ``url`` is HTTP(S), whose ``?`` starts a query (so it is no glob character there)."""
     return url.lower().startswith(("http://", "https://"))
+
+
+def is_folder(path: str) -> bool:
+    """Whether ``path`` is a folder URL, a prefix ending in ``/`` (``s3://bucket/run-7/``): read as shards.
+
+    >>> is_folder("s3://bucket/run-7/"), is_folder("s3://bucket/run-7"), is_folder("https://h/d/?x=1"), is_folder("d/")
+    (True, False, True, False)
+    """
+    if not is_url(path):
+        return False
+    return (path.partition("?")[0] if is_http(path) else path).endswith("/")
 
 
 def parse_options(items: Iterable[str]) -> dict[str, Any]:
@@ -74,52 +87,136 @@ def parse_options(items: Iterable[str]) -> dict[str, Any]:
     return options
 
 
-def bind(url: str, options: dict[str, Any]) -> None:
-    """Open ``url`` with these storage options (on top of the store's own configuration) from now on: the
-    options of the :class:`~losscli.io.Loader` that loads it last, for the whole process."""
-    with _lock:
-        if _bound.get(url, {}) != options:
-            _bound[url] = dict(options)
-            _opened.pop(url, None)
+def check_options(options: Any, argument: str = "storage_options") -> dict[str, Any]:
+    """Storage options given from Python: a mapping of names to values (fsspec's keyword arguments), as a dict.
+
+    >>> check_options({"anon": True}), check_options(None)
+    ({'anon': True}, {})
+    """
+    if options is None:
+        return {}
+    if not isinstance(options, Mapping):
+        raise OptionError(f"expected a mapping of option names to values, but got {type(options).__name__}",
+                          argument=argument)
+    for key in options:
+        if not isinstance(key, str) or not key:
+            raise OptionError(f"expected option names as non-empty strings, but got {key!r}", argument=argument)
+    return dict(options)
+
+
+class Store:
+    """The storage options of one call (a loss command, a ``compute()``, a gate run) and what that call has opened
+    and read: each URL's filesystem and the last ranges fetched. A call makes its own and hands it down with its
+    paths (:meth:`url`), so that neither options nor cached bytes pass from one call to another. A filesystem's
+    listings are dropped when a store first uses it: fsspec shares filesystems between calls with the same
+    options, and a call sees the store as it is when it runs (the shards written since the last call)."""
+
+    def __init__(self, options: Mapping[str, Any] | None = None) -> None:
+        self.options = dict(options or {})
+        self._opened: dict[str, tuple[Any, str]] = {}  # url -> (filesystem, path in it)
+        self._refreshed: dict[int, Any] = {}  # id -> the filesystems whose listings this store has dropped
+        self._kept: OrderedDict[tuple[str, int], bytes] = OrderedDict()  # (url, range index) -> its bytes, oldest first
+        self._fetching: dict[tuple[str, int], threading.Lock] = {}  # ranges being fetched: one request each
+        self._lock = threading.Lock()
+
+    def url(self, text: str) -> Url:
+        """``text`` as a URL read through this store."""
+        return Url(text, self)
+
+    def filesystem(self, url: str) -> tuple[Any, str]:
+        """The fsspec filesystem that holds ``url`` and the path in it (made once per URL)."""
+        key = str(url)
+        with self._lock:
+            if key in self._opened:
+                return self._opened[key]
+        scheme = key.split("://", 1)[0].lower()
+        try:
+            import fsspec
+
+            _quiet_library_logs()
+            fs, path = fsspec.core.url_to_fs(key, **{**_defaults(scheme), **self.options})
+        except ImportError as e:
+            raise InputError(f"expected the packages that read {scheme}:// URLs, but {e.name or e} is not "
+                             f"installed: {INSTALL}") from None
+        except (ValueError, TypeError) as e:  # an unknown protocol, an option the filesystem does not take
+            raise InputError(f"expected a URL and storage options that fsspec can open, but got {url} "
+                             f"({_reason(e)})") from None
+        with self._lock:
+            if id(fs) not in self._refreshed:
+                self._refreshed[id(fs)] = fs
+                fs.invalidate_cache()
+            self._opened[key] = (fs, path)
+        return fs, path
+
+    def range(self, url: str, index: int, what: str) -> bytes:
+        """Range ``index`` of the object (shorter at its end): kept, or fetched once however many threads ask."""
+        key = (str(url), index)
+        with self._lock:
+            gate = self._fetching.setdefault(key, threading.Lock())
+        with gate:
+            with self._lock:
+                if key in self._kept:
+                    self._kept.move_to_end(key)
+                    return self._kept[key]
+            try:
+                data = _fetch_range(url, index * RANGE_BYTES, what)
+            finally:
+                with self._lock:
+                    self._fetching.pop(key, None)
+            with self._lock:
+                self._kept[key] = data
+                while len(self._kept) > RANGES_KEPT:
+                    self._kept.popitem(last=False)
+        return data
+
+
+class Url(str):
+    """A URL with the :class:`Store` it is read through. To everything else it is the ``str`` it reads as: the
+    readers keep it as their path and hand it back to :mod:`losscli.io.files`, so the call's options travel with
+    the path to every read, however late the engine asks for the rows."""
+
+    store: Store
+
+    def __new__(cls, text: str, store: Store) -> Url:
+        url = super().__new__(cls, text)
+        url.store = store
+        return url
+
+
+_PLAIN = Store()  # a URL given as a plain string (a reader used directly): the store's own configuration only
+
+
+def store_of(url: str) -> Store:
+    """The store ``url`` is read through."""
+    return url.store if isinstance(url, Url) else _PLAIN
 
 
 def _defaults(protocol: str) -> dict[str, Any]:
-    """Time limits, so that an unreachable store fails in seconds (each attempt of :func:`attempt`), not minutes."""
+    """Time limits, so that an unreachable store fails in seconds (each attempt of :func:`attempt`), not minutes;
+    for ``gs://`` with ``STORAGE_EMULATOR_HOST`` set, no credentials, as google-cloud-storage's client does."""
     if protocol in ("s3", "s3a"):
         return {"config_kwargs": {"connect_timeout": 10, "read_timeout": 60, "retries": {"max_attempts": 1}}}
     if protocol in ("http", "https"):
         import aiohttp
 
         return {"client_kwargs": {"timeout": aiohttp.ClientTimeout(sock_connect=10, sock_read=60)}}
+    if protocol in ("gs", "gcs") and os.environ.get("STORAGE_EMULATOR_HOST"):
+        return {"token": "anon"}
     return {}
 
 
 def filesystem(url: str) -> tuple[Any, str]:
-    """The fsspec filesystem that holds ``url`` and the path in it (made once per URL)."""
-    with _lock:
-        if url in _opened:
-            return _opened[url]
-        options = _bound.get(url, {})
-    scheme = url.split("://", 1)[0].lower()
-    try:
-        import fsspec
-
-        fs, path = fsspec.core.url_to_fs(url, **{**_defaults(scheme), **options})
-    except ImportError as e:
-        raise InputError(f"expected the packages that read {scheme}:// URLs, but {e.name or e} is not installed: "
-                         f"{INSTALL}") from None
-    except (ValueError, TypeError) as e:  # an unknown protocol, an option the filesystem does not take
-        raise InputError(f"expected a URL and storage options that fsspec can open, but got {url} ({_reason(e)})"
-                         ) from None
-    with _lock:
-        _opened[url] = (fs, path)
-    return fs, path
+    """The fsspec filesystem that holds ``url`` and the path in it, from ``url``'s store."""
+    return store_of(url).filesystem(url)
 
 
 def attempt(url: str, what: str, action: Callable[[], _T]) -> _T:
-    """``action()``, tried up to :data:`ATTEMPTS` times; a missing object or a denial is not tried again."""
+    """``action()``, tried up to :data:`ATTEMPTS` times (once where the store's package retries by itself); a
+    missing object or a denial is not tried again."""
     last: BaseException | None = None
-    for n in range(ATTEMPTS):
+    retried = RETRIED_BY_THE_STORE.get(url.split("://", 1)[0].lower())
+    tries = 1 if retried else ATTEMPTS
+    for n in range(tries):
         try:
             return action()
         except InputError:
@@ -128,15 +225,29 @@ def attempt(url: str, what: str, action: Callable[[], _T]) -> _T:
             if _missing(e):
                 raise InputError(f"expected {what} at {url}, but there is no such object") from None
             last = e.__cause__
-            if n + 1 < ATTEMPTS:
+            if n + 1 < tries:
                 time.sleep(BACKOFF * 2 ** n)
         except PermissionError as e:
             raise InputError(f"expected {what} at {url}, but access was denied ({_reason(e)})") from None
         except Exception as e:  # network and store errors: OSError, botocore's, aiohttp's, timeouts
             last = e
-            if n + 1 < ATTEMPTS:
+            if n + 1 < tries:
                 time.sleep(BACKOFF * 2 ** n)
-    raise InputError(f"expected {what} from {url}, but reading it failed {ATTEMPTS} times: {_reason(last)}")
+    raise InputError(f"expected {what} from {url}, but reading it failed {retried or f'{tries} times'}: "
+                     f"{_reason(last)}")
+
+
+def _quiet_library_logs() -> None:
+    """A :class:`logging.NullHandler` on the loggers of the packages that read URLs (what each library is meant to
+    add to its own): gcsfs logs every request it gives up on, with a traceback, and without a handler anywhere
+    Python's last-resort handler would print it on stderr, beside losscli's one line. A program that configures
+    logging still receives every record."""
+    import logging
+
+    for name in LIBRARY_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(handler, logging.NullHandler) for handler in logger.handlers):
+            logger.addHandler(logging.NullHandler())
 
 
 def _missing(e: FileNotFoundError) -> bool:
@@ -181,35 +292,13 @@ def read_rows(url: str, view: memoryview, offset: int, what: str = "a file") -> 
         return read_into(url, view, offset, what)
     while view.nbytes:
         index, skip = divmod(offset, RANGE_BYTES)
-        data = _range(url, index, what)
+        data = store_of(url).range(url, index, what)
         got = min(len(data) - skip, view.nbytes)
         if got <= 0:
             raise InputError(f"expected {view.nbytes} more bytes at offset {offset} of {url}, but the object ends "
                              "there (it changed while being read)")
         view[:got] = data[skip:skip + got]
         view, offset = view[got:], offset + got
-
-
-def _range(url: str, index: int, what: str) -> bytes:
-    """Range ``index`` of the object (shorter at its end): kept, or fetched once however many threads ask."""
-    key = (url, index)
-    with _lock:
-        gate = _fetching.setdefault(key, threading.Lock())
-    with gate:
-        with _lock:
-            if key in _kept:
-                _kept.move_to_end(key)
-                return _kept[key]
-        try:
-            data = _fetch_range(url, index * RANGE_BYTES, what)
-        finally:
-            with _lock:
-                _fetching.pop(key, None)
-        with _lock:
-            _kept[key] = data
-            while len(_kept) > RANGES_KEPT:
-                _kept.popitem(last=False)
-    return data
 
 
 def _fetch_range(url: str, start: int, what: str) -> bytes:
@@ -266,17 +355,23 @@ def open_url(url: str, what: str) -> RemoteFile:
     return f
 
 
-def glob(pattern: str) -> list[str]:
-    """The URLs that a glob URL matches (``s3://bucket/run-7/preds-*.npy``), sorted, each opened with the
-    pattern's storage options."""
+def glob(pattern: str) -> list[Url]:
+    """The URLs that a glob URL matches (``s3://bucket/run-7/preds-*.npy``), sorted, read through the pattern's
+    store. Over HTTP(S) the glob reads the folder's page (a server's directory listing) for its links."""
     fs, path = filesystem(pattern)
     found = attempt(pattern, "objects matching the pattern", lambda: fs.glob(path))
-    urls = sorted(fs.unstrip_protocol(name) for name in found)
-    with _lock:
-        options = _bound.get(pattern, {})
-    for url in urls:
-        bind(url, options)
-    return urls
+    store = store_of(pattern)
+    return sorted(store.url(fs.unstrip_protocol(name)) for name in found)
+
+
+def listing(folder: str, what: str = "a folder") -> list[Url]:
+    """The URLs of the objects directly in a folder URL (``s3://bucket/run-7/``), sorted, read through its
+    store; over HTTP(S), the links of the folder's page (a server's directory listing)."""
+    fs, path = filesystem(folder)
+    found = attempt(folder, what, lambda: fs.ls(path, detail=True))
+    store = store_of(folder)
+    names = (entry["name"] for entry in found if entry.get("type") != "directory")
+    return sorted(store.url(fs.unstrip_protocol(name)) for name in names if not name.endswith("/"))
 
 
 def join(base: str, path: str) -> str:
