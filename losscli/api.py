@@ -193,7 +193,7 @@ class _Call:
             raise OptionError(f"{spec.name} does not broadcast (torch requires matching shapes)", argument="broadcast")
         check_thresholds(tolerance=outputs.tolerance)
         if distributed:
-            _distributable(backend, outputs)
+            distributable(backend, outputs)
         sources = _sources(spec, arrays, named)
         task = Task(spec, sources, _params(spec, named), resolved, broadcast, nan_policy.value, outputs.grad,
                     strict=strict)
@@ -221,8 +221,9 @@ class _Call:
         return result
 
 
-def _distributable(backend: Backend, outputs: Outputs) -> None:
-    """What the dask engine cannot do: what needs the whole batch in one process."""
+def distributable(backend: Backend, outputs: Outputs) -> None:
+    """What the dask engine cannot do: what needs the whole batch in one process (refused before a cluster is
+    reached: the command line checks it before it connects)."""
     for asked, what in ((backend is not Backend.numpy, f"the {backend.value} backend"),
                         (outputs.grad, "a gradient"), (outputs.cross_check, "a cross-check")):
         if asked:
