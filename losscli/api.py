@@ -208,7 +208,7 @@ class _Call:
         if outputs.ci is not None:
             _check_ci(resolved, outputs)
         if distributed:
-            _distributable(backend, outputs)
+            distributable(backend, outputs)
         sources = _sources(spec, arrays, named, check_options(storage_options))
         task = Task(spec, sources, _params(spec, named), resolved, broadcast, nan_policy.value, outputs.grad,
                     strict=strict)
@@ -246,8 +246,9 @@ def _check_ci(reduction: Reduction, outputs: Outputs) -> None:
     check(outputs.ci, outputs.resamples, outputs.seed)
 
 
-def _distributable(backend: Backend, outputs: Outputs) -> None:
-    """What the dask engine cannot do: what needs the whole batch in one process."""
+def distributable(backend: Backend, outputs: Outputs) -> None:
+    """What the dask engine cannot do: what needs the whole batch in one process (refused before a cluster is
+    reached: the command line checks it before it connects)."""
     for asked, what in ((backend is not Backend.numpy, f"the {backend.value} backend"),
                         (outputs.grad, "a gradient"), (outputs.cross_check, "a cross-check")):
         if asked:

@@ -1,4 +1,4 @@
-"""Shared test settings: hypothesis profiles.
+"""Shared test settings and fixtures: hypothesis profiles, gate-file inputs, free ports on 127.0.0.1.
 
 ``ci`` (the default) is derandomized and modest so that the math suite runs in well under two minutes on
 two cores; ``dev`` draws more and random examples. Choose with ``HYPOTHESIS_PROFILE=dev pytest ...``.
@@ -7,8 +7,10 @@ two cores; ``dev`` draws more and random examples. Choose with ``HYPOTHESIS_PROF
 from __future__ import annotations
 
 import os
+import socket
 import sys
 from pathlib import Path
+from typing import Callable
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run from a checkout, installed or not
@@ -36,3 +38,15 @@ def data(tmp_path: Path) -> Path:
     np.save(tmp_path / "target.npy", np.array([1.5, 3.0], dtype=np.float32))
     np.save(tmp_path / "nan.npy", np.array([np.nan, 2.0], dtype=np.float32))
     return tmp_path
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def free_port() -> Callable[[], int]:
+    """A port on 127.0.0.1 that nothing listens on now (for a server to start on, or to find closed)."""
+    return _free_port

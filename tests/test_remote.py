@@ -7,7 +7,6 @@ from __future__ import annotations
 import io
 import json
 import re
-import socket
 import threading
 import time
 from functools import partial
@@ -49,14 +48,8 @@ def npy_bytes(array: np.ndarray) -> bytes:
     return out.getvalue()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def s3():
+def s3(free_port):
     """A moto S3 server on a free port, and the AWS environment that points losscli (and boto3) at it."""
     server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
     server.start()
@@ -175,7 +168,7 @@ def test_remote_gate_file_resolves_relative_paths(s3):
     assert result.exit_code == 0, result.stderr
 
 
-def test_storage_option_reaches_fsspec(s3):
+def test_storage_option_reaches_fsspec(s3, free_port):
     """--storage-option endpoint_url=... points at a closed port: the run fails fast, naming the URL."""
     url = put(s3, "a/so.npy", npy_bytes(np.ones(3, np.float32)))
     start = time.monotonic()
@@ -213,7 +206,7 @@ def test_https_npy_and_safetensors(http):
         expected, rel=1e-6)
 
 
-def test_http_missing_and_unreachable_are_one_line(http):
+def test_http_missing_and_unreachable_are_one_line(http, free_port):
     _, base, _ = http
     result = invoke("mse", f"{base}/absent.npy", f"{base}/absent.npy")
     assert result.exit_code == 2

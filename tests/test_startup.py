@@ -17,8 +17,9 @@ from losscli.losses import CATALOG
 ROOT = Path(__file__).resolve().parent.parent
 
 # What a loss on .npy files with the numpy backend must never import: torch (the torch backend only),
-# data-frame libraries, and pydantic (typer 0.29 imports it to parse options; pyproject keeps typer < 0.29).
-HEAVY = ("torch", "pandas", "pyarrow", "polars", "scipy", "pydantic", "typer._adapters")
+# data-frame libraries, dask (the dask engine only), and pydantic (typer 0.29 imports it to parse options;
+# pyproject keeps typer < 0.29).
+HEAVY = ("torch", "pandas", "pyarrow", "polars", "scipy", "dask", "distributed", "pydantic", "typer._adapters")
 
 
 def imported(*args: str, cwd: Path) -> set[str]:
@@ -50,13 +51,14 @@ def test_import_losscli_alone_loads_no_api():
 
 
 def test_the_core_imports_no_edge_and_no_torch():
-    """compute() (arrays and paths, views, a gradient) and check() run without rich, typer, click or torch."""
+    """compute() (arrays and paths, views, a gradient) and check() run without rich, typer, click, torch or dask."""
     code = ("import sys, losscli\n"
             "r = losscli.compute('cross-entropy', 'samples/classification/logits.npy',\n"
             "                    'samples/classification/labels.csv',\n"
             "                    outputs=losscli.Outputs(grad=True, per_sample=True, top=2, hist=True))\n"
             "assert losscli.check('samples/gates.toml').exit_code == 0\n"
-            "loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('rich', 'typer', 'click', 'torch'))\n"
+            "loaded = sorted(m for m in sys.modules\n"
+            "                if m.split('.')[0] in ('rich', 'typer', 'click', 'torch', 'dask', 'distributed'))\n"
             "assert loaded == [], loaded\n"
             "assert not any(m.startswith('losscli.edge') for m in sys.modules)\n")
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Iterator, Optional
 import typer
 from rich.markup import escape
 
-from ..api import Engine, NanPolicy, Outputs, Streaming, compute
+from ..api import Engine, NanPolicy, Outputs, Streaming, compute, distributable
 from ..backends import Backend
 from ..errors import LossCliError, LossCliWarning, flag
 from ..io import Loaded, Loader, Shards
@@ -176,6 +176,9 @@ def run(spec: LossSpec, *, reduction: str, size_average: bool | None, reduce: bo
             raise LossCliError("--fail-above/--fail-below: expected a reduced value (mean or sum), but the "
                                "reduction is none")
         check_format(format, top, hist, resolved)
+        outputs = Outputs(grad is not None, per_sample, top, hist, cross_check, tolerance, ci, resamples, seed)
+        if engine is Engine.dask:  # before a cluster is reached, or started for nothing
+            distributable(backend, outputs)
         loader = Loader(storage_options=parse_options(storage_option or ()))
         arrays = [load_file(loader, given.pop(f.name), f) for f in spec.files]
         named = {f.name: loader.load(path, role=f.name) for f in spec.extras if (path := given.pop(f.name)) is not None}
@@ -190,8 +193,7 @@ def run(spec: LossSpec, *, reduction: str, size_average: bool | None, reduce: bo
                     spec, *arrays, **named, **given, reduction=reduction, size_average=size_average,
                     reduce=reduce, backend=backend, nan_policy=nan_policy, strict=strict, broadcast=broadcast,
                     engine=on, scheduler=scheduler,
-                    outputs=Outputs(grad is not None, per_sample, top, hist, cross_check, tolerance, ci, resamples,
-                                    seed),
+                    outputs=outputs,
                     streaming=Streaming(progress=bar, sink=sink))
         finally:
             if bar is not None:

@@ -61,6 +61,7 @@ class Cluster:
     per core by default) started for it and shut down on ``close()``. Use it as a context manager."""
 
     def __init__(self, address: str | None = None, *, workers: int | None = None) -> None:
+        self.given = bool(address)  # else from the environment
         self.address = address or os.environ.get("DASK_SCHEDULER_ADDRESS") or None
         self.workers = workers
         self._client: Any = None
@@ -90,8 +91,12 @@ class Cluster:
         try:
             self._client = Client(self.address, timeout=CONNECT_SECONDS, set_as_default=False)
         except (OSError, TimeoutError, ValueError) as e:
-            raise OptionError(f"expected a dask scheduler at {self.address}, but could not reach it: "
-                              f"{str(e).splitlines()[0] if str(e) else type(e).__name__}", argument="scheduler") from None
+            reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+            if self.given:
+                raise OptionError(f"expected a dask scheduler at {self.address}, but could not reach it: {reason}",
+                                  argument="scheduler") from None
+            raise OptionError(f"DASK_SCHEDULER_ADDRESS: expected a dask scheduler at {self.address}, but could not "
+                              f"reach it: {reason}") from None
 
     def close(self) -> None:
         if self._client is not None:

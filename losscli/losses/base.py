@@ -265,6 +265,9 @@ class NonFinite(str):
         """This warning and one about later rows of the same file: the total count, the first position."""
         return NonFinite(self.label, self.count + later.count, self.where)
 
+    def __getnewargs__(self) -> tuple[str, int, str]:  # pickled: a dask worker's chunk sends its warnings back
+        return self.label, self.count, self.where
+
 
 class Unusual(str):
     """A warning about values torch computes with but the loss's usual reading does not expect (a target other
@@ -274,6 +277,9 @@ class Unusual(str):
         warning = super().__new__(cls, text)
         warning.error = error
         return warning
+
+    def __getnewargs__(self) -> tuple[str, str]:  # pickled: a dask worker's chunk sends its warnings back
+        return str(self), self.error
 
 
 def note_unusual(warnings: list[str], arg: Arg, bad: np.ndarray, expected: str, torch_does: str) -> None:
