@@ -564,7 +564,8 @@ def test_an_unreachable_scheduler_is_one_line(free_port, big, monkeypatch):
     expected = f"--scheduler: expected a dask scheduler at {nowhere}, but could not reach it"
     one_line(invoke("l1", "a.npy", "b.npy", "--engine", "dask", "--scheduler", nowhere), expected)
     Path("one.toml").write_text(ONE_CHECK)
-    one_line(invoke("check", "one.toml", "--engine", "dask", env={"DASK_SCHEDULER_ADDRESS": nowhere}), expected)
+    from_env = f"DASK_SCHEDULER_ADDRESS: expected a dask scheduler at {nowhere}, but could not reach it"
+    one_line(invoke("check", "one.toml", "--engine", "dask", env={"DASK_SCHEDULER_ADDRESS": nowhere}), from_env)
 
 
 def test_a_scheduler_without_the_dask_engine_is_refused(free_port, big, monkeypatch):

@@ -340,7 +340,7 @@ def test_http_glob_and_folder_mistakes_are_one_line(http_shards, spec, expected)
 # -- storage options belong to one call -----------------------------------------------------------------------
 
 
-def test_compute_storage_options_reach_fsspec_and_stay_in_the_call(s3):
+def test_compute_storage_options_reach_fsspec_and_stay_in_the_call(s3, free_port):
     """compute(storage_options=...) for one call: a closed endpoint fails that call (one InputError naming the
     URL), and the calls before and after it, without options, read the store as configured."""
     x, y = rng.normal(size=8).astype(np.float32), rng.normal(size=8).astype(np.float32)
@@ -374,7 +374,7 @@ def test_check_storage_option_must_be_key_value():
     assert result.stderr.strip() == "error: --storage-option: expected key=value, but got 'anon'"
 
 
-def test_check_storage_option_reaches_the_gate_file(s3):
+def test_check_storage_option_reaches_the_gate_file(s3, free_port):
     """A closed endpoint given to `losscli check`: the remote gate file itself is read with it (one line, exit 2)."""
     gate = put(s3, "cg/gates.toml", b'[[check]]\nname = "m"\nloss = "mse"\nfiles = ["p.npy", "p.npy"]\nmax = 1\n')
     result = invoke("check", gate, "--storage-option", f"endpoint_url=http://127.0.0.1:{free_port()}")
@@ -389,7 +389,7 @@ def test_check_storage_option_reaches_the_gate_file(s3):
 GBUCKET = "losscli-gcs"
 
 
-def _emulator():
+def _emulator(free_port):
     """gcp-storage-emulator (a GCS JSON API server in Python) on a free port of 127.0.0.1, in memory, with one
     bucket; started and its URL returned."""
     from gcp_storage_emulator.server import create_server
@@ -401,15 +401,15 @@ def _emulator():
 
 
 @pytest.fixture(scope="module")
-def gcs(tmp_path_factory):
+def gcs(tmp_path_factory, free_port):
     """Two emulators: gcsfs (and so losscli) finds the first through STORAGE_EMULATOR_HOST, the second only through
     a storage option (endpoint_url). Yields the gcsfs filesystems that upload to each, and the second's URL.
 
     gcsfs is the real client. Its experimental bucket-layout lookup (gRPC, which the emulator does not serve) is
     turned off before gcsfs is imported; Google's credential lookup is kept on this machine (anonymous access
     is what losscli uses with STORAGE_EMULATOR_HOST set; the metadata server, were it asked, is a closed port)."""
-    first, first_url = _emulator()
-    second, second_url = _emulator()
+    first, first_url = _emulator(free_port)
+    second, second_url = _emulator(free_port)
     with pytest.MonkeyPatch.context() as env:
         env.setenv("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
         env.setenv("STORAGE_EMULATOR_HOST", first_url)
@@ -465,7 +465,7 @@ def test_gs_missing_object_is_one_line(gcs):
     assert line == f"error: input ({url}): expected a .npy file at {url}, but there is no such object"
 
 
-def test_gs_unreachable_emulator_is_one_line(gcs):
+def test_gs_unreachable_emulator_is_one_line(gcs, free_port):
     """A closed endpoint: gcsfs retries each request itself (6 tries, about 30 s of backoff), then one line."""
     url = f"gs://{GBUCKET}/a/pred.npy"
     start = time.monotonic()
