@@ -59,7 +59,8 @@ def compare(loss: str | LossSpec, base: Any, new: Any, *rest: Any, alpha: float 
             resamples: int = 1000, seed: int = 0, **kwargs: Any) -> Comparison:
     """``loss`` on ``(base, *rest)`` and on ``(new, *rest)`` (``kwargs`` as for :func:`losscli.compute`), with a
     paired bootstrap of the difference: ``verdict`` is ``worse`` when the whole interval of ``new - base`` at
-    level ``1 - alpha`` lies above ``margin``, ``better`` when it lies below 0, else ``inconclusive``."""
+    level ``1 - alpha`` lies above ``margin``, ``better`` when it lies below 0, else ``inconclusive``. A loss's
+    own ``margin`` option (margin-ranking, ...) is given as ``loss_margin``."""
     if not (isinstance(alpha, (int, float)) and 0 < alpha < 1):
         raise OptionError(f"expected a significance level between 0 and 1 (such as 0.05), but got {alpha!r}",
                           argument="alpha")
@@ -70,6 +71,8 @@ def compare(loss: str | LossSpec, base: Any, new: Any, *rest: Any, alpha: float 
     if reduction is Reduction.none:
         raise OptionError("expected a reduction to compare (mean, sum, batchmean), but the reduction is none",
                           argument="reduction")
+    if "loss_margin" in kwargs:
+        kwargs["margin"] = kwargs.pop("loss_margin")
     streaming = kwargs.pop("streaming", Streaming())
     runs = []
     for first in (base, new):

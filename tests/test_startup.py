@@ -41,6 +41,27 @@ def test_a_loss_on_npy_files_imports_nothing_heavy(tmp_path, fmt):
     assert heavy == []
 
 
+# The statistics load only when asked for: --ci loads the bootstrap, `losscli compare` the comparison.
+STATISTICS = ("losscli.engine.bootstrap", "losscli.compare", "losscli.edge.comparison")
+
+
+def test_a_plain_loss_command_loads_no_statistics(tmp_path):
+    np.save(tmp_path / "a.npy", np.array([1.0, 2.0], dtype=np.float32))
+    np.save(tmp_path / "b.npy", np.array([1.0, 4.0], dtype=np.float32))
+    plain = imported("mse", "a.npy", "b.npy", cwd=tmp_path)
+    assert "losscli.api" in plain and [m for m in STATISTICS if m in plain] == []
+    with_ci = imported("mse", "a.npy", "b.npy", "--ci", "0.9", "--resamples", "100", cwd=tmp_path)
+    assert [m for m in STATISTICS if m in with_ci] == ["losscli.engine.bootstrap"]  # the check sees imports
+
+
+def test_compare_imports_nothing_heavy(tmp_path):
+    for name, values in (("a", [1.0, 2.0]), ("b", [1.0, 3.0]), ("t", [1.0, 4.0])):
+        np.save(tmp_path / f"{name}.npy", np.array(values, dtype=np.float32))
+    modules = imported("compare", "mse", "a.npy", "b.npy", "t.npy", "--resamples", "100", cwd=tmp_path)
+    assert set(STATISTICS) <= modules
+    assert sorted(m for m in modules if m.split(".")[0] in HEAVY or m in HEAVY) == []
+
+
 def test_import_losscli_alone_loads_no_api():
     code = ("import sys, losscli\n"
             "assert 'losscli.api' not in sys.modules and 'numpy' not in sys.modules, sorted(sys.modules)\n"
@@ -60,7 +81,8 @@ def test_the_core_imports_no_edge_and_no_torch():
             "loaded = sorted(m for m in sys.modules\n"
             "                if m.split('.')[0] in ('rich', 'typer', 'click', 'torch', 'dask', 'distributed'))\n"
             "assert loaded == [], loaded\n"
-            "assert not any(m.startswith('losscli.edge') for m in sys.modules)\n")
+            "assert not any(m.startswith('losscli.edge') for m in sys.modules)\n"
+            "assert 'losscli.engine.bootstrap' not in sys.modules and 'losscli.compare' not in sys.modules\n")
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
 

@@ -7,6 +7,7 @@ import enum
 import inspect
 import json
 import warnings
+from dataclasses import replace
 from typing import Annotated, Any
 
 import typer
@@ -28,6 +29,8 @@ SCHEMA_VERSION = 1
 # the loss command's common flags that a comparison takes (the others: views, gradients, outputs, thresholds)
 KEPT = ("reduction", "size_average", "reduce", "nan_policy", "strict", "resamples", "seed", "quiet", "debug",
         "engine", "scheduler", "storage_option")
+# a loss's own option named as an option of the comparison's (margin-ranking's --margin) is --loss-margin here
+RENAMED = {"margin": "loss_margin"}
 
 
 class CompareFormat(str, enum.Enum):
@@ -44,7 +47,8 @@ def compare_command(spec: LossSpec) -> Any:
     files = [first.replace(name="base", annotation=_model("base", spec)),
              first.replace(name="new", annotation=_model("new", spec)), *rest]
     common = [p for p in common_params(spec) if p.name in KEPT]
-    params = [*files, *option_params(spec), *common, *_compare_params()]
+    options = tuple(o._replace(name=RENAMED.get(o.name, o.name)) for o in spec.options)
+    params = [*files, *option_params(replace(spec, options=options)), *common, *_compare_params()]
     command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
     command.__annotations__ = {p.name: p.annotation for p in params}
     command.__name__ = spec.name.replace("-", "_")
