@@ -13,7 +13,7 @@ import os
 import warnings as python_warnings
 from dataclasses import dataclass
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
@@ -21,8 +21,8 @@ from .backends import Backend
 from .engine.run import Computation, Feeds, Progress, Task, compute_batch, run
 from .engine.sinks import Sink
 from .engine.sources import Source, plan, source
-from .errors import InputError, LossCliError, LossCliWarning, OptionError
-from .io import Loader
+from .errors import InputError, LossCliError, LossCliWarning, OptionError, ShapeError
+from .io import ArrayRows, Loader
 from .io.remote import check_options
 from .judge import check_thresholds
 from .losses import CATALOG, Batch, LossSpec
@@ -58,7 +58,9 @@ class Outputs:
     satisfies ``|a - b| <= tolerance * (1 + |b|)``.
     ``ci``: a confidence interval of the value at this level (0.95), by a Poisson bootstrap over the samples
     with ``resamples`` resamples and ``seed`` (:mod:`losscli.engine.bootstrap`); the same interval whatever the
-    chunks, shards or engine.
+    chunks, shards or engine (and one per group, with groups).
+    ``by_class``: the loss of each target class (a multi-label loss: of each label column), as
+    :func:`compute`'s ``by`` gives it for groups of samples (:mod:`losscli.engine.groups`).
     """
 
     grad: bool = False
@@ -70,6 +72,7 @@ class Outputs:
     ci: float | None = None
     resamples: int = 1000
     seed: int = 0
+    by_class: bool = False
 
 
 @dataclass(frozen=True)
@@ -90,7 +93,7 @@ def compute(loss: str | LossSpec, *arrays: Any, reduction: Reduction | str = Red
             nan_policy: NanPolicy | str = NanPolicy.propagate, strict: bool = False, broadcast: bool = False,
             engine: Engine | str | Cluster = Engine.local, scheduler: str | None = None, outputs: Outputs = Outputs(),
             streaming: Streaming = Streaming(), storage_options: Mapping[str, Any] | None = None,
-            **named: Any) -> LossResult:
+            by: Any = None, **named: Any) -> LossResult:
     """Compute ``loss`` as ``torch.nn.functional.<torch_name>`` would.
 
     ``arrays`` are the loss's files in torch's argument order (``input, target`` for most): arrays, or paths
@@ -105,7 +108,8 @@ def compute(loss: str | LossSpec, *arrays: Any, reduction: Reduction | str = Red
     ``engine="dask"`` computes the chunks on a dask cluster (the scheduler at ``scheduler``, else
     ``DASK_SCHEDULER_ADDRESS``, else a local cluster started for the call); a
     :class:`~losscli.engine.cluster.Cluster` already open is used as it is. The value is the local engine's,
-    digit for digit. ``storage_options``: fsspec options for the paths that are URLs (``{"anon": True}``,
+    digit for digit. ``by``: a group label per sample (a path such as ``"meta.csv:language"``, strings or
+    integers; or an array): the result's ``groups`` give the loss of each group. ``storage_options``: fsspec options for the paths that are URLs (``{"anon": True}``,
     ``{"endpoint_url": "http://127.0.0.1:9000"}``; the command line's ``--storage-option key=value``), on top of
     each store's own configuration, for this call alone.
     Raises ``LossCliError`` on bad input, naming the argument.
@@ -113,7 +117,7 @@ def compute(loss: str | LossSpec, *arrays: Any, reduction: Reduction | str = Red
     with _session(engine, scheduler) as cluster:
         call = _Call.of(loss, arrays, named, reduction=reduction, size_average=size_average, reduce=reduce,
                         backend=backend, nan_policy=nan_policy, strict=strict, broadcast=broadcast,
-                        outputs=outputs, streaming=streaming, storage_options=storage_options,
+                        outputs=outputs, streaming=streaming, storage_options=storage_options, by=by,
                         distributed=cluster is not None)
         done = run(call.task, call.plan, call.backend, call.feeds) if cluster is None else cluster.run([call.run])[0]
     if isinstance(done, LossCliError):
@@ -141,7 +145,7 @@ def compute_each(calls: Sequence[tuple[tuple[Any, ...], dict[str, Any]]], *,
 
 
 _COMMON = ("reduction", "size_average", "reduce", "backend", "nan_policy", "strict", "broadcast", "outputs",
-           "streaming", "storage_options")
+           "streaming", "storage_options", "by")
 
 
 def _loss_keywords(kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -194,7 +198,7 @@ class _Call:
            reduce: bool | None = None, backend: Backend | str = Backend.numpy,
            nan_policy: NanPolicy | str = NanPolicy.propagate, strict: bool = False, broadcast: bool = False,
            outputs: Outputs = Outputs(), streaming: Streaming = Streaming(),
-           storage_options: Mapping[str, Any] | None = None, distributed: bool = False) -> _Call:
+           storage_options: Mapping[str, Any] | None = None, by: Any = None, distributed: bool = False) -> _Call:
         spec = lookup(loss)
         backend = _convert("backend", Backend, backend)
         nan_policy = _convert("nan_policy", NanPolicy, nan_policy)
@@ -209,15 +213,18 @@ class _Call:
             _check_ci(resolved, outputs)
         if distributed:
             distributable(backend, outputs)
-        sources = _sources(spec, arrays, named, check_options(storage_options))
+        options = check_options(storage_options)
+        sources = _sources(spec, arrays, named, options)
+        groups, names = _grouping(by, outputs.by_class, resolved, options)
         task = Task(spec, sources, _params(spec, named), resolved, broadcast, nan_policy.value, outputs.grad,
-                    strict=strict)
+                    strict=strict, groups=groups)
+        whole = outputs.grad or outputs.cross_check or backend is not Backend.numpy
+        planned = plan(spec, sources, broadcast, whole=whole, chunk_rows=streaming.chunk_rows)
         asked: dict[str, Any] = {}
         feeds = Feeds(streaming.sink, list(streaming.accumulators), streaming.progress)
-        feeds.check = _first_batch(task, outputs, Reduction(reduction), legacy_warning is not None, asked, feeds)
-        whole = outputs.grad or outputs.cross_check or backend is not Backend.numpy
-        return cls(spec, task, plan(spec, sources, broadcast, whole=whole, chunk_rows=streaming.chunk_rows), backend,
-                   feeds, outputs, legacy_warning, asked)
+        feeds.check = _first_batch(task, outputs, Reduction(reduction), legacy_warning is not None, asked, feeds,
+                                   Views(names, planned.rows if planned is not None else None))
+        return cls(spec, task, planned, backend, feeds, outputs, legacy_warning, asked)
 
     def result(self, done: Computation) -> LossResult:
         spec, task, outputs = self.spec, self.task, self.outputs
@@ -326,12 +333,20 @@ def _convert(argument: str, kind: type, value: Any) -> Any:
         raise OptionError(f"expected {expected}, but got {value!r}", argument=argument) from None
 
 
+class Views(NamedTuple):
+    """What the views by group need to know before the first batch: the labels' names (``by``), and the loss's
+    rows when it streams (else the first batch has them all)."""
+
+    names: list[str] | None
+    rows: int | None
+
+
 def _first_batch(task: Task, outputs: Outputs, reduction: Reduction, legacy: bool, asked: dict[str, Any],
-                 feeds: Feeds) -> Callable[[Batch], list[str]]:
+                 feeds: Feeds, views: Views) -> Callable[[Batch], list[str]]:
     """The engine's check of the first prepared batch: the views asked for (into ``asked``, and fed from then
     on), and the loss's word on its reduction."""
     def check(batch: Batch) -> list[str]:
-        if outputs.per_sample or outputs.top is not None or outputs.hist or outputs.ci is not None:
+        if outputs.per_sample or outputs.top is not None or outputs.hist or outputs.ci is not None or task.groups:
             from .engine.accumulators import accumulators  # loaded only when a view is asked for
 
             asked.update(accumulators(outputs.per_sample, outputs.top, outputs.hist, task.reduction,
@@ -340,11 +355,51 @@ def _first_batch(task: Task, outputs: Outputs, reduction: Reduction, legacy: boo
                 from .engine.bootstrap import Bootstrap
 
                 asked["ci"] = Bootstrap(task.reduction, outputs.ci, outputs.resamples, outputs.seed)
+            if task.groups is not None:
+                asked["groups"] = _groups(task, batch, outputs, views)
             feeds.accumulators = [*feeds.accumulators, *asked.values()]
         word = task.spec.reduction_check
         return [] if word is None else word(reduction, task.reduction, legacy, batch)
 
     return check
+
+
+def _grouping(by: Any, by_class: bool, reduction: Reduction, options: dict[str, Any]) -> tuple[Any, list[str] | None]:
+    """The task's :class:`~losscli.engine.run.Grouping` (None without groups), and the names of ``by``'s groups:
+    its labels, sorted, read whole and numbered from 0."""
+    if by is None and not by_class:
+        return None, None
+    argument = "by" if by is not None else "by_class"
+    if by is not None and by_class:
+        raise OptionError("expected groups of samples (by) or of classes (by_class), not both", argument="by")
+    if reduction is Reduction.none:
+        raise OptionError("expected a reduction to give each group's value (mean, sum, batchmean), but the "
+                          "reduction is none", argument=argument)
+    from .engine.groups import labels_of
+    from .engine.run import Grouping
+
+    if by is None:
+        return Grouping(), None
+    names, codes = labels_of(by, Loader(storage_options=options))
+    return Grouping(Source("by", ArrayRows(codes))), names
+
+
+def _groups(task: Task, batch: Batch, outputs: Outputs, views: Views) -> Any:
+    """The :class:`~losscli.engine.groups.Groups` view, once the first batch tells the classes or the rows."""
+    from .engine.bootstrap import Bootstrap
+    from .engine.groups import Groups
+
+    names = views.names
+    if names is None:  # by class: the batch's codes were checked to exist (Grouping.codes)
+        names = [str(c) for c in range(task.spec.family.classes(task.spec, batch)[1])]
+    else:
+        rows = views.rows if views.rows is not None else batch.loss_shape[0]
+        if rows != task.groups.source.rows.shape[0]:
+            raise ShapeError(f"expected a label for each of the loss's {rows} samples, but got "
+                             f"{task.groups.source.rows.shape[0]} labels", argument="by")
+    boot = None if outputs.ci is None else Bootstrap(task.reduction, outputs.ci, outputs.resamples, outputs.seed,
+                                                      groups=len(names))
+    return Groups(task.reduction, names, batch.dtype, boot)
 
 
 def _grad(task: Task, done: Computation) -> np.ndarray | None:

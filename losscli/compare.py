@@ -20,7 +20,7 @@ import numpy as np
 
 from .api import Streaming, compute
 from .engine.bootstrap import METHOD, Bootstrap, check, interval
-from .errors import OptionError, ShapeError
+from .errors import LossCliError, OptionError, ShapeError
 from .losses import LossSpec
 from .reduction import Reduction, resolve
 from .result import LossResult
@@ -75,15 +75,20 @@ def compare(loss: str | LossSpec, base: Any, new: Any, *rest: Any, alpha: float 
         kwargs["margin"] = kwargs.pop("loss_margin")
     streaming = kwargs.pop("streaming", Streaming())
     runs = []
-    for first in (base, new):
-        boot = Bootstrap(reduction, 1 - alpha, resamples, seed)
-        result = compute(loss, first, *rest, **kwargs,
-                         streaming=replace(streaming, accumulators=[*streaming.accumulators, boot]))
-        runs.append((result, boot.statistics()))
-    (b, base_stats), (n, new_stats) = runs
+    try:
+        for first in (base, new):
+            boot = Bootstrap(reduction, 1 - alpha, resamples, seed)
+            result = compute(loss, first, *rest, **kwargs,
+                             streaming=replace(streaming, accumulators=[*streaming.accumulators, boot]))
+            runs.append((result, boot.statistics(), boot.drawn()))
+    except LossCliError as e:
+        if e.argument == "margin":  # the loss's own margin, which is loss_margin here
+            e.argument = "loss_margin"
+        raise
+    (b, base_stats, base_drawn), (n, new_stats, new_drawn) = runs
     if b.count != n.count:
         raise ShapeError(f"new: expected as many loss elements as the base ({b.count}), but got {n.count}")
-    differences = new_stats - base_stats
+    differences = (new_stats - base_stats)[base_drawn & new_drawn]  # resamples that drew something of both
     low, high = interval(differences, 1 - alpha)
     difference = float(n.value.astype(np.float64)) - float(b.value.astype(np.float64))
     with np.errstate(all="ignore"):
@@ -93,8 +98,8 @@ def compare(loss: str | LossSpec, base: Any, new: Any, *rest: Any, alpha: float 
 
 
 def p_value(differences: np.ndarray) -> float:
-    """Two-sided bootstrap p-value of "no difference" (NaN when a resample has no value)."""
-    if np.isnan(differences).any():
+    """Two-sided bootstrap p-value of "no difference" (NaN when a difference is NaN, or there is none)."""
+    if not differences.size or np.isnan(differences).any():
         return math.nan
     count = len(differences)
     below = (1 + int(np.count_nonzero(differences <= 0))) / (1 + count)

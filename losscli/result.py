@@ -14,6 +14,7 @@ from .reduction import Reduction
 if TYPE_CHECKING:  # the views' module loads only when a view is asked for
     from .engine.accumulators import Hist, Top
     from .engine.bootstrap import Interval
+    from .engine.groups import Group
 
 
 class InputInfo(NamedTuple):
@@ -54,6 +55,7 @@ class LossResult:
     top: Top | None = None  # the largest losses; with Outputs(top=K)
     hist: Hist | None = None  # a histogram of the losses; with Outputs(hist=True)
     ci: Interval | None = None  # a confidence interval of the value; with Outputs(ci=LEVEL)
+    groups: list[Group] | None = None  # the loss of each group; with compute(by=...) or Outputs(by_class=True)
 
     def __repr__(self) -> str:
         """One short line: the value as the command line prints it (for ``none``: its shape and dtype), and how

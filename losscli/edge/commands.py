@@ -141,13 +141,7 @@ def common_params(spec: LossSpec) -> list[inspect.Parameter]:
              help="the K largest losses (elements, or samples with --per-sample) with their indices, NaN first"),
         opt("hist", "--hist", panel=VIEWS, default=False, kind=bool,
              help="a histogram of the losses (elements, or samples with --per-sample); NaN and inf counted apart"),
-        opt("ci", "--ci", panel=STATS, metavar="LEVEL", kind=Optional[float],
-             help="a confidence interval of the value at LEVEL (0.95): Poisson bootstrap over the samples, the "
-                  "loss's own reduction in each resample (docs/statistics.md)"),
-        opt("resamples", "--resamples", panel=STATS, metavar="N", default=1000, kind=int,
-             help="bootstrap resamples for --ci"),
-        opt("seed", "--seed", panel=STATS, metavar="S", default=0, kind=int,
-             help="the bootstrap's seed: the same seed gives the same interval, whatever the chunks, shards or engine"),
+        *stats_params(),
         opt("quiet", "--quiet", "-q", panel=OUTPUT, default=False, kind=bool,
              help="no progress bar (it shows on a terminal for work over a second, except with --format json, plain or metrics)"),
         opt("debug", "--debug", panel=OUTPUT, default=False, kind=bool, help="show tracebacks"),
@@ -161,24 +155,40 @@ def common_params(spec: LossSpec) -> list[inspect.Parameter]:
     ]
 
 
+def stats_params() -> list[inspect.Parameter]:
+    """The statistics flags: an interval, groups, and the bootstrap's resamples and seed."""
+    return [
+        opt("ci", "--ci", panel=STATS, metavar="LEVEL", kind=Optional[float],
+            help="a confidence interval of the value at LEVEL (0.95): Poisson bootstrap over the samples, the "
+                 "loss's own reduction in each resample (docs/statistics.md)"),
+        opt("by", "--by", panel=STATS, metavar="FILE[:col]",
+            help="a group label per sample (text or integers, any format): the loss of each group too, with "
+                 "torch's denominators (docs/statistics.md)"),
+        opt("by_class", "--by-class", panel=STATS, default=False, kind=bool,
+            help="the loss of each target class (of each label column for bce on (N, C))"),
+        opt("top_groups", "--top-groups", panel=STATS, metavar="K", kind=Optional[int],
+            help="show the K worst groups (the table; JSON lists every group)"),
+        opt("resamples", "--resamples", panel=STATS, metavar="N", default=1000, kind=int,
+            help="bootstrap resamples for --ci"),
+        opt("seed", "--seed", panel=STATS, metavar="S", default=0, kind=int,
+            help="the bootstrap's seed: the same seed gives the same interval, whatever the chunks, shards or engine"),
+    ]
+
+
 def run(spec: LossSpec, *, reduction: str, size_average: bool | None, reduce: bool | None, backend: Backend,
         cross_check: bool, tolerance: float, fail_above: float | None, fail_below: float | None,
         nan_policy: NanPolicy, format: Format, output: str | None, grad: str | None, debug: bool,
         broadcast: bool = False, per_sample: bool = False, top: int | None = None, hist: bool = False,
         quiet: bool = False, strict: bool = False, storage_option: list[str] | None = None,
         engine: Engine = Engine.local, scheduler: str | None = None, ci: float | None = None,
-        resamples: int = 1000, seed: int = 0, **given: Any) -> None:
+        resamples: int = 1000, seed: int = 0, by: str | None = None, by_class: bool = False,
+        top_groups: int | None = None, **given: Any) -> None:
     """One loss command: load, compute, write, render, judge. ``given`` holds the files and the loss's options."""
     with exit_on_error(debug):
-        check_thresholds(fail_above=fail_above, fail_below=fail_below, tolerance=tolerance)
-        resolved = resolve(reduction, size_average, reduce)[0]  # to refuse before any work what needs a value
-        if (fail_above is not None or fail_below is not None) and resolved is Reduction.none:
-            raise LossCliError("--fail-above/--fail-below: expected a reduced value (mean or sum), but the "
-                               "reduction is none")
-        check_format(format, top, hist, resolved)
-        outputs = Outputs(grad is not None, per_sample, top, hist, cross_check, tolerance, ci, resamples, seed)
-        if engine is Engine.dask:  # before a cluster is reached, or started for nothing
-            distributable(backend, outputs)
+        outputs = Outputs(grad is not None, per_sample, top, hist, cross_check, tolerance, ci, resamples, seed,
+                          by_class)
+        _refuse_early(resolve(reduction, size_average, reduce)[0], outputs, format, engine, backend,
+                      fail_above, fail_below, top_groups)
         loader = Loader(storage_options=parse_options(storage_option or ()))
         arrays = [load_file(loader, given.pop(f.name), f) for f in spec.files]
         named = {f.name: loader.load(path, role=f.name) for f in spec.extras if (path := given.pop(f.name)) is not None}
@@ -192,7 +202,7 @@ def run(spec: LossSpec, *, reduction: str, size_average: bool | None, reduce: bo
                 result = compute(
                     spec, *arrays, **named, **given, reduction=reduction, size_average=size_average,
                     reduce=reduce, backend=backend, nan_policy=nan_policy, strict=strict, broadcast=broadcast,
-                    engine=on, scheduler=scheduler,
+                    engine=on, scheduler=scheduler, by=None if by is None else loader.labels(by, role="by"),
                     outputs=outputs,
                     streaming=Streaming(progress=bar, sink=sink))
         finally:
@@ -202,12 +212,28 @@ def run(spec: LossSpec, *, reduction: str, size_average: bool | None, reduce: bo
             save_array(result.per_sample if per_sample else result.value, output, "--output")
         if grad is not None:
             save_array(result.grad, grad, "--grad")
-    _show(result, format, Written(output, sink.summary) if sink is not None and not result.is_scalar else None)
+    _show(result, format, Written(output, sink.summary) if sink is not None and not result.is_scalar else None,
+          top_groups)
     failures = _failures(result, fail_above, fail_below)
     for reason in failures:
         say("FAIL", reason)
     if failures:
         raise typer.Exit(EXIT_THRESHOLD)
+
+
+def _refuse_early(resolved: Reduction, outputs: Outputs, format: Format, engine: Engine, backend: Backend,
+                  fail_above: float | None, fail_below: float | None, top_groups: int | None) -> None:
+    """Before any work: what needs a value that the reduction or the format does not give, and what the dask
+    engine cannot do (before a cluster is reached, or started for nothing)."""
+    check_thresholds(fail_above=fail_above, fail_below=fail_below, tolerance=outputs.tolerance)
+    if (fail_above is not None or fail_below is not None) and resolved is Reduction.none:
+        raise LossCliError("--fail-above/--fail-below: expected a reduced value (mean or sum), but the "
+                           "reduction is none")
+    check_format(format, outputs.top, outputs.hist, resolved)
+    if top_groups is not None and top_groups < 1:
+        raise LossCliError(f"--top-groups: expected a count of 1 or more, but got {top_groups}")
+    if engine is Engine.dask:
+        distributable(backend, outputs)
 
 
 @contextmanager
@@ -254,13 +280,13 @@ def _paths(inputs: list[Any]) -> list[str]:
     return found
 
 
-def _show(result: LossResult, format: Format, written: Written | None) -> None:
+def _show(result: LossResult, format: Format, written: Written | None, top_groups: int | None = None) -> None:
     """Print the result (the render layer builds it; with ``written``, a ``none`` loss's file stands for its
-    values), its warnings on stderr."""
+    values; of its groups, the ``top_groups`` worst in a table), its warnings on stderr."""
     for warning in result.warnings:
         say("warning", warning, "yellow")
     if format is Format.table:
-        stdout.print(to_table(result, written))
+        stdout.print(to_table(result, written, top_groups))
     else:
         for piece in pieces(result, format, written):
             sys.stdout.write(piece)

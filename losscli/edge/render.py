@@ -20,7 +20,7 @@ from ..losses import LossSpec
 from ..reduction import Reduction, legacy_table
 from ..result import LossResult
 from .cells import array_csv, csv_header, csv_rows, grid, json_value, shape_text
-from .render_views import view_csv, view_json, view_parts, view_plain
+from .render_views import interval_json, view_csv, view_json, view_parts, view_plain
 from .render_json import json_pieces, written_json
 from .summary import PIECE, Summary, Written
 
@@ -76,8 +76,7 @@ def to_json(result: LossResult) -> dict[str, Any]:
         out["grad"] = json_value(result.grad)
     if result.ci is not None:
         ci = result.ci
-        out["ci"] = {"level": ci.level, "low": _in_dtype(ci.low, result), "high": _in_dtype(ci.high, result),
-                     "method": ci.method, "resamples": ci.resamples, "seed": ci.seed}
+        out["ci"] = interval_json(ci, result)
     out.update(view_json(result))
     check = result.cross_check
     if check is not None:
@@ -90,11 +89,6 @@ def to_json(result: LossResult) -> dict[str, Any]:
             "ok": check.ok,
         }
     return out
-
-
-def _in_dtype(x: float, result: LossResult) -> Any:
-    """A number of the result (an interval's end) as its value is written: in the loss's dtype."""
-    return json_value(np.asarray(x).astype(result.value.dtype))
 
 
 def ci_text(result: LossResult) -> str:
@@ -184,9 +178,10 @@ def _summary(summary: Summary, note: str = "") -> Text:
     return Text(" · ".join([summary.text()] + ([note] if note else [])), style="dim")
 
 
-def to_table(result: LossResult, written: Written | None = None) -> Group:
+def to_table(result: LossResult, written: Written | None = None, top_groups: int | None = None) -> Group:
     """A summary table (loss, reduction, backend, inputs, counts, value); for ``none`` also the values (head
-    and tail) and their summary, or with ``written`` (``--output``) where they went and their summary."""
+    and tail) and their summary, or with ``written`` (``--output``) where they went and their summary; the
+    views asked for (of the groups, the ``top_groups`` worst)."""
     table = Table(show_header=False, title=f"{result.loss}", title_style="bold", box=None, pad_edge=False)
     table.add_column(style="dim")
     table.add_column()
@@ -226,7 +221,7 @@ def to_table(result: LossResult, written: Written | None = None) -> Group:
         parts += [Text(), Text(title, style="bold")]
         parts += [Text(str(result.grad[()]))] if result.grad.ndim == 0 else [grid(result.grad, "grad"),
                                                                               _summary(Summary.of(result.grad))]
-    return Group(*parts, *view_parts(result))
+    return Group(*parts, *view_parts(result, top_groups))
 
 
 def pieces(result: LossResult, fmt: Format, written: Written | None = None) -> Iterator[str]:

@@ -18,6 +18,8 @@ from .cells import array_csv, cell, grid, json_number, json_value, shape_text
 
 if TYPE_CHECKING:
     from ..engine.accumulators import Hist, Top
+    from ..engine.bootstrap import Interval
+    from ..engine.groups import Group
 
 BAR = 32  # characters of the longest histogram bar
 EIGHTHS = " ▏▎▍▌▋▊▉"
@@ -50,7 +52,26 @@ def view_json(result: LossResult) -> dict[str, Any]:
         h = result.hist
         out["hist"] = {"edges": [json_number(e) for e in h.edges], "counts": [int(c) for c in h.counts],
                        "nan": h.nan, "inf": h.inf}
+    if result.groups is not None:
+        out["groups"] = [_group_json(g, result) for g in result.groups]
     return out
+
+
+def _group_json(group: Group, result: LossResult) -> dict[str, Any]:
+    found: dict[str, Any] = {"group": group.name, "count": group.count, "value": _as_value(group.value, result)}
+    if group.ci is not None:
+        found["ci"] = interval_json(group.ci, result)
+    return found
+
+
+def interval_json(ci: Interval, result: LossResult) -> dict[str, Any]:
+    """An interval as the JSON vocabulary writes it, its ends in the loss's dtype (as its value)."""
+    return {"level": ci.level, "low": _as_value(ci.low, result), "high": _as_value(ci.high, result),
+            "method": ci.method, "resamples": ci.resamples, "seed": ci.seed}
+
+
+def _as_value(x: float, result: LossResult) -> Any:
+    return json_value(np.asarray(x).astype(result.value.dtype))
 
 
 # -- plain and csv ---------------------------------------------------------------------------------------
@@ -99,8 +120,8 @@ def view_csv(result: LossResult) -> str | None:
 # -- table ------------------------------------------------------------------------------------------------
 
 
-def view_parts(result: LossResult) -> list[Any]:
-    """Renderables for the table format, each view under a title."""
+def view_parts(result: LossResult, top_groups: int | None = None) -> list[Any]:
+    """Renderables for the table format, each view under a title (the first ``top_groups`` groups)."""
     parts: list[Any] = []
     if result.per_sample is not None:
         ps = result.per_sample
@@ -114,7 +135,35 @@ def view_parts(result: LossResult) -> list[Any]:
         title = f"histogram of {int(h.counts.sum()) + h.nan + h.inf} {_unit(result, h)}"
         parts += [Text(), Text(title, style="bold"), _hist_table(h),
                   Text(f"NaN {h.nan} · ±inf {h.inf} (not in the bins)", style="dim")]
+    if result.groups is not None:
+        parts += _group_parts(result, top_groups)
     return parts
+
+
+def _group_parts(result: LossResult, top_groups: int | None) -> list[Any]:
+    """The groups, worst (largest loss) first, NaN first of all; ``top_groups`` of them."""
+    ordered = sorted(result.groups, key=lambda g: (g.value == g.value, -g.value if g.value == g.value else 0))
+    shown = ordered if top_groups is None else ordered[:top_groups]
+    table = Table(box=None, pad_edge=False, header_style="bold dim")
+    table.add_column("group")
+    table.add_column("count", justify="right")
+    table.add_column(result.reduction.value, justify="right")
+    interval = any(g.ci is not None for g in shown)
+    if interval:
+        table.add_column(f"{shown[0].ci.level * 100:g}% CI" if shown else "CI", justify="right")
+    for g in shown:
+        row: list[Any] = [Text(g.name), str(g.count), _in_dtype(g.value, result)]
+        if interval:
+            row.append(Text(f"[{_in_dtype(g.ci.low, result)}, {_in_dtype(g.ci.high, result)}]"))
+        table.add_row(*row)
+    left = len(ordered) - len(shown)
+    title = f"loss by group ({len(ordered)} groups, worst first)"
+    return [Text(), Text(title, style="bold"), table] + ([Text(f"{left} more (--top-groups)", style="dim")]
+                                                        if left else [])
+
+
+def _in_dtype(x: float, result: LossResult) -> str:
+    return str(np.asarray(x).astype(result.value.dtype)[()])
 
 
 def _sample_summary(values: np.ndarray) -> Text:

@@ -179,7 +179,8 @@ class Entries(NamedTuple):
                    else np.count_nonzero(chunk.select, axis=1))
         if chunk.groups is None or chunk.row_groups:
             num, den = sample_sums(chunk, reduction)
-            group = np.zeros(rows, np.int64) if chunk.groups is None else chunk.groups[:, 0]
+            # a row with nothing that counts adds nothing; its group may be no group (an ignored target)
+            group = np.zeros(rows, np.int64) if chunk.groups is None else np.where(counted > 0, chunk.groups[:, 0], 0)
             return cls(np.arange(rows), group, num, den, counted)
         where = np.ones(chunk.values.shape, bool) if chunk.select is None else chunk.select
         count = int(chunk.groups.max(initial=0)) + 1

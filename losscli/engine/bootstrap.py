@@ -186,15 +186,23 @@ class Bootstrap:
                 found = num / den
         return found if self.groups else found[0]
 
+    def drawn(self) -> np.ndarray:
+        """The resamples that have a value, like :meth:`statistics`: those that drew any of what ``mean`` (and
+        ``batchmean``) divide by. A resample that drew none of a small group's samples has no mean of it, and
+        is left out of the interval (every resample of a ``sum`` has one: 0 when nothing was drawn)."""
+        den = self.sums[1] if self.groups else self.sums[1][0]
+        return np.ones(den.shape, bool) if self.reduction is Reduction.sum else den != 0
+
     def finish(self) -> Interval:
-        low, high = interval(self.statistics(), self.level)
+        low, high = interval(self.statistics()[self.drawn()], self.level)
         return Interval(self.level, low, high, self.resamples, self.seed)
 
 
 def interval(statistics: np.ndarray, level: float) -> tuple[float, float]:
     """The percentile interval: the ``(1 - level) / 2`` and ``(1 + level) / 2`` quantiles of the resampled
-    statistics (NaN when any is NaN: a resample with nothing selected has no mean)."""
-    if np.isnan(statistics).any():
+    statistics (of those that have a value: :meth:`Bootstrap.drawn`); NaN when any is NaN (NaN in the data)
+    or there are none."""
+    if not statistics.size or np.isnan(statistics).any():
         return math.nan, math.nan
     low, high = np.quantile(statistics, [(1 - level) / 2, (1 + level) / 2])
     return float(low), float(high)

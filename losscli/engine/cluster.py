@@ -44,6 +44,7 @@ CHUNKS_PER_PARTITION = 32
 AHEAD = 2
 # seconds to reach a scheduler before saying it cannot be reached
 CONNECT_SECONDS = 10
+GROUPS = "\x00groups"  # the key a task's group labels travel under, beside its sources
 
 
 class Run(NamedTuple):
@@ -180,6 +181,9 @@ class _Started:
         low, high = spans[0][0], spans[-1][1]
         split = self.run.plan.split if self.run.plan is not None else frozenset()
         sources = {name: _ship(s, name in split, low, high) for name, s in task.sources.items()}
+        groups = task.groups
+        if groups is not None and groups.source is not None:  # the labels' codes: the partition's rows of them
+            sources[GROUPS] = _ship(groups.source, self.run.plan is not None, low, high)
         return _Shipped(task._replace(sources={}), sources, self.run.plan, copy.deepcopy(self.fresh))
 
     def take(self, found: _Found) -> None:
@@ -296,7 +300,8 @@ def _partition(shipped: list[_Shipped], spans: list[tuple[int, int]]) -> list[_F
     for s in shipped:
         try:
             sources = {name: _source(ship, loaders.of(ship.options), reads) for name, ship in s.sources.items()}
-            chunks.append(Chunks(s.task._replace(sources=sources), s.plan, s.accumulators))
+            groups = s.task.groups if GROUPS not in sources else s.task.groups._replace(source=sources.pop(GROUPS))
+            chunks.append(Chunks(s.task._replace(sources=sources, groups=groups), s.plan, s.accumulators))
         except LossCliError as e:
             chunks.append(e)
     parts: list[list] = [[] for _ in shipped]

@@ -9,15 +9,39 @@ are float64, merged from chunks (and dask partitions) in any order.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
+from ..errors import OptionError, ShapeError, ValueDomainError
 from ..reduction import Elements, Reduction
 from .accumulators import ChunkRows, Entries
 from .bootstrap import Bootstrap, Interval, interval
 
 MAX_GROUPS = 10_000  # groups are held as arrays of this length (and, with --ci, by resamples)
+
+
+def labels_of(by: Any, loader: Any) -> tuple[list[str], np.ndarray]:
+    """A label per sample (a path read whole by ``loader``, a ``Loaded``, or an array): the labels' names, sorted,
+    and each sample's label as an index into them (int64)."""
+    if isinstance(by, (str, os.PathLike)):
+        labels = loader.labels(os.fspath(by), role="by")
+    else:
+        labels = np.asarray(getattr(by, "array", by))
+    if labels.ndim != 1:
+        raise ShapeError(f"expected one label per sample (a 1-D column), but got shape {labels.shape}",
+                         argument="by")
+    if labels.dtype.kind == "f":
+        if not np.all(np.isfinite(labels) & (labels == np.round(labels))):
+            raise ValueDomainError("expected labels that are text or integers, but got fractional numbers",
+                                   argument="by")
+        labels = labels.astype(np.int64)
+    names, codes = np.unique(labels, return_inverse=True)
+    if len(names) > MAX_GROUPS:
+        raise OptionError(f"expected at most {MAX_GROUPS} groups, but the labels have {len(names)}", argument="by")
+    return [str(n) for n in names], codes.astype(np.int64).reshape(-1)
 
 
 @dataclass(frozen=True)
@@ -32,38 +56,59 @@ class Group:
 
 
 class Groups:
-    """The loss of each group, fed chunks whose :class:`~losscli.reduction.Elements` carry ``groups``."""
+    """The loss of each group, fed chunks whose :class:`~losscli.reduction.Elements` carry ``groups``.
+
+    Each chunk's sums by group are added to the total in row order (a chunk that comes early waits for the
+    ones before it), so the values are the same sequence of float64 additions whoever computed the chunks:
+    the local engine, its threads, or a dask cluster's partitions merged here."""
 
     def __init__(self, reduction: Reduction, names: list[str], dtype: np.dtype,
                  bootstrap: Bootstrap | None = None) -> None:
         self.reduction, self.names, self.dtype, self.bootstrap = reduction, names, np.dtype(dtype), bootstrap
-        size = len(names)
-        self.num, self.den, self.count = np.zeros(size), np.zeros(size), np.zeros(size, np.int64)
+        self.sums = np.zeros((3, len(names)))  # Σ num, Σ den, count of the chunks before ``frontier``
+        self.frontier = 0  # the first row not yet added
+        self.waiting: dict[int, tuple[int, np.ndarray]] = {}  # first row -> (rows, its sums)
 
     def update(self, start: int, elements: Elements, select: np.ndarray | None) -> None:
-        entries = Entries.of(ChunkRows.of(elements, select), self.reduction)
+        chunk = ChunkRows.of(elements, select)
+        entries = Entries.of(chunk, self.reduction)
         size = len(self.names)
-        self.num += np.bincount(entries.group, weights=entries.num, minlength=size)
-        self.den += np.bincount(entries.group, weights=entries.den, minlength=size)
-        self.count += np.bincount(entries.group, weights=entries.n, minlength=size).astype(np.int64)
+        self.waiting[start] = (chunk.values.shape[0], np.stack([
+            np.bincount(entries.group, weights=entries.num, minlength=size),
+            np.bincount(entries.group, weights=entries.den, minlength=size),
+            np.bincount(entries.group, weights=entries.n, minlength=size)]))
+        self._advance()
         if self.bootstrap is not None:
             self.bootstrap.update(start, elements, select)
 
+    def _advance(self) -> None:
+        while self.frontier in self.waiting:
+            rows, sums = self.waiting.pop(self.frontier)
+            self.sums = self.sums + sums
+            self.frontier += rows
+
     def merge(self, other: Groups) -> None:
-        self.num, self.den, self.count = self.num + other.num, self.den + other.den, self.count + other.count
+        """Take in a copy fed other chunks (a dask partition); one that began at row 0 brings its sums."""
+        if other.frontier:
+            self.sums, self.frontier = other.sums, other.frontier
+        self.waiting.update(other.waiting)
+        self._advance()
         if self.bootstrap is not None:
             self.bootstrap.merge(other.bootstrap)
 
     def finish(self) -> list[Group]:
         """The groups that have elements, in the order of their names."""
+        if self.waiting:
+            raise AssertionError(f"groups: chunks from rows {sorted(self.waiting)} not reached from {self.frontier}")
+        num, den, count = self.sums
         with np.errstate(all="ignore"):
-            values = self.num if self.reduction is Reduction.sum else self.num / self.den
-        stats = self.bootstrap.statistics() if self.bootstrap is not None else None
+            values = num if self.reduction is Reduction.sum else num / den
+        b = self.bootstrap
+        stats, drawn = (b.statistics(), b.drawn()) if b is not None else (None, None)
         found = []
-        for g in np.flatnonzero(self.den > 0) if self.reduction is not Reduction.sum else np.flatnonzero(self.count):
+        for g in np.flatnonzero(count):
             ci = None
-            if stats is not None:
-                b = self.bootstrap
-                ci = Interval(b.level, *interval(stats[g], b.level), b.resamples, b.seed)
-            found.append(Group(self.names[g], int(self.count[g]), float(self.dtype.type(values[g])), ci))
+            if b is not None:
+                ci = Interval(b.level, *interval(stats[g][drawn[g]], b.level), b.resamples, b.seed)
+            found.append(Group(self.names[g], int(count[g]), float(self.dtype.type(values[g])), ci))
         return found

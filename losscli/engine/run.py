@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, NamedTuple,
 import numpy as np
 
 from ..backends import Backend, Computed, numpy_backend
-from ..errors import ShapeError
+from ..errors import OptionError, ShapeError
 from ..losses.base import Batch, LossSpec, NonFinite
 from ..reduction import Elements, Partial, Reduction, partial, selection, unreduced
 from .sinks import InMemory, Sink
@@ -56,9 +56,23 @@ class Grouping(NamedTuple):
         """The groups of a batch's elements (broadcasting to its loss), the batch being rows ``[start, ...)``
         of the loss, or all of it (``whole``)."""
         if self.source is None:
-            return task.spec.family.classes(task.spec, batch)[0]
-        rows = len(batch.loss_shape) and batch.loss_shape[0]
+            classes = task.spec.family.classes(task.spec, batch)
+            if classes is None:
+                raise OptionError(f"expected a loss whose elements each have a class (nll, cross-entropy with class "
+                                  "indices, multi-margin, linear-cross-entropy) or a label column (bce, "
+                                  f"bce-with-logits on (N, C, ...)), but {task.spec.name} has none here; group "
+                                  "samples with {by}", argument="by_class")
+            return classes[0]
+        if not batch.loss_shape:
+            raise ShapeError("expected a loss with samples to group, but this loss is a single value (shape ())",
+                             argument="by")
+        rows = batch.loss_shape[0]
         codes = self.source.arg().array if whole else self.source.chunk(start, start + rows).array
+        if len(codes) != rows:
+            given = self.source.rows.shape[0]
+            raise ShapeError(f"expected a label for each of the loss's {rows} samples, but got {given} labels" if whole
+                             else f"expected a label for each of the loss's samples, but got {given} labels, and "
+                             "the loss has more samples than that", argument="by")
         return codes.reshape(codes.shape + (1,) * (len(batch.loss_shape) - 1))
 
 

@@ -378,6 +378,10 @@ class LinearClasses(Classes):
                        "target class indices (N,), (N, d1, ...) or (), or class probabilities of the logits' "
                        "shape (N, C, d1, ...); --linear-bias (C,) or (C, d1, ...)")
 
+    def classes(self, spec, batch):
+        found = super().classes(spec, batch)
+        return None if found is None else (found[0], batch.arrays["linear_weight"].shape[0])
+
     def layout(self, spec, args, params, broadcast):
         self._check_no_broadcast(spec, broadcast)
         x_arg, w_arg, t_arg = args["input"], args["linear_weight"], args["target"]
