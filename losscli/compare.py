@@ -80,21 +80,28 @@ def compare(loss: str | LossSpec, base: Any, new: Any, *rest: Any, alpha: float 
             boot = Bootstrap(reduction, 1 - alpha, resamples, seed)
             result = compute(loss, first, *rest, **kwargs,
                              streaming=replace(streaming, accumulators=[*streaming.accumulators, boot]))
-            runs.append((result, boot.statistics(), boot.drawn()))
+            runs.append((result, boot))
     except LossCliError as e:
         if e.argument == "margin":  # the loss's own margin, which is loss_margin here
             e.argument = "loss_margin"
         raise
-    (b, base_stats, base_drawn), (n, new_stats, new_drawn) = runs
-    if b.count != n.count:
-        raise ShapeError(f"new: expected as many loss elements as the base ({b.count}), but got {n.count}")
-    differences = (new_stats - base_stats)[base_drawn & new_drawn]  # resamples that drew something of both
+    return paired(*runs[0], *runs[1], alpha, margin)
+
+
+def paired(base: LossResult, base_boot: Bootstrap, new: LossResult, new_boot: Bootstrap, alpha: float,
+           margin: float = 0.0) -> Comparison:
+    """The comparison of two runs of one loss whose bootstraps (same seed and resamples, level ``1 - alpha``)
+    were fed the same samples: the base model's and the new model's."""
+    if base.count != new.count:
+        raise ShapeError(f"new: expected as many loss elements as the base ({base.count}), but got {new.count}")
+    keep = base_boot.drawn() & new_boot.drawn()  # resamples that drew something of both
+    differences = (new_boot.statistics() - base_boot.statistics())[keep]
     low, high = interval(differences, 1 - alpha)
-    difference = float(n.value.astype(np.float64)) - float(b.value.astype(np.float64))
+    difference = float(new.value.astype(np.float64)) - float(base.value.astype(np.float64))
     with np.errstate(all="ignore"):
-        relative = float(np.float64(difference) / np.float64(b.value))
-    return Comparison(b, n, difference, relative, low, high, p_value(differences), _verdict(low, high, margin),
-                      float(alpha), float(margin), int(resamples), int(seed))
+        relative = float(np.float64(difference) / np.float64(base.value))
+    return Comparison(base, new, difference, relative, low, high, p_value(differences), _verdict(low, high, margin),
+                      float(alpha), float(margin), base_boot.resamples, base_boot.seed)
 
 
 def p_value(differences: np.ndarray) -> float:

@@ -173,12 +173,7 @@ class Bootstrap:
     def statistics(self) -> np.ndarray:
         """The resampled values of the loss, ``(resamples,)``, or ``(groups, resamples)`` by group (NaN where
         a resample's denominator is 0: nothing of the group drawn)."""
-        for block in sorted(self.open):
-            self._close(block, last=True)
-        self._advance()
-        if self.done or self.open:
-            raise AssertionError(f"bootstrap: blocks {sorted(self.done)} not reached from block {self.frontier}")
-        num, den = self.sums
+        num, den = self._finished()
         if self.reduction is Reduction.sum:
             found = num.copy()
         else:
@@ -190,8 +185,18 @@ class Bootstrap:
         """The resamples that have a value, like :meth:`statistics`: those that drew any of what ``mean`` (and
         ``batchmean``) divide by. A resample that drew none of a small group's samples has no mean of it, and
         is left out of the interval (every resample of a ``sum`` has one: 0 when nothing was drawn)."""
-        den = self.sums[1] if self.groups else self.sums[1][0]
+        den = self._finished()[1]
+        den = den if self.groups else den[0]
         return np.ones(den.shape, bool) if self.reduction is Reduction.sum else den != 0
+
+    def _finished(self) -> np.ndarray:
+        """The sums over every sample fed: the last block, however short, closed and added."""
+        for block in sorted(self.open):
+            self._close(block, last=True)
+        self._advance()
+        if self.done or self.open:
+            raise AssertionError(f"bootstrap: blocks {sorted(self.done)} not reached from block {self.frontier}")
+        return self.sums
 
     def finish(self) -> Interval:
         low, high = interval(self.statistics()[self.drawn()], self.level)
