@@ -36,15 +36,15 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, NamedTuple
 
-from .api import Engine, NanPolicy, compute_each
+from .api import Engine, NanPolicy, Outputs, Streaming, compute_each
 from .backends import Backend
 from .errors import LossCliError
 from .io import Loader, parse_spec
 from .io.files import read_text
 from .io.remote import Store, check_options, is_url, join
-from .judge import BOUNDS, REGRESSION, judge
+from .judge import BOUNDS, REGRESSION, judge, number_text
 from .losses import CATALOG, LossSpec
 from .reduction import Reduction
 
@@ -82,6 +82,37 @@ class InputRef:
 
 
 @dataclass(frozen=True)
+class Stats:
+    """A check's statistics (docs/statistics.md): ``compare_to`` the accepted model's first file, whose paired
+    test at ``confidence`` the regression bounds become; groups (``by`` a label file, or ``by_class``) that
+    ``max`` and ``min`` apply to one by one; an interval at ``ci``; the bootstrap's ``resamples`` and ``seed``."""
+
+    compare_to: InputRef | None = None
+    confidence: float = 0.95
+    by: InputRef | None = None
+    by_class: bool = False
+    ci: float | None = None
+    resamples: int = 1000
+    seed: int = 0
+
+    @property
+    def keys(self) -> dict[str, Any]:
+        """The statistics the gate file gave, as its keys say them (for the report)."""
+        found: dict[str, Any] = {}
+        if self.compare_to is not None:
+            found.update(compare_to=self.compare_to.spec, confidence=self.confidence)
+        if self.by is not None:
+            found["by"] = self.by.spec
+        if self.by_class:
+            found["by_class"] = True
+        if self.ci is not None:
+            found["ci"] = self.ci
+        if found:
+            found.update(resamples=self.resamples, seed=self.seed)
+        return found
+
+
+@dataclass(frozen=True)
 class Check:
     """One ``[[check]]``, validated."""
 
@@ -97,6 +128,7 @@ class Check:
     options: dict[str, Any]  # the loss options given (the rest take their defaults)
     bounds: dict[str, float]  # the bounds given: max, min, max_increase, max_increase_pct
     strict: bool = False  # values torch computes with but the loss does not expect: an error, not a warning
+    stats: Stats = field(default_factory=lambda: Stats())  # compare_to, by, by_class, ci
 
     @property
     def parameters(self) -> dict[str, Any]:
@@ -140,6 +172,22 @@ class Baseline:
         return entry.value, None
 
 
+@dataclass(frozen=True)
+class GroupOutcome:
+    """One group of a check with ``by`` or ``by_class``: its value as printed, and the bounds it failed."""
+
+    name: str
+    count: int
+    printed: str
+    failed: list[str]
+    reasons: list[str]
+    ci: Any = None
+
+    @property
+    def status(self) -> Status:
+        return Status.failed if self.failed else Status.passed
+
+
 @dataclass
 class Outcome:
     """What one check gave."""
@@ -160,6 +208,9 @@ class Outcome:
     warnings: list[str] = field(default_factory=list)  # the loss's own warnings
     inputs: list[dict[str, Any]] = field(default_factory=list)  # role, file, sha256, shape, dtype
     seconds: float = 0.0
+    ci: Any = None  # the value's interval (losscli.engine.bootstrap.Interval), with ci
+    comparison: Any = None  # the paired test against compare_to (losscli.compare.Comparison)
+    groups: list[GroupOutcome] = field(default_factory=list)  # each group's value and verdict, with by/by_class
 
     @property
     def message(self) -> str | None:
@@ -198,7 +249,8 @@ class Run:
 
 # -- the gate file ---------------------------------------------------------------------------------------
 
-COMMON_KEYS = ("name", "loss", "files", "reduction", "backend", "nan_policy", "strict", *BOUNDS)
+STATS_KEYS = ("compare_to", "confidence", "by", "by_class", "ci", "resamples", "seed")
+COMMON_KEYS = ("name", "loss", "files", "reduction", "backend", "nan_policy", "strict", *BOUNDS, *STATS_KEYS)
 
 
 def load_gates(path: str, storage_options: Mapping[str, Any] | None = None) -> list[Check]:
@@ -275,8 +327,36 @@ def _check(where: str, index: int, table: Any, base: str) -> Check:
                                      [p.value for p in NanPolicy])),
         strict=_option(at, "strict", bool, table.get("strict", False)),
         broadcast=_option(at, "broadcast", bool, table.get("broadcast", False)),
-        options=options, bounds=bounds,
+        options=options, bounds=bounds, stats=_stats(at, table, bounds, base),
     )
+
+
+def _stats(at: str, table: dict[str, Any], bounds: dict[str, float], base: str) -> Stats:
+    """The check's statistics keys, validated."""
+    def level(key: str, default: float | None) -> float | None:
+        value = table.get(key, default)
+        if value is not None and not (_number(at, key, value) > 0 and value < 1):
+            raise GateError(f"{at}: {key}: expected a level between 0 and 1 (such as 0.95), but got {_shown(value)}")
+        return None if value is None else float(value)
+
+    compare_to = _file(at, "compare_to", table["compare_to"], base) if "compare_to" in table else None
+    if compare_to is not None and not any(b in bounds for b in REGRESSION):
+        raise GateError(f"{at}: compare_to: expected max_increase or max_increase_pct to test against the "
+                        "accepted model's predictions, but the check has neither")
+    if "confidence" in table and compare_to is None:
+        raise GateError(f"{at}: confidence: expected with compare_to (the paired test's confidence), but the "
+                        "check has no compare_to")
+    by = _file(at, "by", table["by"], base) if "by" in table else None
+    by_class = _option(at, "by_class", bool, table.get("by_class", False))
+    if by is not None and by_class:
+        raise GateError(f"{at}: by: expected groups by a label file (by) or by class (by_class), not both")
+    resamples, seed = (_option(at, key, int, table.get(key, default)) for key, default in (("resamples", 1000),
+                                                                                          ("seed", 0)))
+    if not 100 <= resamples <= 100_000:
+        raise GateError(f"{at}: resamples: expected a number of resamples from 100 to 100000, but got {resamples}")
+    if not 0 <= seed < 2**63:
+        raise GateError(f"{at}: seed: expected a seed from 0 to 2**63 - 1, but got {seed}")
+    return Stats(compare_to, level("confidence", 0.95), by, by_class, level("ci", None), resamples, seed)
 
 
 def _keys(spec: LossSpec) -> tuple[list[str], list[str]]:
@@ -467,16 +547,16 @@ def run_checks(gate_file: str, checks: list[Check], *, baseline: Baseline | None
     outcomes = [Outcome(c, Status.skipped, reasons=[left_out[c.name]]) if c.name in left_out
                 else Outcome(c, Status.passed) for c in checks]
     pending = [o for o in outcomes if o.status is Status.passed]
-    calls = [_call(o.check, loader) for o in pending]
+    jobs = [_job(o.check, loader) for o in pending]
     if isinstance(engine, str) and Engine(engine) is Engine.local:
-        for outcome, call in zip(pending, calls):
+        for outcome, job in zip(pending, jobs):
             began = time.perf_counter()
-            _record(outcome, _computed([call], engine, scheduler)[0], digests, baseline)
+            _record(outcome, job, _computed([job], engine, scheduler)[0], digests, baseline)
             outcome.seconds = time.perf_counter() - began
     else:
         began = time.perf_counter()
-        for outcome, result in zip(pending, _computed(calls, engine, scheduler)):
-            _record(outcome, result, digests, baseline)
+        for outcome, job, results in zip(pending, jobs, _computed(jobs, engine, scheduler)):
+            _record(outcome, job, results, digests, baseline)
             outcome.seconds = time.perf_counter() - began
     return Run(gate_file, created, outcomes, baseline, time.perf_counter() - start)
 
@@ -499,37 +579,108 @@ def check(gate_file: str, *, baseline: str | None = None, only: Sequence[str] = 
                       left_out=left_out, engine=engine, scheduler=scheduler, storage_options=options)
 
 
-def _call(check: Check, loader: Loader) -> tuple[tuple[Any, ...], dict[str, Any]] | LossCliError:
-    """The check as compute()'s arguments, its files loaded; or why they cannot be."""
+class _Job(NamedTuple):
+    """A check's compute() calls: its own, after the accepted model's with compare_to; and with compare_to the
+    bootstraps of the paired test (one each, fed by those calls)."""
+
+    calls: list[tuple[tuple[Any, ...], dict[str, Any]]]
+    boots: list[Any]
+
+
+def _job(check: Check, loader: Loader) -> _Job | LossCliError:
+    """The check as compute()'s calls, its files loaded; or why they cannot be."""
+    stats = check.stats
     try:
         arrays = [ref.number if ref.resolved is None else loader.load(ref.resolved, role=ref.role)
                   for ref in check.files]
         extras = {ref.role: loader.load(ref.resolved, role=ref.role) for ref in check.extras}
+        by = None if stats.by is None else loader.labels(stats.by.resolved, role="by")
+        accepted = None if stats.compare_to is None else loader.load(stats.compare_to.resolved,
+                                                                      role=check.files[0].role)
     except LossCliError as exc:
         return exc
-    return (check.loss, *arrays), dict(**extras, reduction=check.reduction, backend=check.backend,
-                                       nan_policy=check.nan_policy, strict=check.strict, broadcast=check.broadcast,
-                                       **check.options)
+    common = dict(**extras, reduction=check.reduction, backend=check.backend, nan_policy=check.nan_policy,
+                  strict=check.strict, broadcast=check.broadcast, **check.options)
+    own = dict(common, by=by, outputs=Outputs(ci=stats.ci, resamples=stats.resamples, seed=stats.seed,
+                                              by_class=stats.by_class))
+    if accepted is None:
+        return _Job([((check.loss, *arrays), own)], [])
+    from .engine.bootstrap import Bootstrap  # loaded only for a paired test
+
+    boots = [Bootstrap(check.reduction, stats.confidence, stats.resamples, stats.seed) for _ in range(2)]
+    return _Job([((check.loss, accepted, *arrays[1:]), dict(common, streaming=Streaming(accumulators=[boots[0]]))),
+                 ((check.loss, *arrays), dict(own, streaming=Streaming(accumulators=[boots[1]])))], boots)
 
 
-def _computed(calls: list[Any], engine: Engine | str | Any = Engine.local, scheduler: str | None = None) -> list[Any]:
-    """:func:`losscli.compute_each` of the calls whose files loaded; a call that did not load is its error."""
-    found = iter(compute_each([c for c in calls if isinstance(c, tuple)], engine=engine, scheduler=scheduler))
-    return [next(found) if isinstance(c, tuple) else c for c in calls]
+def _computed(jobs: list[Any], engine: Engine | str | Any = Engine.local, scheduler: str | None = None) -> list[Any]:
+    """:func:`losscli.compute_each` of the calls of every job whose files loaded: each job's results (a job
+    that did not load is its error)."""
+    found = iter(compute_each([c for job in jobs if isinstance(job, _Job) for c in job.calls], engine=engine,
+                              scheduler=scheduler))
+    return [[next(found) for _ in job.calls] if isinstance(job, _Job) else job for job in jobs]
 
 
-def _record(outcome: Outcome, result: Any, digests: _Digests, baseline: Baseline | None) -> None:
-    """A check's result (a LossResult, or the error it stopped at) into its outcome."""
+def _record(outcome: Outcome, job: Any, results: Any, digests: _Digests, baseline: Baseline | None) -> None:
+    """A check's results (LossResults, or the error it stopped at) into its outcome."""
     refs = outcome.check.files + outcome.check.extras
-    if isinstance(result, LossCliError):
-        outcome.status, outcome.reasons, outcome.error_type = Status.error, [str(result)], type(result).__name__
+    error = results if isinstance(results, LossCliError) else next(
+        (r for r in results if isinstance(r, LossCliError)), None)
+    if error is not None:
+        outcome.status, outcome.reasons, outcome.error_type = Status.error, [str(error)], type(error).__name__
         outcome.inputs = [_input(ref, digests, None) for ref in refs]
         return
+    result = results[-1]
     shapes = {info.role: info for info in result.inputs}
     outcome.inputs = [_input(ref, digests, shapes.get(ref.role)) for ref in refs]
     outcome.printed = str(result.value[()])  # exactly what `losscli LOSS ... -f plain` prints
     outcome.value, outcome.dtype, outcome.warnings = float(outcome.printed), str(result.value.dtype), result.warnings
-    _judge(outcome, baseline)
+    outcome.ci = result.ci
+    if job.boots:
+        _paired(outcome, results[0], result, job.boots)
+    else:
+        _judge(outcome, baseline)
+    _judge_groups(outcome, result)
+
+
+def _paired(outcome: Outcome, accepted: Any, result: Any, boots: list[Any]) -> None:
+    """The regression bounds as a paired test against the accepted model (compare_to): a bound fails only when
+    the whole interval of the increase lies above what it allows (max_increase, or max_increase_pct of the
+    accepted model's value); max and min as always."""
+    from .compare import paired
+
+    check, printed = outcome.check, outcome.printed
+    found = outcome.comparison = paired(accepted, boots[0], result, boots[1], alpha=1 - check.stats.confidence)
+    base = str(accepted.value[()])
+    outcome.baseline, outcome.delta = float(base), found.difference
+    outcome.delta_pct = None if not math.isfinite(found.relative) else 100 * found.relative
+    verdict = judge(printed, {b: v for b, v in check.bounds.items() if b not in REGRESSION})
+    test = (f"{check.stats.confidence * 100:g}% CI of the increase [{found.low:.4g}, {found.high:.4g}], "
+            f"p = {found.p_value:.3g}")
+    for bound in (b for b in REGRESSION if b in check.bounds):
+        given = check.bounds[bound]
+        allowed = given if bound == "max_increase" else given / 100 * abs(float(base))
+        if found.low > allowed:
+            verdict.fail(bound, f"{printed} is {found.difference:+.4g} from the accepted model's {base} ({test}): "
+                                f"significantly more than {bound} {number_text(given)}"
+                                f"{'%' if bound == 'max_increase_pct' else ''}")
+        elif math.isnan(found.low):
+            outcome.notes.append(f"{bound} not tested: the paired interval has no value ({test})")
+    outcome.failed, outcome.reasons = verdict.failed, verdict.reasons
+    outcome.status = Status.passed if verdict.passed else Status.failed
+
+
+def _judge_groups(outcome: Outcome, result: Any) -> None:
+    """max and min applied to every group (by, by_class): a group that fails fails the check."""
+    bounds = {b: v for b, v in outcome.check.bounds.items() if b in ("max", "min")}
+    for group in result.groups or []:
+        printed = str(result.value.dtype.type(group.value))
+        verdict = judge(printed, bounds)
+        outcome.groups.append(GroupOutcome(group.name, group.count, printed, verdict.failed, verdict.reasons,
+                                           group.ci))
+        if not verdict.passed:
+            outcome.status = Status.failed
+            outcome.failed += [kind for kind in verdict.failed if kind not in outcome.failed]
+            outcome.reasons += [f"group {group.name!r}: {reason}" for reason in verdict.reasons]
 
 
 def _judge(outcome: Outcome, baseline: Baseline | None) -> None:

@@ -89,11 +89,21 @@ def to_check_table(run: Run) -> Table:
         table.add_column(column, justify="right" if column in ("value", "baseline", "delta") else "left",
                          no_wrap=column != "check", min_width=10 if column == "check" else None)
     for outcome in run.outcomes:
-        row = cells(outcome, stacked=True)
-        style = STATUS_STYLE[outcome.status]
-        table.add_row(*(Text(row[c], style=style if c == "status" else "") for c in COLUMNS),
-                      style="dim" if outcome.status is Status.skipped else None)
+        rows = [(cells(outcome, stacked=True), outcome.status)]
+        rows += [(group_cells(outcome, g, stacked=True), g.status) for g in outcome.groups]
+        for row, status in rows:
+            style = STATUS_STYLE[status]
+            table.add_row(*(Text(row[c], style=style if c == "status" else "") for c in COLUMNS),
+                          style="dim" if status is Status.skipped else None)
     return table
+
+
+def group_cells(outcome: Outcome, group: Any, stacked: bool = False) -> dict[str, str]:
+    """The row of one group of a check (by, by_class): its value against the check's max and min."""
+    bounds = {b: v for b, v in outcome.check.bounds.items() if b in ("max", "min")}
+    return {"check": f"  ↳ {group.name}", "loss": "", "value": group.printed,
+            "bound": ("\n" if stacked else ", ").join(BOUND_SHOWN[b].format(number_text(v)) for b, v in bounds.items()),
+            "baseline": "—", "delta": "—", "status": STATUS_WORD[group.status]}
 
 
 def messages(run: Run, write_baseline: str | None = None) -> list[tuple[str, str]]:
@@ -181,7 +191,36 @@ def _check_json(outcome: Outcome) -> dict[str, Any]:
         "notes": outcome.notes,
         "warnings": outcome.warnings,
         "seconds": round(outcome.seconds, 6),
+        **_stats_json(outcome),
     }
+
+
+def _stats_json(outcome: Outcome) -> dict[str, Any]:
+    """The statistics of a check that asked for them: the keys given, the interval, the paired test, the
+    groups."""
+    found: dict[str, Any] = {}
+    if outcome.check.stats.keys:
+        found["statistics"] = outcome.check.stats.keys
+    if outcome.ci is not None:
+        found["ci"] = _interval_json(outcome.ci)
+    c = outcome.comparison
+    if c is not None:
+        found["comparison"] = {"compare_to": outcome.check.stats.compare_to.spec,
+                               "accepted": json_number(float(str(c.base.value[()]))),
+                               "difference": json_number(c.difference), "relative": json_number(c.relative),
+                               "confidence": outcome.check.stats.confidence, "low": json_number(c.low),
+                               "high": json_number(c.high), "p_value": json_number(c.p_value),
+                               "verdict": c.verdict.value, "resamples": c.resamples, "seed": c.seed}
+    if outcome.check.stats.by is not None or outcome.check.stats.by_class:
+        found["groups"] = [{"group": g.name, "count": g.count, "value": json_number(float(g.printed)),
+                            "status": g.status.value, "failed": g.failed, "message": "; ".join(g.reasons) or None,
+                            **({"ci": _interval_json(g.ci)} if g.ci is not None else {})} for g in outcome.groups]
+    return found
+
+
+def _interval_json(ci: Any) -> dict[str, Any]:
+    return {"level": ci.level, "low": json_number(ci.low), "high": json_number(ci.high), "method": ci.method,
+            "resamples": ci.resamples, "seed": ci.seed}
 
 
 # -- JUnit XML -------------------------------------------------------------------------------------------
@@ -215,8 +254,10 @@ def to_junit(run: Run) -> str:
     """One ``<testsuite>`` (in ``<testsuites>``), one ``<testcase classname="losscli.check">`` per check:
     ``<failure>`` for a failed bound or NaN, ``<error>`` for an invalid input, ``<skipped>`` for a check
     left out by --only/--skip. The counts and times are the attributes GitHub, GitLab and Jenkins read."""
-    counts = {"tests": len(run.outcomes), "failures": run.count(Status.failed), "errors": run.count(Status.error),
-              "skipped": run.count(Status.skipped)}
+    groups = [g for o in run.outcomes for g in o.groups]
+    counts = {"tests": len(run.outcomes) + len(groups),
+              "failures": run.count(Status.failed) + sum(g.status is Status.failed for g in groups),
+              "errors": run.count(Status.error), "skipped": run.count(Status.skipped)}
     root = _junit_suites(run.gate_file, run.created, run.seconds, counts)
     suite = root[0]
     properties = ET.SubElement(suite, "properties")
@@ -237,7 +278,19 @@ def to_junit(run: Run) -> str:
         if outcome.status is not Status.skipped:
             ET.SubElement(case, "system-out").text = _xml_text("\n".join([_details(outcome)] + outcome.notes +
                                                                          outcome.warnings))
+        for group in outcome.groups:  # a test case of its own, after its check's
+            _group_case(suite, outcome, group)
     return _junit_text(root)
+
+
+def _group_case(suite: ET.Element, outcome: Outcome, group: Any) -> None:
+    case = ET.SubElement(suite, "testcase", classname="losscli.check", time="0.000",
+                         name=_xml_text(f"{outcome.check.name} [{group.name}]"))
+    if group.failed:
+        message = _xml_text("; ".join(group.reasons))
+        ET.SubElement(case, "failure", message=message, type=group.failed[0]).text = message
+    ET.SubElement(case, "system-out").text = _xml_text(f"group {group.name} · count {group.count} · value "
+                                                       f"{group.printed}")
 
 
 def error_junit(stopped: Stopped) -> str:
@@ -290,9 +343,10 @@ def to_markdown(run: Run) -> str:
         "| " + " | ".join(COLUMNS) + " |",
         "|" + "|".join("---:" if c in ("value", "baseline", "delta") else "---" for c in COLUMNS) + "|"]
     for outcome in run.outcomes:
-        row = cells(outcome)
-        row["status"] = f"{STATUS_MARK[outcome.status]} {row['status']}"
-        lines.append("| " + " | ".join(_md(row[c]) for c in COLUMNS) + " |")
+        for row, status in [(cells(outcome), outcome.status)] + [(group_cells(outcome, g), g.status)
+                                                                   for g in outcome.groups]:
+            row["status"] = f"{STATUS_MARK[status]} {row['status']}"
+            lines.append("| " + " | ".join(_md(row[c]) for c in COLUMNS) + " |")
     notes = [(o, text) for o in run.outcomes for text in o.reasons + o.notes if o.status is not Status.skipped]
     if notes:
         lines.append("")
@@ -307,5 +361,5 @@ def error_markdown(stopped: Stopped) -> str:
                      [f"error: {_md(stopped.message)}"]) + "\n"
 
 
-__all__ = ["Stopped", "cells", "error_junit", "error_markdown", "error_report", "messages", "to_check_table",
+__all__ = ["Stopped", "cells", "group_cells", "error_junit", "error_markdown", "error_report", "messages", "to_check_table",
            "to_json_text", "to_junit", "to_markdown", "to_metrics", "to_report", "verdict"]
