@@ -282,7 +282,60 @@ name = "uncertainty"
 loss = "gaussian-nll"
 files = ["divergence/mean.npy", "divergence/observed.npy", 0.5]  # var: one number for every element
 max = 1.0
+
+[[check]]
+name = "retrained classifier"
+loss = "cross-entropy"
+input = "statistics/retrained.npy"
+target = "statistics/eval.csv:label"
+compare_to = "statistics/accepted.npy"  # a paired test: fails only on an increase significantly above 1%
+max_increase_pct = 1
+by = "statistics/eval.csv:language"     # max applies to each language too
+max = 2.0
+ci = 0.95                               # an interval of the value in the report
 """
+
+
+STATISTICS_GATES = """\
+# The worked CI example of docs/statistics.md: two candidates against the accepted model, on 2000 samples.
+# max_increase_pct is a paired test here (compare_to): a check fails only when the increase is significantly
+# more than 1% of the accepted model's loss, not when noise makes the candidate's loss a little higher.
+
+[[check]]
+name = "retrained"              # as good as the accepted model: its loss differs by noise (+1.4%)
+loss = "cross-entropy"
+input = "retrained.npy"
+target = "eval.csv:label"
+compare_to = "accepted.npy"
+max_increase_pct = 1
+
+[[check]]
+name = "regressed"              # really worse (+10%)
+loss = "cross-entropy"
+input = "regressed.npy"
+target = "eval.csv:label"
+compare_to = "accepted.npy"
+max_increase_pct = 1
+"""
+
+
+def statistics(root: Path, rng: np.random.Generator) -> None:
+    """Issue 13: an accepted model, one retrained as good as it, one really worse, on 2000 samples whose classes
+    are drawn from known probabilities; each sample's language, for slices."""
+    out = root / "statistics"
+    out.mkdir(exist_ok=True)
+    n, c = 2000, 10
+    z = rng.normal(scale=1.5, size=(n, c))
+    p = np.exp(z - z.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    labels = (p.cumsum(axis=1) > rng.random((n, 1))).argmax(axis=1)
+    for name, scale in (("accepted", 0.8), ("retrained", 0.8), ("regressed", 1.1)):
+        np.save(out / f"{name}.npy", (z + rng.normal(scale=scale, size=(n, c))).astype(np.float32))
+    language = np.array(["de", "en", "fr"])[rng.choice(3, size=n, p=[0.3, 0.5, 0.2])]
+    with open(out / "eval.csv", "w", newline="") as f:
+        f.write("label,language\n")
+        f.writelines(f"{label},{lang}\n" for label, lang in zip(labels, language))
+    (out / "gates.toml").write_text(STATISTICS_GATES)
 
 
 def gates(root: Path) -> None:
@@ -330,6 +383,7 @@ def main(root: Path) -> None:
     for seed, group in enumerate((divergence, margin, sequence), start=1):
         group(root, np.random.default_rng([20261123, seed]))
     tensors(root, np.random.default_rng([20261123, 11, 2]))  # issue 11, item 2: tensor files
+    statistics(root, np.random.default_rng([20261123, 13, 7]))  # issue 13: confidence intervals, compare, slices
 
     columnar(root)
     gates(root)  # last: the baseline records the sha256 of files written above

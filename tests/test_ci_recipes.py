@@ -55,7 +55,7 @@ def workspace(tmp_path: Path, scenario: str) -> dict[str, str]:
     (tmp_path / "samples").symlink_to(SAMPLES)
     ci = tmp_path / "ci"
     ci.mkdir()
-    for folder in ("classification", "regression", "binary", "margin", "divergence"):
+    for folder in ("classification", "regression", "binary", "margin", "divergence", "statistics"):
         (ci / folder).symlink_to(SAMPLES / folder)
     gates = (SAMPLES / "gates.toml").read_text()
     gates = {"pass": gates, "fail": gates.replace("max = 0.8", "max = 0.7", 1),
@@ -92,7 +92,7 @@ def test_recipe_runs_under_bash_e_and_ends_with_the_status_it_promises(recipe, s
             assert SAYS[expected] in step.stdout, step.stdout
     if recipe.startswith("github"):  # the summary page shows the verdict, or why nothing ran
         summary = (tmp_path / "step-summary.md").read_text()
-        verdict = {"pass": "**PASS: 6 passed", "fail": "**FAIL: 5 passed, 1 failed",
+        verdict = {"pass": "**PASS: 7 passed", "fail": "**FAIL: 6 passed, 1 failed",
                    "broken": "**ERROR: no check ran**"}[scenario]
         assert summary.startswith("### ") and verdict in summary, summary
         assert (tmp_path / "loss-junit.xml").exists() and (tmp_path / "loss-report.json").exists()

@@ -100,6 +100,8 @@ def test_sample_gate_file_passes_with_torchs_values():
     mask = t(reg / "mask.npy")
     margin = SAMPLES / "margin"
     mean, observed = t(SAMPLES / "divergence" / "mean.npy"), t(SAMPLES / "divergence" / "observed.npy")
+    eval_labels = torch.from_numpy(np.loadtxt(SAMPLES / "statistics" / "eval.csv", skiprows=1, delimiter=",",
+                                              usecols=0, dtype=np.int64))
     expected = {
         "classifier": F.cross_entropy(logits, labels),
         "classifier, smoothed, kept rows": F.cross_entropy(logits[keep], labels[keep], label_smoothing=0.1),
@@ -111,12 +113,17 @@ def test_sample_gate_file_passes_with_torchs_values():
                                          torch.from_numpy(csv_column(margin / "rank_target.csv")).float(),
                                          margin=0.1),
         "uncertainty": F.gaussian_nll_loss(mean, observed, torch.full_like(mean, 0.5)),
+        "retrained classifier": F.cross_entropy(t(SAMPLES / "statistics" / "retrained.npy"), eval_labels),
     }
     assert values.keys() == expected.keys()
     for name, value in expected.items():
         assert math.isclose(values[name], value.item(), rel_tol=2e-6), name
-    assert report["summary"] == {"checks": 6, "passed": 6, "failed": 0, "errors": 0, "skipped": 0,
+    assert report["summary"] == {"checks": 7, "passed": 7, "failed": 0, "errors": 0, "skipped": 0,
                                  "without_baseline": 2}
+    accepted = F.cross_entropy(t(SAMPLES / "statistics" / "accepted.npy"), eval_labels).item()
+    comparison = report["checks"][-1]["comparison"]
+    assert math.isclose(comparison["accepted"], accepted, rel_tol=2e-6)
+    assert comparison["low"] <= comparison["difference"] <= comparison["high"] and comparison["low"] < 0.01 * accepted
 
 
 @pytest.mark.parametrize("name, command", [

@@ -87,7 +87,7 @@ def to_check_table(run: Run) -> Table:
                   box=box.SIMPLE_HEAD, show_edge=False, padding=(0, 1, 0, 0))
     for column in COLUMNS:
         table.add_column(column, justify="right" if column in ("value", "baseline", "delta") else "left",
-                         no_wrap=column != "check", min_width=10 if column == "check" else None)
+                         no_wrap=column != "check", min_width=11 if column == "check" else None)
     for outcome in run.outcomes:
         rows = [(cells(outcome, stacked=True), outcome.status)]
         rows += [(group_cells(outcome, g, stacked=True), g.status) for g in outcome.groups]
