@@ -109,9 +109,10 @@ def compute(loss: str | LossSpec, *arrays: Any, reduction: Reduction | str = Red
     ``DASK_SCHEDULER_ADDRESS``, else a local cluster started for the call); a
     :class:`~losscli.engine.cluster.Cluster` already open is used as it is. The value is the local engine's,
     digit for digit. ``by``: a group label per sample (a path such as ``"meta.csv:language"``, strings or
-    integers; or an array): the result's ``groups`` give the loss of each group. ``storage_options``: fsspec options for the paths that are URLs (``{"anon": True}``,
-    ``{"endpoint_url": "http://127.0.0.1:9000"}``; the command line's ``--storage-option key=value``), on top of
-    each store's own configuration, for this call alone.
+    integers; or an array): the result's ``groups`` give the loss of each group. ``storage_options``: fsspec
+    options for the paths that are URLs (``{"anon": True}``, ``{"endpoint_url": "http://127.0.0.1:9000"}``;
+    the command line's ``--storage-option key=value``), on top of each store's own configuration, for this
+    call alone.
     Raises ``LossCliError`` on bad input, naming the argument.
     """
     with _session(engine, scheduler) as cluster:
