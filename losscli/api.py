@@ -221,6 +221,8 @@ class _Call:
                     strict=strict, groups=groups)
         whole = outputs.grad or outputs.cross_check or backend is not Backend.numpy
         planned = plan(spec, sources, broadcast, whole=whole, chunk_rows=streaming.chunk_rows)
+        if planned is not None and names is not None:  # a stream: the labels counted before its first chunk
+            _count_labels(planned.rows, groups.source)
         asked: dict[str, Any] = {}
         feeds = Feeds(streaming.sink, list(streaming.accumulators), streaming.progress)
         feeds.check = _first_batch(task, outputs, Reduction(reduction), legacy_warning is not None, asked, feeds,
@@ -372,7 +374,7 @@ def _grouping(by: Any, by_class: bool, reduction: Reduction, options: dict[str, 
         return None, None
     argument = "by" if by is not None else "by_class"
     if by is not None and by_class:
-        raise OptionError("expected groups of samples (by) or of classes (by_class), not both", argument="by")
+        raise OptionError("expected groups of samples ({by}) or of classes ({by_class=True}), not both", argument="by")
     if reduction is Reduction.none:
         raise OptionError("expected a reduction to give each group's value (mean, sum, batchmean), but the "
                           "reduction is none", argument=argument)
@@ -394,13 +396,17 @@ def _groups(task: Task, batch: Batch, outputs: Outputs, views: Views) -> Any:
     if names is None:  # by class: the batch's codes were checked to exist (Grouping.codes)
         names = [str(c) for c in range(task.spec.family.classes(task.spec, batch)[1])]
     else:
-        rows = views.rows if views.rows is not None else batch.loss_shape[0]
-        if rows != task.groups.source.rows.shape[0]:
-            raise ShapeError(f"expected a label for each of the loss's {rows} samples, but got "
-                             f"{task.groups.source.rows.shape[0]} labels", argument="by")
+        _count_labels(views.rows if views.rows is not None else batch.loss_shape[0], task.groups.source)
     boot = None if outputs.ci is None else Bootstrap(task.reduction, outputs.ci, outputs.resamples, outputs.seed,
                                                       groups=len(names))
     return Groups(task.reduction, names, batch.dtype, boot)
+
+
+def _count_labels(rows: int, labels: Source) -> None:
+    """A label for each of the loss's ``rows`` samples."""
+    if rows != labels.rows.shape[0]:
+        raise ShapeError(f"expected a label for each of the loss's {rows} samples, but got {labels.rows.shape[0]} "
+                         "labels", argument="by")
 
 
 def _grad(task: Task, done: Computation) -> np.ndarray | None:

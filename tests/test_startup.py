@@ -54,6 +54,20 @@ def test_a_plain_loss_command_loads_no_statistics(tmp_path):
     assert [m for m in STATISTICS if m in with_ci] == ["losscli.engine.bootstrap"]  # the check sees imports
 
 
+def test_a_plain_loss_command_loads_no_groups(tmp_path):
+    """losscli.engine.groups loads with --by or --by-class only (not for --ci either)."""
+    np.save(tmp_path / "a.npy", np.array([1.0, 2.0], dtype=np.float32))
+    np.save(tmp_path / "b.npy", np.array([1.0, 4.0], dtype=np.float32))
+    np.save(tmp_path / "by.npy", np.array([3, 5]))
+    plain = imported("mse", "a.npy", "b.npy", cwd=tmp_path)
+    with_ci = imported("mse", "a.npy", "b.npy", "--ci", "0.9", "--resamples", "100", cwd=tmp_path)
+    assert "losscli.api" in plain and "losscli.engine.groups" not in plain | with_ci
+    assert "losscli.engine.groups" in imported("mse", "a.npy", "b.npy", "--by", "by.npy", cwd=tmp_path)
+    np.save(tmp_path / "logits.npy", np.zeros((2, 6), dtype=np.float32))
+    by_class = imported("cross-entropy", "logits.npy", "by.npy", "--by-class", cwd=tmp_path)
+    assert "losscli.engine.groups" in by_class  # the check sees imports
+
+
 def test_compare_imports_nothing_heavy(tmp_path):
     for name, values in (("a", [1.0, 2.0]), ("b", [1.0, 3.0]), ("t", [1.0, 4.0])):
         np.save(tmp_path / f"{name}.npy", np.array(values, dtype=np.float32))
@@ -78,6 +92,7 @@ def test_the_core_imports_no_edge_and_no_torch():
             "                    'samples/classification/labels.csv',\n"
             "                    outputs=losscli.Outputs(grad=True, per_sample=True, top=2, hist=True))\n"
             "assert 'losscli.engine.bootstrap' not in sys.modules and 'losscli.compare' not in sys.modules\n"
+            "assert 'losscli.engine.groups' not in sys.modules\n"
             "assert losscli.check('samples/gates.toml').exit_code == 0  # its statistics load the bootstrap\n"
             "loaded = sorted(m for m in sys.modules\n"
             "                if m.split('.')[0] in ('rich', 'typer', 'click', 'torch', 'dask', 'distributed'))\n"

@@ -122,8 +122,10 @@ class ChunkRows(NamedTuple):
                 return None
             return np.broadcast_to(np.asarray(a, dtype=dtype), shape).reshape(shape[0], math.prod(shape[1:]))
 
+        # a group per row (--by's (rows, 1, ...)), not one per label column ((1, C), even where C == rows)
+        per_row = e.groups is not None and np.shape(e.groups)[:1] == shape[:1] and np.size(e.groups) == shape[0]
         return cls(flat(e.values), flat(select, bool), flat(e.denom), flat(e.mean_divisor), tuple(shape),
-                   flat(e.groups, np.int64), e.groups is not None and np.size(e.groups) == shape[0])
+                   flat(e.groups, np.int64), per_row)
 
     def picked(self) -> np.ndarray:
         """The selected values, flat, in index order."""
@@ -179,8 +181,10 @@ class Entries(NamedTuple):
                    else np.count_nonzero(chunk.select, axis=1))
         if chunk.groups is None or chunk.row_groups:
             num, den = sample_sums(chunk, reduction)
-            # a row with nothing that counts adds nothing; its group may be no group (an ignored target)
-            group = np.zeros(rows, np.int64) if chunk.groups is None else np.where(counted > 0, chunk.groups[:, 0], 0)
+            # a row with nothing that counts adds nothing; its group may be no group (an ignored target), and a
+            # row of no elements (a loss of shape (N, 0)) has none to read
+            group = np.zeros(rows, np.int64) if chunk.groups is None or not chunk.groups.size else \
+                np.where(counted > 0, chunk.groups[:, 0], 0)
             return cls(np.arange(rows), group, num, den, counted)
         where = np.ones(chunk.values.shape, bool) if chunk.select is None else chunk.select
         count = int(chunk.groups.max(initial=0)) + 1
