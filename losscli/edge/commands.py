@@ -188,7 +188,7 @@ def run(spec: LossSpec, *, reduction: str, size_average: bool | None, reduce: bo
         outputs = Outputs(grad is not None, per_sample, top, hist, cross_check, tolerance, ci, resamples, seed,
                           by_class)
         _refuse_early(resolve(reduction, size_average, reduce)[0], outputs, format, engine, backend,
-                      fail_above, fail_below, top_groups)
+                      fail_above, fail_below, top_groups, grouped=by is not None or by_class)
         loader = Loader(storage_options=parse_options(storage_option or ()))
         arrays = [load_file(loader, given.pop(f.name), f) for f in spec.files]
         named = {f.name: loader.load(path, role=f.name) for f in spec.extras if (path := given.pop(f.name)) is not None}
@@ -222,7 +222,8 @@ def run(spec: LossSpec, *, reduction: str, size_average: bool | None, reduce: bo
 
 
 def _refuse_early(resolved: Reduction, outputs: Outputs, format: Format, engine: Engine, backend: Backend,
-                  fail_above: float | None, fail_below: float | None, top_groups: int | None) -> None:
+                  fail_above: float | None, fail_below: float | None, top_groups: int | None,
+                  grouped: bool) -> None:
     """Before any work: what needs a value that the reduction or the format does not give, and what the dask
     engine cannot do (before a cluster is reached, or started for nothing)."""
     check_thresholds(fail_above=fail_above, fail_below=fail_below, tolerance=outputs.tolerance)
@@ -232,6 +233,11 @@ def _refuse_early(resolved: Reduction, outputs: Outputs, format: Format, engine:
     check_format(format, outputs.top, outputs.hist, resolved)
     if top_groups is not None and top_groups < 1:
         raise LossCliError(f"--top-groups: expected a count of 1 or more, but got {top_groups}")
+    if top_groups is not None and not grouped:
+        raise LossCliError("--top-groups: expected groups to show (--by or --by-class), but got none")
+    if grouped and format in (Format.plain, Format.csv, Format.metrics):
+        raise LossCliError(f"--format {format.value}: expected one table of numbers, but groups (--by, --by-class) "
+                           "are another; use --format json or table to see them")
     if engine is Engine.dask:
         distributable(backend, outputs)
 

@@ -33,6 +33,8 @@ def labels_of(by: Any, loader: Any) -> tuple[list[str], np.ndarray]:
     if labels.ndim != 1:
         raise ShapeError(f"expected one label per sample (a 1-D column), but got shape {labels.shape}",
                          argument="by")
+    if labels.dtype.kind == "U" and labels.size and np.all(np.char.isdigit(np.char.lstrip(labels, "-+"))):
+        labels = labels.astype(np.int64)  # a text column of integers (CSV): labels that sort as numbers
     if labels.dtype.kind == "f":
         if not np.all(np.isfinite(labels) & (labels == np.round(labels))):
             raise ValueDomainError("expected labels that are text or integers, but got fractional numbers",
