@@ -522,7 +522,22 @@ LABEL_ERRORS = [
     (["--by", "numbers.npy", "--by-class"], ["--by: expected groups of samples (--by) or of classes (--by-class), "
                                              "not both"]),
     (["--by", "numbers.npy", "--top-groups", "0"], ["--top-groups: expected a count of 1 or more, but got 0"]),
+    (["--top-groups", "3"], ["--top-groups: expected groups to show (--by or --by-class), but got none"]),
+    (["--by", "numbers.npy", "-f", "csv"], ["--format csv: expected one table of numbers, but groups"]),
+    (["--by", "numbers.npy", "-f", "plain"], ["--format plain: expected one table of numbers, but groups"]),
+    (["--by", "numbers.npy", "-f", "metrics"], ["--format metrics: expected one table of numbers, but groups"]),
 ]
+
+
+def test_a_csv_column_of_integer_labels_sorts_as_numbers(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    labels = np.array([1, 10, 2, 11, -3, 2, 10, 11, 2, 1, 2, 10])
+    (tmp_path / "g.csv").write_text("g\n" + "".join(f"{v}\n" for v in labels))
+    x = np.arange(12.0)
+    np.save(tmp_path / "x.npy", x)
+    groups = json.loads(invoke("mse", "x.npy", "x.npy", "--by", "g.csv:g", "-f", "json").stdout)["groups"]
+    assert [g["group"] for g in groups] == ["-3", "1", "2", "10", "11"]
+    assert [g["count"] for g in groups] == [int((labels == v).sum()) for v in (-3, 1, 2, 10, 11)]
 
 
 @pytest.mark.parametrize("flags, fragments", LABEL_ERRORS, ids=[" ".join(f) for f, _ in LABEL_ERRORS])
