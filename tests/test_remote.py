@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 import threading
 import time
@@ -537,3 +538,23 @@ def test_check_storage_option_reaches_the_gate_file_and_its_files(gcs, tmp_path)
     assert result.exit_code == 2
     [line] = result.stderr.strip().splitlines()
     assert line == f"error: gate file ({gate}): expected a TOML gate file at {gate}, but there is no such object"
+
+
+def test_dask_workers_read_s3_with_the_calls_storage_options(s3, monkeypatch):
+    """--engine dask on s3:// shards: the workers, started without AWS_ENDPOINT_URL, reach the store through
+    the storage options that travel with each task, and the value is the local engine's to the last digit."""
+    endpoint = os.environ["AWS_ENDPOINT_URL"]
+    x, y = rng.normal(size=(90, 4)).astype(np.float32), rng.normal(size=(90, 4)).astype(np.float32)
+    for i, (a, b) in enumerate([(0, 40), (40, 41), (41, 90)]):
+        put(s3, f"dask/p-{i}.npy", npy_bytes(x[a:b]))
+        put(s3, f"dask/t-{i}.npy", npy_bytes(y[a:b]))
+    monkeypatch.delenv("AWS_ENDPOINT_URL")
+    monkeypatch.setattr("losscli.engine.cluster.CHUNKS_PER_PARTITION", 2)
+    options = {"endpoint_url": endpoint}
+    files = (f"s3://{BUCKET}/dask/p-*.npy", f"s3://{BUCKET}/dask/t-*.npy")
+    local = losscli.compute("mse", *files, storage_options=options, streaming=losscli.Streaming(chunk_rows=9))
+    with losscli.Cluster(workers=1) as cluster:
+        found = losscli.compute("mse", *files, storage_options=options, engine=cluster,
+                                streaming=losscli.Streaming(chunk_rows=9))
+    assert found.value == local.value
+    assert local.item() == pytest.approx(F.mse_loss(torch.from_numpy(x), torch.from_numpy(y)).item(), rel=1e-6)
