@@ -36,9 +36,9 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .api import Engine, NanPolicy, compute_each
+from .api import Engine, NanPolicy, Streaming, compute_each
 from .backends import Backend
 from .errors import LossCliError
 from .io import Loader, parse_spec
@@ -47,6 +47,9 @@ from .io.remote import Store, check_options, is_url, join
 from .judge import BOUNDS, REGRESSION, judge
 from .losses import CATALOG, LossSpec
 from .reduction import Reduction
+
+if TYPE_CHECKING:
+    from .engine.accumulators import Hist
 
 try:
     import tomllib
@@ -160,6 +163,7 @@ class Outcome:
     warnings: list[str] = field(default_factory=list)  # the loss's own warnings
     inputs: list[dict[str, Any]] = field(default_factory=list)  # role, file, sha256, shape, dtype
     seconds: float = 0.0
+    hist: Hist | None = None  # the histogram of the per-sample losses, when check() was asked for it (hist_bins)
 
     @property
     def message(self) -> str | None:
@@ -456,10 +460,12 @@ def select(checks: list[Check], only: list[str], skip: list[str]) -> dict[str, s
 
 def run_checks(gate_file: str, checks: list[Check], *, baseline: Baseline | None = None,
                left_out: dict[str, str] | None = None, engine: Engine | str | Any = Engine.local,
-               scheduler: str | None = None, storage_options: Mapping[str, Any] | None = None) -> Run:
+               scheduler: str | None = None, storage_options: Mapping[str, Any] | None = None,
+               hist_bins: int | None = None) -> Run:
     """Run every check (one failing or erroring does not stop the others); ``storage_options``: fsspec options
     for the files that are URLs. With the dask engine (:func:`losscli.compute_each`) the checks run as one
-    graph, and each check's time is the graph's."""
+    graph, and each check's time is the graph's. ``hist_bins``: each outcome with a value also gets the
+    histogram of its per-sample losses in at most that many bins (``Outcome.hist``)."""
     left_out = left_out or {}
     created = datetime.now(timezone.utc).replace(microsecond=0)
     start = time.perf_counter()
@@ -467,28 +473,30 @@ def run_checks(gate_file: str, checks: list[Check], *, baseline: Baseline | None
     outcomes = [Outcome(c, Status.skipped, reasons=[left_out[c.name]]) if c.name in left_out
                 else Outcome(c, Status.passed) for c in checks]
     pending = [o for o in outcomes if o.status is Status.passed]
-    calls = [_call(o.check, loader) for o in pending]
+    calls = [_call(o.check, loader, hist_bins) for o in pending]
     if isinstance(engine, str) and Engine(engine) is Engine.local:
         for outcome, call in zip(pending, calls):
             began = time.perf_counter()
-            _record(outcome, _computed([call], engine, scheduler)[0], digests, baseline)
+            _record(outcome, _computed([call], engine, scheduler)[0], digests, baseline, call)
             outcome.seconds = time.perf_counter() - began
     else:
         began = time.perf_counter()
-        for outcome, result in zip(pending, _computed(calls, engine, scheduler)):
-            _record(outcome, result, digests, baseline)
+        for outcome, call, result in zip(pending, calls, _computed(calls, engine, scheduler)):
+            _record(outcome, result, digests, baseline, call)
             outcome.seconds = time.perf_counter() - began
     return Run(gate_file, created, outcomes, baseline, time.perf_counter() - start)
 
 
 def check(gate_file: str, *, baseline: str | None = None, only: Sequence[str] = (), skip: Sequence[str] = (),
           checks: list[Check] | None = None, engine: Engine | str | Any = Engine.local,
-          scheduler: str | None = None, storage_options: Mapping[str, Any] | None = None) -> Run:
+          scheduler: str | None = None, storage_options: Mapping[str, Any] | None = None,
+          hist_bins: int | None = None) -> Run:
     """Run the checks of a gate file (``losscli check``): load it and the baseline report, select, run.
     ``checks``: the gate file as :func:`load_gates` parsed it already (not read again); ``engine`` and
     ``scheduler`` as in :func:`losscli.compute`. ``storage_options``: fsspec options (``{"anon": True}``; the
     command line's ``--storage-option key=value``) for every URL of this run: the gate file, the baseline and
-    the files the checks name.
+    the files the checks name. ``hist_bins``: each outcome also holds the histogram of its per-sample losses
+    (``Outcome.hist``, in at most that many bins; what ``losscli check --plots`` draws).
 
     Raises :class:`GateError` when the gate file, the baseline or a name in ``only``/``skip`` is invalid; an
     invalid input of one check makes that check's status ``error`` and the others still run."""
@@ -496,20 +504,28 @@ def check(gate_file: str, *, baseline: str | None = None, only: Sequence[str] = 
     checks = load_gates(gate_file, options) if checks is None else checks
     left_out = select(checks, list(only), list(skip))
     return run_checks(gate_file, checks, baseline=load_baseline(baseline, options) if baseline else None,
-                      left_out=left_out, engine=engine, scheduler=scheduler, storage_options=options)
+                      left_out=left_out, engine=engine, scheduler=scheduler, storage_options=options,
+                      hist_bins=hist_bins)
 
 
-def _call(check: Check, loader: Loader) -> tuple[tuple[Any, ...], dict[str, Any]] | LossCliError:
-    """The check as compute()'s arguments, its files loaded; or why they cannot be."""
+def _call(check: Check, loader: Loader,
+          hist_bins: int | None = None) -> tuple[tuple[Any, ...], dict[str, Any]] | LossCliError:
+    """The check as compute()'s arguments, its files loaded (with ``hist_bins``, a histogram of its per-sample
+    losses fed as it runs); or why they cannot be."""
     try:
         arrays = [ref.number if ref.resolved is None else loader.load(ref.resolved, role=ref.role)
                   for ref in check.files]
         extras = {ref.role: loader.load(ref.resolved, role=ref.role) for ref in check.extras}
     except LossCliError as exc:
         return exc
+    views = {}
+    if hist_bins is not None:
+        from .engine.accumulators import Histogram
+
+        views["streaming"] = Streaming(accumulators=[Histogram(check.reduction, hist_bins)])
     return (check.loss, *arrays), dict(**extras, reduction=check.reduction, backend=check.backend,
                                        nan_policy=check.nan_policy, strict=check.strict, broadcast=check.broadcast,
-                                       **check.options)
+                                       **check.options, **views)
 
 
 def _computed(calls: list[Any], engine: Engine | str | Any = Engine.local, scheduler: str | None = None) -> list[Any]:
@@ -518,8 +534,9 @@ def _computed(calls: list[Any], engine: Engine | str | Any = Engine.local, sched
     return [next(found) if isinstance(c, tuple) else c for c in calls]
 
 
-def _record(outcome: Outcome, result: Any, digests: _Digests, baseline: Baseline | None) -> None:
-    """A check's result (a LossResult, or the error it stopped at) into its outcome."""
+def _record(outcome: Outcome, result: Any, digests: _Digests, baseline: Baseline | None, call: Any = None) -> None:
+    """A check's result (a LossResult, or the error it stopped at) into its outcome (and the histogram that
+    ``call``, compute()'s arguments, fed)."""
     refs = outcome.check.files + outcome.check.extras
     if isinstance(result, LossCliError):
         outcome.status, outcome.reasons, outcome.error_type = Status.error, [str(result)], type(result).__name__
@@ -529,6 +546,8 @@ def _record(outcome: Outcome, result: Any, digests: _Digests, baseline: Baseline
     outcome.inputs = [_input(ref, digests, shapes.get(ref.role)) for ref in refs]
     outcome.printed = str(result.value[()])  # exactly what `losscli LOSS ... -f plain` prints
     outcome.value, outcome.dtype, outcome.warnings = float(outcome.printed), str(result.value.dtype), result.warnings
+    if isinstance(call, tuple) and "streaming" in call[1]:
+        outcome.hist = call[1]["streaming"].accumulators[0].finish()
     _judge(outcome, baseline)
 
 
