@@ -7,23 +7,30 @@ model weigh every sample alike, and ``new_r - base_r`` is resample ``r`` of the 
 the percentile interval of those differences; the p-value is the bootstrap's two-sided one for "no
 difference": twice the smaller share of differences at or below 0 and at or above 0, each counted as
 ``(1 + count) / (1 + resamples)``, at most 1.
+
+The comparison keeps what a plot of it draws: the resampled differences themselves and, when asked
+(``per_sample=True``), each sample's difference, for up to :data:`PAIRED_LIMIT` samples (both models'
+per-sample losses are held in memory to pair them).
 """
 
 from __future__ import annotations
 
 import enum
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from .api import Streaming, compute
+from .engine.accumulators import SampleLosses
 from .engine.bootstrap import METHOD, Bootstrap, check, interval
 from .errors import LossCliError, OptionError, ShapeError
 from .losses import LossSpec
 from .reduction import Reduction, resolve
 from .result import LossResult
+
+PAIRED_LIMIT = 1_000_000  # samples whose differences per_sample=True keeps (two float64 arrays of them)
 
 
 class Verdict(str, enum.Enum):
@@ -49,6 +56,10 @@ class Comparison:
     resamples: int
     seed: int
     method: str = METHOD
+    # the differences of the paired resamples (those with a value of both models): the interval's quantiles
+    differences: np.ndarray = field(default_factory=lambda: np.empty(0), repr=False, compare=False)
+    # new - base of each sample, float64 (per_sample=True, up to PAIRED_LIMIT samples; else None)
+    per_sample: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @property
     def level(self) -> float:
@@ -56,11 +67,12 @@ class Comparison:
 
 
 def compare(loss: str | LossSpec, base: Any, new: Any, *rest: Any, alpha: float = 0.05, margin: float = 0.0,
-            resamples: int = 1000, seed: int = 0, **kwargs: Any) -> Comparison:
+            resamples: int = 1000, seed: int = 0, per_sample: bool = False, **kwargs: Any) -> Comparison:
     """``loss`` on ``(base, *rest)`` and on ``(new, *rest)`` (``kwargs`` as for :func:`losscli.compute`), with a
     paired bootstrap of the difference: ``verdict`` is ``worse`` when the whole interval of ``new - base`` at
     level ``1 - alpha`` lies above ``margin``, ``better`` when it lies below 0, else ``inconclusive``. A loss's
-    own ``margin`` option (margin-ranking, ...) is given as ``loss_margin``."""
+    own ``margin`` option (margin-ranking, ...) is given as ``loss_margin``. ``per_sample``: also each sample's
+    difference (``Comparison.per_sample``; None past :data:`PAIRED_LIMIT` samples)."""
     if not (isinstance(alpha, (int, float)) and 0 < alpha < 1):
         raise OptionError(f"expected a significance level between 0 and 1 (such as 0.05), but got {alpha!r}",
                           argument="alpha")
@@ -78,20 +90,25 @@ def compare(loss: str | LossSpec, base: Any, new: Any, *rest: Any, alpha: float 
     try:
         for first in (base, new):
             boot = Bootstrap(reduction, 1 - alpha, resamples, seed)
+            samples = [SampleLosses(reduction, limit=PAIRED_LIMIT)] if per_sample else []
             result = compute(loss, first, *rest, **kwargs,
-                             streaming=replace(streaming, accumulators=[*streaming.accumulators, boot]))
-            runs.append((result, boot))
+                             streaming=replace(streaming, accumulators=[*streaming.accumulators, boot, *samples]))
+            runs.append((result, boot, samples[0].finish() if samples else None))
     except LossCliError as e:
         if e.argument == "margin":  # the loss's own margin, which is loss_margin here
             e.argument = "loss_margin"
         raise
-    return paired(*runs[0], *runs[1], alpha, margin)
+    (b, base_boot, base_samples), (n, new_boot, new_samples) = runs
+    found = paired(b, base_boot, n, new_boot, alpha, margin)
+    if not _paired(base_samples, new_samples):
+        return found
+    return replace(found, per_sample=new_samples.astype(np.float64) - base_samples)
 
 
 def paired(base: LossResult, base_boot: Bootstrap, new: LossResult, new_boot: Bootstrap, alpha: float,
            margin: float = 0.0) -> Comparison:
     """The comparison of two runs of one loss whose bootstraps (same seed and resamples, level ``1 - alpha``)
-    were fed the same samples: the base model's and the new model's."""
+    were fed the same samples: the base model's and the new model's (gate files' compare_to runs them)."""
     if base.count != new.count:
         raise ShapeError(f"new: expected as many loss elements as the base ({base.count}), but got {new.count}")
     keep = base_boot.drawn() & new_boot.drawn()  # resamples that drew something of both
@@ -101,7 +118,12 @@ def paired(base: LossResult, base_boot: Bootstrap, new: LossResult, new_boot: Bo
     with np.errstate(all="ignore"):
         relative = float(np.float64(difference) / np.float64(base.value))
     return Comparison(base, new, difference, relative, low, high, p_value(differences), _verdict(low, high, margin),
-                      float(alpha), float(margin), base_boot.resamples, base_boot.seed)
+                      float(alpha), float(margin), base_boot.resamples, base_boot.seed, differences=differences)
+
+
+def _paired(base: np.ndarray | None, new: np.ndarray | None) -> bool:
+    """Both models' per-sample losses were kept, one for each sample of the same loss shape."""
+    return base is not None and new is not None and base.shape == new.shape
 
 
 def p_value(differences: np.ndarray) -> float:

@@ -36,7 +36,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .api import Engine, NanPolicy, Outputs, Streaming, compute_each
 from .backends import Backend
@@ -47,6 +47,9 @@ from .io.remote import Store, check_options, is_url, join
 from .judge import BOUNDS, REGRESSION, judge, number_text
 from .losses import CATALOG, LossSpec
 from .reduction import Reduction
+
+if TYPE_CHECKING:
+    from .engine.accumulators import Hist
 
 try:
     import tomllib
@@ -131,6 +134,11 @@ class Check:
     stats: Stats = field(default_factory=lambda: Stats())  # compare_to, by, by_class, ci
 
     @property
+    def refs(self) -> tuple[InputRef, ...]:
+        """Every file the check reads: the loss's, the extra ones, and its statistics' (compare_to, by)."""
+        return (*self.files, *self.extras, *(r for r in (self.stats.compare_to, self.stats.by) if r is not None))
+
+    @property
     def parameters(self) -> dict[str, Any]:
         """Every loss option, with its default where the gate file gives none (JSON-ready)."""
         merged = {**self.loss.defaults(), **self.options}
@@ -211,6 +219,7 @@ class Outcome:
     ci: Any = None  # the value's interval (losscli.engine.bootstrap.Interval), with ci
     comparison: Any = None  # the paired test against compare_to (losscli.compare.Comparison)
     groups: list[GroupOutcome] = field(default_factory=list)  # each group's value and verdict, with by/by_class
+    hist: Hist | None = None  # the histogram of the per-sample losses, when check() was asked for it (hist_bins)
 
     @property
     def message(self) -> str | None:
@@ -536,10 +545,12 @@ def select(checks: list[Check], only: list[str], skip: list[str]) -> dict[str, s
 
 def run_checks(gate_file: str, checks: list[Check], *, baseline: Baseline | None = None,
                left_out: dict[str, str] | None = None, engine: Engine | str | Any = Engine.local,
-               scheduler: str | None = None, storage_options: Mapping[str, Any] | None = None) -> Run:
+               scheduler: str | None = None, storage_options: Mapping[str, Any] | None = None,
+               hist_bins: int | None = None) -> Run:
     """Run every check (one failing or erroring does not stop the others); ``storage_options``: fsspec options
     for the files that are URLs. With the dask engine (:func:`losscli.compute_each`) the checks run as one
-    graph, and each check's time is the graph's."""
+    graph, and each check's time is the graph's. ``hist_bins``: each outcome with a value also gets the
+    histogram of its per-sample losses in at most that many bins (``Outcome.hist``)."""
     left_out = left_out or {}
     created = datetime.now(timezone.utc).replace(microsecond=0)
     start = time.perf_counter()
@@ -547,7 +558,7 @@ def run_checks(gate_file: str, checks: list[Check], *, baseline: Baseline | None
     outcomes = [Outcome(c, Status.skipped, reasons=[left_out[c.name]]) if c.name in left_out
                 else Outcome(c, Status.passed) for c in checks]
     pending = [o for o in outcomes if o.status is Status.passed]
-    jobs = [_job(o.check, loader) for o in pending]
+    jobs = [_job(o.check, loader, hist_bins) for o in pending]
     if isinstance(engine, str) and Engine(engine) is Engine.local:
         for outcome, job in zip(pending, jobs):
             began = time.perf_counter()
@@ -563,12 +574,14 @@ def run_checks(gate_file: str, checks: list[Check], *, baseline: Baseline | None
 
 def check(gate_file: str, *, baseline: str | None = None, only: Sequence[str] = (), skip: Sequence[str] = (),
           checks: list[Check] | None = None, engine: Engine | str | Any = Engine.local,
-          scheduler: str | None = None, storage_options: Mapping[str, Any] | None = None) -> Run:
+          scheduler: str | None = None, storage_options: Mapping[str, Any] | None = None,
+          hist_bins: int | None = None) -> Run:
     """Run the checks of a gate file (``losscli check``): load it and the baseline report, select, run.
     ``checks``: the gate file as :func:`load_gates` parsed it already (not read again); ``engine`` and
     ``scheduler`` as in :func:`losscli.compute`. ``storage_options``: fsspec options (``{"anon": True}``; the
     command line's ``--storage-option key=value``) for every URL of this run: the gate file, the baseline and
-    the files the checks name.
+    the files the checks name. ``hist_bins``: each outcome also holds the histogram of its per-sample losses
+    (``Outcome.hist``, in at most that many bins; what ``losscli check --plots`` draws).
 
     Raises :class:`GateError` when the gate file, the baseline or a name in ``only``/``skip`` is invalid; an
     invalid input of one check makes that check's status ``error`` and the others still run."""
@@ -576,18 +589,21 @@ def check(gate_file: str, *, baseline: str | None = None, only: Sequence[str] = 
     checks = load_gates(gate_file, options) if checks is None else checks
     left_out = select(checks, list(only), list(skip))
     return run_checks(gate_file, checks, baseline=load_baseline(baseline, options) if baseline else None,
-                      left_out=left_out, engine=engine, scheduler=scheduler, storage_options=options)
+                      left_out=left_out, engine=engine, scheduler=scheduler, storage_options=options,
+                      hist_bins=hist_bins)
 
 
 class _Job(NamedTuple):
-    """A check's compute() calls: its own, after the accepted model's with compare_to; and with compare_to the
-    bootstraps of the paired test (one each, fed by those calls)."""
+    """A check's compute() calls: its own, after the accepted model's with compare_to; with compare_to the
+    bootstraps of the paired test (one each, fed by those calls); and the histogram its own call feeds, when
+    check() was asked for one (hist_bins)."""
 
     calls: list[tuple[tuple[Any, ...], dict[str, Any]]]
     boots: list[Any]
+    hist: Any = None
 
 
-def _job(check: Check, loader: Loader) -> _Job | LossCliError:
+def _job(check: Check, loader: Loader, hist_bins: int | None = None) -> _Job | LossCliError:
     """The check as compute()'s calls, its files loaded; or why they cannot be."""
     stats = check.stats
     try:
@@ -603,13 +619,20 @@ def _job(check: Check, loader: Loader) -> _Job | LossCliError:
                   strict=check.strict, broadcast=check.broadcast, **check.options)
     own = dict(common, by=by, outputs=Outputs(ci=stats.ci, resamples=stats.resamples, seed=stats.seed,
                                               by_class=stats.by_class))
+    views: list[Any] = []
+    if hist_bins is not None:
+        from .engine.accumulators import Histogram
+
+        views.append(Histogram(check.reduction, hist_bins))
+    hist = views[0] if views else None
     if accepted is None:
-        return _Job([((check.loss, *arrays), own)], [])
+        return _Job([((check.loss, *arrays), dict(own, streaming=Streaming(accumulators=views)))], [], hist)
     from .engine.bootstrap import Bootstrap  # loaded only for a paired test
 
     boots = [Bootstrap(check.reduction, stats.confidence, stats.resamples, stats.seed) for _ in range(2)]
     return _Job([((check.loss, accepted, *arrays[1:]), dict(common, streaming=Streaming(accumulators=[boots[0]]))),
-                 ((check.loss, *arrays), dict(own, streaming=Streaming(accumulators=[boots[1]])))], boots)
+                 ((check.loss, *arrays), dict(own, streaming=Streaming(accumulators=[boots[1], *views])))], boots,
+                hist)
 
 
 def _computed(jobs: list[Any], engine: Engine | str | Any = Engine.local, scheduler: str | None = None) -> list[Any]:
@@ -622,7 +645,7 @@ def _computed(jobs: list[Any], engine: Engine | str | Any = Engine.local, schedu
 
 def _record(outcome: Outcome, job: Any, results: Any, digests: _Digests, baseline: Baseline | None) -> None:
     """A check's results (LossResults, or the error it stopped at) into its outcome."""
-    refs = outcome.check.files + outcome.check.extras
+    refs = outcome.check.refs
     error = results if isinstance(results, LossCliError) else next(
         (r for r in results if isinstance(r, LossCliError)), None)
     if error is not None:
@@ -635,6 +658,8 @@ def _record(outcome: Outcome, job: Any, results: Any, digests: _Digests, baselin
     outcome.printed = str(result.value[()])  # exactly what `losscli LOSS ... -f plain` prints
     outcome.value, outcome.dtype, outcome.warnings = float(outcome.printed), str(result.value.dtype), result.warnings
     outcome.ci = result.ci
+    if job.hist is not None:
+        outcome.hist = job.hist.finish()
     if job.boots:
         _paired(outcome, results[0], result, job.boots)
     else:

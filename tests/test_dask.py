@@ -535,6 +535,24 @@ def test_check_on_dask_reports_what_the_local_engine_reports(shell_cluster, big,
     assert checks["small"]["value"] == 0.75  # mean(|1 - 1.5|, |2 - 3|)
 
 
+def test_plots_on_dask_are_the_local_engines_byte_for_byte(shell_cluster, big, monkeypatch, partitions):
+    """The histograms a plot draws are fed on the workers and merged: the same PNG as the local engine's, for a
+    loss command and for each check of a gate file (their histograms fed through one graph)."""
+    pytest.importorskip("matplotlib")
+    monkeypatch.chdir(big.folder)
+    Path("gates.toml").write_text(GATES)
+    dask = ("--engine", "dask", "--scheduler", shell_cluster)
+    args = ("cross-entropy", "x-*.npy", "t-*.npy", "--weight", "w.npy", "--mask", "m-*.npy", "-f", "plain")
+    assert invoke(*args, "--plot", "local.png").exit_code == 0
+    assert invoke(*args, "--plot", "dask.png", *dask).exit_code == 0
+    assert Path("local.png").read_bytes() == Path("dask.png").read_bytes()
+    assert invoke("check", "gates.toml", "-q", "--plots", "local").exit_code == 2  # the bad labels
+    assert invoke("check", "gates.toml", "-q", "--plots", "dask", *dask).exit_code == 2
+    names = sorted(os.listdir("local"))
+    assert names == sorted(os.listdir("dask")) == ["classifier.png", "margins.png", "small.png"]
+    assert [Path("local", n).read_bytes() for n in names] == [Path("dask", n).read_bytes() for n in names]
+
+
 def test_table_output_names_the_scheduler_and_its_dashboard_on_stderr(shell_cluster, big, monkeypatch):
     monkeypatch.chdir(big.folder)
     line = rf"dask: scheduler {re.escape(shell_cluster)} · dashboard http://127\.0\.0\.1:\d+/status"

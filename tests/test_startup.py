@@ -17,9 +17,10 @@ from losscli.losses import CATALOG
 ROOT = Path(__file__).resolve().parent.parent
 
 # What a loss on .npy files with the numpy backend must never import: torch (the torch backend only),
-# data-frame libraries, dask (the dask engine only), and pydantic (typer 0.29 imports it to parse options;
-# pyproject keeps typer < 0.29).
-HEAVY = ("torch", "pandas", "pyarrow", "polars", "scipy", "dask", "distributed", "pydantic", "typer._adapters")
+# data-frame libraries, dask (the dask engine only), matplotlib and PIL (--plot only), and pydantic (typer 0.29
+# imports it to parse options; pyproject keeps typer < 0.29).
+HEAVY = ("torch", "pandas", "pyarrow", "polars", "scipy", "dask", "distributed", "matplotlib", "PIL", "pydantic",
+         "typer._adapters")
 
 
 def imported(*args: str, cwd: Path) -> set[str]:
@@ -66,6 +67,19 @@ def test_a_plain_loss_command_loads_no_groups(tmp_path):
     np.save(tmp_path / "logits.npy", np.zeros((2, 6), dtype=np.float32))
     by_class = imported("cross-entropy", "logits.npy", "by.npy", "--by-class", cwd=tmp_path)
     assert "losscli.engine.groups" in by_class  # the check sees imports
+
+
+def test_matplotlib_loads_only_for_a_plot(tmp_path):
+    pytest.importorskip("matplotlib")
+    np.save(tmp_path / "a.npy", np.array([1.0, 2.0], dtype=np.float32))
+    np.save(tmp_path / "b.npy", np.array([1.0, 4.0], dtype=np.float32))
+    plain = imported("mse", "a.npy", "b.npy", "--hist", "--per-sample", cwd=tmp_path)
+    assert [m for m in plain if m.split(".")[0] == "matplotlib" or m == "losscli.edge.plots"] == []
+    plotted = imported("mse", "a.npy", "b.npy", "--plot", "p.svg", cwd=tmp_path)
+    assert {"matplotlib", "losscli.edge.plots"} <= plotted  # the check sees imports
+    (tmp_path / "gates.toml").write_text('[[check]]\nname = "a"\nloss = "mse"\ninput = "a.npy"\ntarget = "b.npy"\n'
+                                         "max = 10\n")
+    assert [m for m in imported("check", "gates.toml", cwd=tmp_path) if m.split(".")[0] == "matplotlib"] == []
 
 
 def test_compare_imports_nothing_heavy(tmp_path):

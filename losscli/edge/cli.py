@@ -141,6 +141,10 @@ def check(
     storage_option: Annotated[Optional[list[str]], typer.Option(
         "--storage-option", metavar="KEY=VALUE", help="an fsspec option for the URLs read (the gate file, the "
         "baseline and the files it names: s3://, gs://, https://, ...), e.g. anon=true; repeatable")] = None,
+    plots: Annotated[Optional[str], typer.Option(
+        "--plots", metavar="DIR", help=escape("draw a plot of each check into DIR (created if missing): the histogram "
+        "of its per-sample losses with its value and bounds, as CHECK.png; --markdown links them when DIR is its "
+        "folder or below it (needs pip install 'losscli[plot]')"))] = None,
     debug: Annotated[bool, typer.Option("--debug", help="show tracebacks")] = False,
     engine: Annotated[Engine, typer.Option(
         "--engine", help="local: this process; dask: every check on a dask cluster as one graph (--scheduler, "
@@ -151,29 +155,39 @@ def check(
     """Run the quality gates of a gate file: every check, each against its bounds (and a baseline).
     Exit status 0 when all pass, 1 when any failed a bound or gave NaN, 2 when the gate file or an input
     is invalid (2 wins over 1). The reports asked for are written in every case, an invalid gate file or
-    baseline included (they then state the error).
-
-    A gate file at a URL (s3://bucket/gates.toml) resolves its relative paths against its folder's URL.
+    baseline included (they then state the error). A gate file at a URL resolves its paths against its folder.
 
     Example: [bold]losscli check samples/gates.toml --junit junit.xml --markdown summary.md[/bold]
     """
     from ..io.remote import parse_options
 
     with exit_on_error(debug):
-        if write_baseline and (only or skip):
-            raise LossCliError("--write-baseline: a baseline records every check, so it cannot be combined "
-                               "with --only or --skip")
         options = parse_options(storage_option or ())
         targets = {"--report": report, "--junit": junit, "--markdown": markdown, "--write-baseline": write_baseline}
-        checks = _checks_or_none(gates, options)
-        inputs = [ref.path or "" for c in checks or () for ref in (*c.files, *c.extras)]
-        check_targets(targets, [gates, baseline or "", *inputs])
+        checks, drawing = _before_work(gates, baseline, targets, bool(only or skip), plots, options)
         with cluster(engine, scheduler, show=format is CheckFormat.table and not quiet) as on:
             run_ = _run_gates(gates, baseline, checks, targets, format, only=only or [], skip=skip or [],
-                              storage_options=options, engine=on, scheduler=scheduler)
-        document = _write_reports(run_, targets)
+                              storage_options=options, engine=on, scheduler=scheduler, hist_bins=drawing.bins)
+        document = _write_reports(run_, targets, drawing.links(run_, markdown))
+        drawing.write(run_)
     _show_run(run_, document, format, quiet, write_baseline)
     raise typer.Exit(run_.exit_code)
+
+
+def _before_work(gates: str, baseline: Optional[str], targets: dict[str, Optional[str]], selected: bool,
+                 plots: Optional[str], options: dict[str, Any]) -> tuple[list[Any] | None, Any]:
+    """The gate file's checks (None when it is invalid) and their plots (``--plots``), once every file this run
+    writes is known to be none of the files it reads."""
+    from .plots import CheckPlots
+
+    if targets["--write-baseline"] and selected:
+        raise LossCliError("--write-baseline: a baseline records every check, so it cannot be combined "
+                           "with --only or --skip")
+    checks = _checks_or_none(gates, options)
+    drawing = CheckPlots(plots, checks)
+    inputs = [ref.path or "" for c in checks or () for ref in c.refs]
+    check_targets([*targets.items(), *drawing.targets()], [gates, baseline or "", *inputs])
+    return checks, drawing
 
 
 def _run_gates(gates: str, baseline: Optional[str], checks: list[Any] | None, targets: dict[str, Optional[str]],
@@ -228,13 +242,13 @@ def _show_run(run_: Any, document: str, format: CheckFormat, quiet: bool, write_
         reports.verdict(run_), style=("bold green", "bold red", "bold yellow")[run_.exit_code])
 
 
-def _write_reports(run_: Any, targets: dict[str, Optional[str]]) -> str:
-    """Every report asked for (the baseline only when every check passed) through the one writer; returns the
-    JSON report."""
+def _write_reports(run_: Any, targets: dict[str, Optional[str]], plots: dict[str, str] | None = None) -> str:
+    """Every report asked for (the baseline only when every check passed) through the one writer, the Markdown
+    linking ``plots`` (check name -> link); returns the JSON report."""
     from . import reports
 
     document = reports.to_json_text(run_)
-    texts = {"--report": document, "--junit": reports.to_junit(run_), "--markdown": reports.to_markdown(run_),
+    texts = {"--report": document, "--junit": reports.to_junit(run_), "--markdown": reports.to_markdown(run_, plots),
              "--write-baseline": document if run_.all_passed else None}
     for option, path in targets.items():
         if path and texts[option] is not None:

@@ -28,7 +28,7 @@ from .console import EXIT_THRESHOLD, exit_on_error, flush_stdout, say, stderr, s
 from .progress import ProgressBar, wants_progress
 from .render import Format, check_format, pieces, to_table
 from .summary import Written
-from .writer import ArrayFile, check_array_path, check_targets, save_array
+from .writer import ArrayFile, check_array_path, check_targets, save_array, write_bytes
 
 FILES = "Inputs"
 LOSS = "Loss options"
@@ -134,6 +134,9 @@ def common_params(spec: LossSpec) -> list[inspect.Parameter]:
              help="also write the value to FILE.npy or FILE.csv"),
         opt("grad", "--grad", panel=OUTPUT, metavar="FILE",
              help=f"write d(loss)/d({spec.files[0].name}) to FILE.npy or FILE.csv, and show it (for none: of the sum)"),
+        opt("plot", "--plot", panel=OUTPUT, metavar="FILE",
+             help=escape("draw FILE.png or FILE.svg: the histogram of the per-sample losses with the value (and "
+                         "--ci) marked; with --by/--by-class, the groups (needs pip install 'losscli[plot]')")),
         opt("per_sample", "--per-sample", panel=VIEWS, default=False, kind=bool,
              help="the loss of each sample (row of the first axis) as torch gives it for that row alone; "
                   "--output then writes these, and --top/--hist rank and count samples"),
@@ -182,17 +185,19 @@ def run(spec: LossSpec, *, reduction: str, size_average: bool | None, reduce: bo
         quiet: bool = False, strict: bool = False, storage_option: list[str] | None = None,
         engine: Engine = Engine.local, scheduler: str | None = None, ci: float | None = None,
         resamples: int = 1000, seed: int = 0, by: str | None = None, by_class: bool = False,
-        top_groups: int | None = None, **given: Any) -> None:
+        top_groups: int | None = None, plot: str | None = None, **given: Any) -> None:
     """One loss command: load, compute, write, render, judge. ``given`` holds the files and the loss's options."""
     with exit_on_error(debug):
         outputs = Outputs(grad is not None, per_sample, top, hist, cross_check, tolerance, ci, resamples, seed,
                           by_class)
-        _refuse_early(resolve(reduction, size_average, reduce)[0], outputs, format, engine, backend,
-                      fail_above, fail_below, top_groups, grouped=by is not None or by_class)
+        resolved = resolve(reduction, size_average, reduce)[0]
+        _refuse_early(resolved, outputs, format, engine, backend, fail_above, fail_below, top_groups,
+                      grouped=by is not None or by_class)
+        drawing = Drawing.of(plot, resolved, by is not None or by_class)
         loader = Loader(storage_options=parse_options(storage_option or ()))
         arrays = [load_file(loader, given.pop(f.name), f) for f in spec.files]
         named = {f.name: loader.load(path, role=f.name) for f in spec.extras if (path := given.pop(f.name)) is not None}
-        _check_outputs(output, grad, [*arrays, *named.values()])
+        _check_outputs({"--output": output, "--grad": grad, "--plot": plot}, [*arrays, *named.values()])
         sink = ArrayFile(output) if output is not None and not per_sample else None
         bar = ProgressBar(stderr, spec.name) if wants_progress(
             terminal=stderr.is_terminal, quiet=quiet, fmt=format.value) else None
@@ -204,7 +209,7 @@ def run(spec: LossSpec, *, reduction: str, size_average: bool | None, reduce: bo
                     reduce=reduce, backend=backend, nan_policy=nan_policy, strict=strict, broadcast=broadcast,
                     engine=on, scheduler=scheduler, by=None if by is None else loader.labels(by, role="by"),
                     outputs=outputs,
-                    streaming=Streaming(progress=bar, sink=sink))
+                    streaming=Streaming(progress=bar, sink=sink, accumulators=drawing.accumulators))
         finally:
             if bar is not None:
                 bar.close()
@@ -212,6 +217,7 @@ def run(spec: LossSpec, *, reduction: str, size_average: bool | None, reduce: bo
             save_array(result.per_sample if per_sample else result.value, output, "--output")
         if grad is not None:
             save_array(result.grad, grad, "--grad")
+        drawing.write(result, top_groups)
     _show(result, format, Written(output, sink.summary) if sink is not None and not result.is_scalar else None,
           top_groups)
     failures = _failures(result, fail_above, fail_below)
@@ -269,15 +275,40 @@ def load_file(loader: Loader, value: str, file: FileArg) -> Any:
     return loader.load(value, role=file.name)
 
 
-def _check_outputs(output: str | None, grad: str | None, inputs: list[Any]) -> None:
-    """Before any work: output names that the writer takes, none of them an input or the other output."""
-    for path, option in ((output, "--output"), (grad, "--grad")):
-        if path is not None:
-            check_array_path(path, option)
-    check_targets({"--output": output, "--grad": grad}, _paths(inputs))
+def _check_outputs(targets: dict[str, str | None], inputs: list[Any]) -> None:
+    """Before any work: output names that the writer takes, none of them an input or another output."""
+    for option in ("--output", "--grad"):
+        if targets[option] is not None:
+            check_array_path(targets[option], option)
+    check_targets(targets, input_paths(inputs))
 
 
-def _paths(inputs: list[Any]) -> list[str]:
+class Drawing:
+    """``--plot FILE``: its format, checked before any work; the histogram it draws, fed as the loss runs (none
+    with groups: their bars are drawn); and the plot, drawn and written through the one writer."""
+
+    def __init__(self, path: str | None = None, fmt: str = "", accumulators: tuple[Any, ...] = ()) -> None:
+        self.path, self.fmt, self.accumulators = path, fmt, accumulators
+
+    @classmethod
+    def of(cls, path: str | None, reduction: Reduction, grouped: bool) -> Drawing:
+        if path is None:
+            return cls()
+        from . import plots  # matplotlib is imported only when a plot is drawn
+
+        fmt = plots.plot_format(path)
+        return cls(path, fmt, () if grouped else (plots.sample_histogram(reduction),))
+
+    def write(self, result: LossResult, top_groups: int | None) -> None:
+        if self.path is None:
+            return
+        from . import plots
+
+        hist = self.accumulators[0].finish() if self.accumulators else None
+        write_bytes(self.path, plots.loss_plot(result, hist, self.fmt, top_groups), "--plot")
+
+
+def input_paths(inputs: list[Any]) -> list[str]:
     """The files behind loaded inputs (every shard of a sharded one)."""
     found = []
     for item in inputs:

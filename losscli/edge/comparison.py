@@ -11,6 +11,7 @@ from dataclasses import replace
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -22,8 +23,10 @@ from ..io.remote import parse_options
 from ..api import Engine
 from ..losses import LossSpec
 from .cells import json_number
-from .commands import GATE, STATS, cluster, common_params, file_params, load_file, opt, option_params
+from .commands import (GATE, STATS, cluster, common_params, file_params, input_paths, load_file, opt,
+                       option_params)
 from .console import EXIT_THRESHOLD, exit_on_error, flush_stdout, say, stdout
+from .writer import check_targets, write_bytes
 
 SCHEMA_VERSION = 1
 # the loss command's common flags that a comparison takes (the others: views, gradients, outputs, thresholds)
@@ -79,23 +82,33 @@ def _compare_params() -> list[inspect.Parameter]:
              help="exit 1 when the verdict is worse"),
         opt("format", "--format", "-f", panel="Output", default=CompareFormat.table, kind=CompareFormat,
              help="table for people; json for scripts"),
+        opt("plot", "--plot", panel="Output", metavar="FILE",
+             help=escape("draw FILE.png or FILE.svg: the differences new - base of the paired resamples with 0, "
+                         "the margin and the interval marked, and of each sample (up to a million samples; needs "
+                         "pip install 'losscli[plot]')")),
     ]
 
 
 def run(spec: LossSpec, *, base: str, new: str, alpha: float, margin: float, fail_if_worse: bool,
         format: CompareFormat, debug: bool, quiet: bool, storage_option: list[str] | None = None,
-        engine: Engine = Engine.local, scheduler: str | None = None, **given: Any) -> None:
+        engine: Engine = Engine.local, scheduler: str | None = None, plot: str | None = None, **given: Any) -> None:
     """Load both models' files and the rest, compare, show, and judge ``--fail-if-worse``."""
     with exit_on_error(debug):
+        fmt = _plot_format(plot)
         loader = Loader(storage_options=parse_options(storage_option or ()))
         first = spec.files[0]
         models = [load_file(loader, path, first) for path in (base, new)]
         rest = [load_file(loader, given.pop(f.name), f) for f in spec.files[1:]]
         named = {f.name: loader.load(path, role=f.name) for f in spec.extras if (path := given.pop(f.name)) is not None}
+        check_targets({"--plot": plot}, input_paths([*models, *rest, *named.values()]))
         with warnings.catch_warnings(), cluster(engine, scheduler, show=format is CompareFormat.table and not quiet) as on:
             warnings.simplefilter("ignore", LossCliWarning)  # printed below, once each
             found = compare(spec, *models, *rest, **named, **given, alpha=alpha, margin=margin, engine=on,
-                            scheduler=scheduler)
+                            scheduler=scheduler, per_sample=plot is not None)
+        if plot is not None:
+            from . import plots
+
+            write_bytes(plot, plots.comparison_plot(found, fmt), "--plot")
     for warning in dict.fromkeys(found.base.warnings + found.new.warnings):
         say("warning", warning, "yellow")
     if format is CompareFormat.json:
@@ -106,6 +119,15 @@ def run(spec: LossSpec, *, base: str, new: str, alpha: float, margin: float, fai
     if fail_if_worse and found.verdict is Verdict.worse:
         say("FAIL", f"{spec.name}: new is worse than base: {_difference(found)}")
         raise typer.Exit(EXIT_THRESHOLD)
+
+
+def _plot_format(plot: str | None) -> str:
+    """Before any work: the format of ``--plot`` (and matplotlib there to draw it)."""
+    if plot is None:
+        return ""
+    from . import plots  # matplotlib is imported only when a plot is drawn
+
+    return plots.plot_format(plot)
 
 
 def _in_dtype(x: float, found: Comparison) -> str:

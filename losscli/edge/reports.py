@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import re
 import xml.etree.ElementTree as ET
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -336,17 +337,23 @@ def _heading(mark: str, gate_file: str, verdict_line: str) -> list[str]:
     return [f"### {mark} losscli check {_code(gate_file)}", "", f"**{verdict_line}**", ""]
 
 
-def to_markdown(run: Run) -> str:
-    """A table with a verdict line, for ``$GITHUB_STEP_SUMMARY`` and pull-request comments."""
+def to_markdown(run: Run, plots: Mapping[str, str] | None = None) -> str:
+    """A table with a verdict line, for ``$GITHUB_STEP_SUMMARY`` and pull-request comments; with ``plots``
+    (check name -> a relative URL: ``losscli check --plots``), a last column linking each check's plot."""
     mark = STATUS_MARK[(Status.passed, Status.failed, Status.error)[run.exit_code]]
+    columns = COLUMNS + (("plot",) if plots else ())
     lines = _heading(mark, run.gate_file, verdict(run)) + [
-        "| " + " | ".join(COLUMNS) + " |",
-        "|" + "|".join("---:" if c in ("value", "baseline", "delta") else "---" for c in COLUMNS) + "|"]
+        "| " + " | ".join(columns) + " |",
+        "|" + "|".join("---:" if c in ("value", "baseline", "delta") else "---" for c in columns) + "|"]
     for outcome in run.outcomes:
-        for row, status in [(cells(outcome), outcome.status)] + [(group_cells(outcome, g), g.status)
-                                                                   for g in outcome.groups]:
+        link = (plots or {}).get(outcome.check.name)
+        rows = [(cells(outcome), outcome.status, f"[plot]({link})" if link else "—")]
+        rows += [(group_cells(outcome, g), g.status, "") for g in outcome.groups]
+        for row, status, plot in rows:
+            row = {c: _md(text) for c, text in row.items()}
             row["status"] = f"{STATUS_MARK[status]} {row['status']}"
-            lines.append("| " + " | ".join(_md(row[c]) for c in COLUMNS) + " |")
+            row["plot"] = plot
+            lines.append("| " + " | ".join(row[c] for c in columns) + " |")
     notes = [(o, text) for o in run.outcomes for text in o.reasons + o.notes if o.status is not Status.skipped]
     if notes:
         lines.append("")

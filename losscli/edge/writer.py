@@ -1,4 +1,4 @@
-"""The one writer: every file losscli writes (``--output``, ``--grad``, reports, baselines) goes through here.
+"""The one writer: every file losscli writes (``--output``, ``--grad``, reports, baselines, plots) goes through here.
 
 A file is written whole or not at all: into a temporary file in the target's directory, flushed to disk and
 renamed over the target only when everything succeeded, so an error, an interrupt or a full disk leaves the
@@ -23,11 +23,13 @@ from .summary import Summary
 ARRAY_SUFFIXES = (".npy", ".csv", ".parquet")
 
 
-def check_targets(targets: Mapping[str, str | None], inputs: Iterable[str]) -> None:
-    """Before any work: every target (option -> path) names a file that is not an input and not another
-    target (compared as resolved paths, and as files where they exist: symlinks, ``./``, hard links)."""
+def check_targets(targets: Mapping[str, str | None] | Iterable[tuple[str, str | None]],
+                  inputs: Iterable[str]) -> None:
+    """Before any work: every target (option -> path, or (option, path) pairs where an option writes several
+    files) names a file that is not an input and not another target (compared as resolved paths, and as files
+    where they exist: symlinks, ``./``, hard links)."""
     seen: list[tuple[str, str]] = [("input", path) for path in inputs if path and path != "-"]
-    for option, path in targets.items():
+    for option, path in (targets.items() if isinstance(targets, Mapping) else targets):
         if not path:
             continue
         for other, earlier in seen:
@@ -119,8 +121,26 @@ def staged(path: str, option: str) -> Iterator[IO[bytes]]:
 
 def write_text(path: str, text: str, option: str) -> None:
     """A text file (a report, a baseline), whole or not at all."""
+    write_bytes(path, text.encode("utf-8"), option)
+
+
+def write_bytes(path: str, data: bytes, option: str) -> None:
+    """A file of these bytes (a plot), whole or not at all."""
     with staged(path, option) as f:
-        f.write(text.encode("utf-8"))
+        f.write(data)
+
+
+def check_folder(path: str, option: str) -> None:
+    """Before any work: ``path`` is a folder, or nothing yet (:func:`make_folder` makes it)."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise InputError(f"{option} ({path}): expected a folder to write into, but got a file")
+
+
+def make_folder(path: str, option: str) -> None:
+    """The folder ``path`` and those above it, where missing (a folder of plots)."""
+    check_folder(path, option)
+    with _unwritable(path, option):
+        os.makedirs(path, exist_ok=True)
 
 
 def _is_parquet(path: str) -> bool:

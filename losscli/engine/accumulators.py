@@ -207,19 +207,32 @@ class Entries(NamedTuple):
 
 
 class SampleLosses:
-    """The loss of each sample (row along the loss's first axis), in the loss's dtype (summed in float64)."""
+    """The loss of each sample (row along the loss's first axis), in the loss's dtype (summed in float64).
 
-    def __init__(self, reduction: Reduction, dtype: np.dtype = FLOAT64):
-        self.reduction, self.dtype = reduction, dtype
+    ``limit``: keep at most this many samples; past it the values are let go (memory stays bounded) and
+    :meth:`finish` gives None."""
+
+    def __init__(self, reduction: Reduction, dtype: np.dtype = FLOAT64, limit: int | None = None):
+        self.reduction, self.dtype, self.limit = reduction, dtype, limit
         self.parts: list[tuple[int, np.ndarray]] = []
+        self.rows, self.over = 0, False
 
     def update(self, start: int, elements: Elements, select: np.ndarray | None) -> None:
-        self.parts.append((start, sample_values(ChunkRows.of(elements, select), self.reduction)[0]))
+        if not self.over:
+            self._keep([(start, sample_values(ChunkRows.of(elements, select), self.reduction)[0])], False)
 
     def merge(self, other: SampleLosses) -> None:
-        self.parts.extend(other.parts)
+        self._keep(other.parts, other.over)
 
-    def finish(self) -> np.ndarray:
+    def _keep(self, parts: list[tuple[int, np.ndarray]], over: bool) -> None:
+        self.parts.extend(parts)
+        self.rows += sum(values.size for _, values in parts)
+        if over or self.over or (self.limit is not None and self.rows > self.limit):
+            self.parts, self.over = [], True
+
+    def finish(self) -> np.ndarray | None:
+        if self.over:
+            return None
         parts = [values for _, values in sorted(self.parts, key=lambda part: part[0])]
         return np.concatenate(parts).astype(self.dtype) if parts else np.empty(0, self.dtype)
 
@@ -286,17 +299,19 @@ def largest(values: np.ndarray, index: np.ndarray, k: int) -> tuple[np.ndarray, 
 
 class Histogram:
     """Counts of the selected losses (of samples with ``by`` a reduction, else of elements) in at most
-    :data:`BINS` bins, NaN and ±inf apart.
+    ``bins`` bins (:data:`BINS`: the command line's ``--hist``; plots ask for more), NaN and ±inf apart.
 
     One pass, exact, and independent of chunking: bins are ``[j·2**e, (j+1)·2**e)`` on a grid of powers of
     two, with ``e`` the smallest exponent that covers the finite values' range ``[min, max]`` in at most
-    ``BINS`` bins (and no finer than float64 resolves). When a chunk widens the range, ``e`` grows and
+    ``bins`` bins (and no finer than float64 resolves). When a chunk widens the range, ``e`` grows and
     neighbouring bins merge exactly (``j >> (e' - e)``), so the final bins are a function of the final
     range alone, as if counted in one go.
     """
 
-    def __init__(self, by: Reduction | None):
-        self.by = by
+    def __init__(self, by: Reduction | None, bins: int = BINS):
+        if isinstance(bins, bool) or not isinstance(bins, (int, np.integer)) or bins < 2:
+            raise OptionError(f"expected a count of 2 or more, but got {bins!r}", argument="bins")
+        self.by, self.bins = by, int(bins)
         self.low, self.high = math.inf, -math.inf
         self.exp = -1074
         self.first = 0  # grid index of counts[0]
@@ -331,7 +346,7 @@ class Histogram:
         of the new range, which ``self.counts`` then holds (and is returned, to add to)."""
         old = (self.first, self.exp, self.counts)
         self.low, self.high = min(self.low, low), max(self.high, high)
-        self.exp = grid_exponent(self.low, self.high)
+        self.exp = grid_exponent(self.low, self.high, self.bins)
         self.first = math.floor(math.ldexp(self.low, -self.exp))
         self.counts = np.zeros(math.floor(math.ldexp(self.high, -self.exp)) - self.first + 1, np.int64)
         self._add(self.counts, *old)
@@ -358,14 +373,14 @@ class Histogram:
         return Hist(edges, counts, self.nan, self.inf, self.by is not None)
 
 
-def grid_exponent(low: float, high: float) -> int:
-    """The smallest ``e`` whose grid ``j·2**e`` covers ``[low, high]`` in at most :data:`BINS` bins, no finer
+def grid_exponent(low: float, high: float, bins: int = BINS) -> int:
+    """The smallest ``e`` whose grid ``j·2**e`` covers ``[low, high]`` in at most ``bins`` bins, no finer
     than float64's resolution at the larger magnitude (so that the bin of a value is exact)."""
     magnitude = max(abs(low), abs(high))
     exp = max(math.frexp(magnitude)[1] - 53, -1074) if magnitude else -1074
     span = high / 2 - low / 2  # no overflow
     if span > 0:
-        exp = max(exp, math.floor(math.log2(span) + 1 - math.log2(BINS)) - 1)
-    while math.floor(math.ldexp(high, -exp)) - math.floor(math.ldexp(low, -exp)) + 1 > BINS:
+        exp = max(exp, math.floor(math.log2(span) + 1 - math.log2(bins)) - 1)
+    while math.floor(math.ldexp(high, -exp)) - math.floor(math.ldexp(low, -exp)) + 1 > bins:
         exp += 1
     return exp

@@ -108,11 +108,15 @@ def cosine_similarity(x1: np.ndarray, x2: np.ndarray) -> np.ndarray:
 
 
 def cosine_similarity_grad(x1: np.ndarray, x2: np.ndarray) -> np.ndarray:
-    """torch clamps the norms without recording it: the gradient flows through ‖x1‖ unclamped (0 at 0)."""
+    """torch clamps the norms without recording it: the gradient flows through ‖x1‖ unclamped (0 at 0).
+    Computed in the order of torch's autograd through ``(x1 / n1) * (x2 / n2)``: ``c / n1`` (``c = x2 / n2``),
+    less the norm's backward ``x1 · Σ c·((x1 / n1) / n1) / ‖x1‖``; so that two of them cancel as exactly as
+    torch's do (a triplet's ``d(a, p) - d(a, n)`` at a degenerate point is 0, not an ulp of 1e8)."""
     (r1, n1), (_, n2) = _norms(x1), _norms(x2)
     r1, n1, n2 = r1[..., None], n1[..., None], n2[..., None]
-    unit = np.where(r1 == 0, 0.0, x1 / np.where(r1 == 0, 1.0, r1))
-    return x2 / (n1 * n2) - (x1 * x2).sum(axis=-1, keepdims=True) / (n1 * n1 * n2) * unit
+    c = x2 / n2
+    through_norm = (c * (x1 / n1 / n1)).sum(axis=-1, keepdims=True)
+    return c / n1 - np.where(r1 == 0, 0.0, x1 * through_norm / np.where(r1 == 0, 1.0, r1))
 
 
 def _cosine_embedding(a: dict[str, np.ndarray], p: dict[str, Any], grad_coef: np.ndarray | None = None):
