@@ -523,9 +523,6 @@ LABEL_ERRORS = [
                                              "not both"]),
     (["--by", "numbers.npy", "--top-groups", "0"], ["--top-groups: expected a count of 1 or more, but got 0"]),
     (["--top-groups", "3"], ["--top-groups: expected groups to show (--by or --by-class), but got none"]),
-    (["--by", "numbers.npy", "-f", "csv"], ["--format csv: expected one table of numbers, but groups"]),
-    (["--by", "numbers.npy", "-f", "plain"], ["--format plain: expected one table of numbers, but groups"]),
-    (["--by", "numbers.npy", "-f", "metrics"], ["--format metrics: expected one table of numbers, but groups"]),
 ]
 
 

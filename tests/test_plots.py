@@ -325,7 +325,8 @@ def test_check_writes_a_plot_per_check_and_the_markdown_links_them(tmp_path):
     result = CliRunner().invoke(app, ["check", "samples/gates.toml", "--plots", str(tmp_path / "out" / "plots"),
                                       "--markdown", str(tmp_path / "out" / "summary.md")])
     assert result.exit_code == 0, result.stderr
-    names = ["classifier", "classifier-smoothed-kept-rows", "regression", "multi-label", "ranking", "uncertainty"]
+    names = ["classifier", "classifier-smoothed-kept-rows", "regression", "multi-label", "ranking", "uncertainty",
+             "retrained-classifier"]
     assert sorted(os.listdir(tmp_path / "out" / "plots")) == sorted(f"{n}.png" for n in names)
     for name in names:
         assert (tmp_path / "out" / "plots" / f"{name}.png").read_bytes().startswith(PNG_SIGNATURE)

@@ -241,9 +241,6 @@ def _refuse_early(resolved: Reduction, outputs: Outputs, format: Format, engine:
         raise LossCliError(f"--top-groups: expected a count of 1 or more, but got {top_groups}")
     if top_groups is not None and not grouped:
         raise LossCliError("--top-groups: expected groups to show (--by or --by-class), but got none")
-    if grouped and format in (Format.plain, Format.csv, Format.metrics):
-        raise LossCliError(f"--format {format.value}: expected one table of numbers, but groups (--by, --by-class) "
-                           "are another; use --format json or table to see them")
     if engine is Engine.dask:
         distributable(backend, outputs)
 
