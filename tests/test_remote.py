@@ -1,6 +1,7 @@
 """Remote inputs (losscli.io.remote) against real servers on 127.0.0.1, no mocks of the client libraries: moto's
-standalone S3 server (uploaded to with boto3, losscli pointed at it by AWS_ENDPOINT_URL) and an http.server that
-honours Range requests and counts what it serves. Values against torch.nn.functional on the same arrays."""
+standalone S3 server (uploaded to with boto3, losscli pointed at it by AWS_ENDPOINT_URL), gcp-storage-emulator for
+gs://, Azurite for az:// (uploaded to with adlfs) and an http.server that honours Range requests and counts what it
+serves. Values against torch.nn.functional on the same arrays."""
 
 from __future__ import annotations
 
@@ -8,9 +9,12 @@ import io
 import json
 import os
 import re
+import signal
+import subprocess
 import threading
 import time
 from functools import partial
+from http.client import HTTPConnection
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -28,6 +32,7 @@ pytest.importorskip("aiohttp")
 boto3 = pytest.importorskip("boto3")
 moto_server = pytest.importorskip("moto.server")
 
+ROOT = Path(__file__).resolve().parents[1]
 BUCKET = "losscli-test"
 runner = CliRunner()
 rng = np.random.default_rng(7)
@@ -558,3 +563,189 @@ def test_dask_workers_read_s3_with_the_calls_storage_options(s3, monkeypatch):
                                 streaming=losscli.Streaming(chunk_rows=9))
     assert found.value == local.value
     assert local.item() == pytest.approx(F.mse_loss(torch.from_numpy(x), torch.from_numpy(y)).item(), rel=1e-6)
+
+
+# -- az:// against Azurite ----------------------------------------------------------------------------------------
+
+# Azurite's blob service, installed by README's test command (test_readme_installs_the_azurite_the_tests_run)
+AZURITE = ROOT / ".ci" / "node" / "node_modules" / ".bin" / "azurite-blob"
+AZURITE_INSTALL = "npm install --prefix .ci/node --no-audit --no-fund --loglevel=error azurite@3.35.0"
+AZURITE_WAIT = 30  # seconds for it to answer
+CONTAINER = "losscli-az"
+# the emulator's one account and its key, published in Azurite's README ("well-known storage account and key")
+AZ_ACCOUNT = "devstoreaccount1"
+AZ_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+
+
+def connection_string(port: int) -> str:
+    """The connection string of Azurite's account on 127.0.0.1:``port``, as Azure's tools write it."""
+    return (f"DefaultEndpointsProtocol=http;AccountName={AZ_ACCOUNT};AccountKey={AZ_KEY};"
+            f"BlobEndpoint=http://127.0.0.1:{port}/{AZ_ACCOUNT};")
+
+
+def _answers(port: int) -> bool:
+    """Whether an HTTP server answers on 127.0.0.1:``port`` (with any status: Azurite refuses an unsigned request)."""
+    connection = HTTPConnection("127.0.0.1", port, timeout=2)
+    try:
+        connection.request("GET", f"/{AZ_ACCOUNT}?comp=list")
+        connection.getresponse().read()
+        return True
+    except OSError:
+        return False
+    finally:
+        connection.close()
+
+
+def _stop_process(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=15)
+
+
+@pytest.fixture(scope="module")
+def azurite(tmp_path_factory, free_port):
+    """Azurite's blob service (``azurite-blob``, Node) on a free port of 127.0.0.1: in memory, its telemetry off, one
+    container. adlfs (and so losscli) finds it through AZURE_STORAGE_CONNECTION_STRING, the only AZURE_STORAGE_*
+    variable set. Yields adlfs's filesystem that uploads and the connection string. Stopped after the module
+    (terminated, killed when it does not end in time)."""
+    if not AZURITE.exists():
+        pytest.fail(f"Azurite is not installed ({AZURITE.relative_to(ROOT)} is missing): run `{AZURITE_INSTALL}` in "
+                    f"{ROOT} (README's test command does)", pytrace=False)
+    import adlfs
+
+    folder = tmp_path_factory.mktemp("azurite")  # its working directory: with --inMemoryPersistence it writes nothing
+    port = free_port()
+    command = [AZURITE, "--blobHost", "127.0.0.1", "--blobPort", port, "--inMemoryPersistence", "--silent",
+               "--skipApiVersionCheck", "--loose", "--disableTelemetry"]
+    with open(folder / "azurite.log", "w") as log:
+        process = subprocess.Popen([str(c) for c in command], cwd=folder, stdout=log, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+    try:
+        deadline = time.monotonic() + AZURITE_WAIT
+        while not _answers(port):
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"Azurite did not answer on 127.0.0.1:{port} in {AZURITE_WAIT} s (exit status "
+                            f"{process.poll()}):\n{(folder / 'azurite.log').read_text()[-2000:]}", pytrace=False)
+            time.sleep(0.1)
+        connection = connection_string(port)
+        with pytest.MonkeyPatch.context() as env:
+            for name in [name for name in os.environ if name.startswith("AZURE_STORAGE_")]:
+                env.delenv(name)
+            env.setenv("AZURE_STORAGE_CONNECTION_STRING", connection)
+            fs = adlfs.AzureBlobFileSystem(connection_string=connection, skip_instance_cache=True)  # not losscli's
+            fs.mkdir(CONTAINER)
+            yield fs, connection
+    finally:
+        _stop_process(process)
+
+
+def aput(fs, key: str, data: bytes) -> str:
+    fs.pipe(f"{CONTAINER}/{key}", data)
+    return f"az://{CONTAINER}/{key}"
+
+
+def test_readme_installs_the_azurite_the_tests_run():
+    """The command that the fixture's message names is the one README's test command (and so CI) runs."""
+    assert AZURITE_INSTALL in (ROOT / "README.md").read_text()
+
+
+def test_az_npy_and_csv_equal_torch(azurite):
+    fs, _ = azurite
+    x, y = rng.normal(size=(40, 3)).astype(np.float32), rng.normal(size=(40, 3)).astype(np.float32)
+    pred, target = aput(fs, "a/pred.npy", npy_bytes(x)), aput(fs, "a/target.npy", npy_bytes(y))
+    expected = F.mse_loss(torch.from_numpy(x), torch.from_numpy(y)).item()
+    assert value("mse", pred, target) == pytest.approx(expected, rel=1e-6)
+    a, b = rng.normal(size=25), rng.normal(size=25)
+    text = "pred,target\n" + "".join(f"{float(p)!r},{float(t)!r}\n" for p, t in zip(a, b))
+    table = aput(fs, "a/results.csv", text.encode())
+    expected = F.l1_loss(torch.from_numpy(a), torch.from_numpy(b)).item()
+    assert value("l1", f"{table}:pred", f"{table}:target") == pytest.approx(expected, rel=1e-12)
+
+
+def test_az_connection_string_as_storage_option(azurite, monkeypatch):
+    """Without AZURE_STORAGE_CONNECTION_STRING, the connection string given as a storage option (the command
+    line's and compute()'s) reaches adlfs."""
+    fs, connection = azurite
+    monkeypatch.delenv("AZURE_STORAGE_CONNECTION_STRING")
+    x, y = rng.normal(size=(16, 2)).astype(np.float32), rng.normal(size=(16, 2)).astype(np.float32)
+    pred, target = aput(fs, "o/pred.npy", npy_bytes(x)), aput(fs, "o/target.npy", npy_bytes(y))
+    expected = F.huber_loss(torch.from_numpy(x), torch.from_numpy(y)).item()
+    got = value("huber", pred, target, "--storage-option", f"connection_string={connection}")
+    assert got == pytest.approx(expected, rel=1e-6)
+    result = losscli.compute("huber", pred, target, storage_options={"connection_string": connection})
+    assert result.item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_az_glob_and_folder_of_shards(azurite):
+    fs, _ = azurite
+    x, y = rng.normal(size=(30, 4)).astype(np.float32), rng.normal(size=(30, 4)).astype(np.float32)
+    for i, part in enumerate(np.split(x, 3)):
+        aput(fs, f"run/p-{i}.npy", npy_bytes(part))
+    aput(fs, "run/notes.txt", b"not a shard")
+    aput(fs, "run/older/p-0.npy", npy_bytes(y))  # in a sub-folder: not a shard of run/
+    target = aput(fs, "run-target.npy", npy_bytes(y))
+    expected = F.smooth_l1_loss(torch.from_numpy(x), torch.from_numpy(y)).item()
+    assert value("smooth-l1", f"az://{CONTAINER}/run/p-*.npy", target) == pytest.approx(expected, rel=1e-6)
+    assert value("smooth-l1", f"az://{CONTAINER}/run/", target) == pytest.approx(expected, rel=1e-6)
+
+
+@pytest.mark.parametrize("url", [f"az://{CONTAINER}/a/nothing-here.npy", "az://no-such-container/p.npy"])
+def test_az_missing_object_is_one_line(azurite, url):
+    result = invoke("mse", url, url)
+    assert result.exit_code == 2
+    [line] = result.stderr.strip().splitlines()
+    assert line == f"error: input ({url}): expected a .npy file at {url}, but there is no such object"
+
+
+def test_az_object_deleted_after_loading_is_one_line(azurite):
+    """An object removed between loading (its header) and reading its rows: azure-core's 404 behind adlfs's
+    FileNotFoundError says it is missing, not a failed read."""
+    from losscli.io import Loader
+
+    fs, _ = azurite
+    url = aput(fs, "gone/pred.npy", npy_bytes(np.ones((8, 2), np.float32)))
+    loaded = Loader().load(url, role="input")
+    fs.rm(f"{CONTAINER}/gone/pred.npy")
+    with pytest.raises(losscli.InputError, match=rf"^expected a file at {re.escape(url)}, but there is no such "
+                                                 r"object$"):
+        losscli.compute("mse", loaded, np.ones((8, 2), np.float32))
+
+
+def test_az_unreachable_endpoint_is_one_line(azurite, free_port):
+    """A closed endpoint: azure-storage-blob retries each request itself (4 tries, 18 + 24 + 42 s apart, which
+    adlfs gives no storage option to shorten), so losscli asks once; then one line."""
+    fs, _ = azurite
+    url = aput(fs, "a/unreached.npy", npy_bytes(np.ones(3, np.float32)))  # there, but not where the option points
+    start = time.monotonic()
+    result = invoke("mse", url, url, "--storage-option", f"connection_string={connection_string(free_port())}")
+    assert time.monotonic() - start < 150
+    assert result.exit_code == 2
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith(f"error: input ({url}): expected a .npy file from {url}, but reading it failed 4 times "
+                           "(azure-storage-blob's own tries): ServiceRequestError: ")
+
+
+def test_az_check_gate_files_naming_az_urls(azurite, tmp_path, monkeypatch):
+    """`losscli check` with a gate file in the container (its relative paths resolved against its URL) and with a
+    local gate file naming az:// URLs, read through --storage-option connection_string=..."""
+    fs, connection = azurite
+    x, y = rng.normal(size=20).astype(np.float32), rng.normal(size=20).astype(np.float32)
+    pred = aput(fs, "g/data/pred.npy", npy_bytes(x))
+    target = aput(fs, "g/target.npy", npy_bytes(y))
+    toml = f'[[check]]\nname = "mse"\nloss = "mse"\nfiles = ["../data/pred.npy", "{target}"]\nmax = 100\n'
+    gate = aput(fs, "g/gates/gates.toml", toml.encode())
+    expected = F.mse_loss(torch.from_numpy(x), torch.from_numpy(y)).item()
+    result = invoke("check", gate, "-f", "json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["checks"][0]["value"] == pytest.approx(expected, rel=1e-6)
+    assert losscli.check(gate).outcomes[0].value == pytest.approx(expected, rel=1e-6)
+    monkeypatch.delenv("AZURE_STORAGE_CONNECTION_STRING")
+    local = tmp_path / "gates.toml"
+    local.write_text(toml.replace("../data/pred.npy", pred).replace("max = 100", "max = 0.01"))
+    result = invoke("check", local, "--storage-option", f"connection_string={connection}", "-f", "json")
+    assert result.exit_code == 1, result.stderr  # the loss is above max = 0.01: failed, not an error
+    [check] = json.loads(result.stdout)["checks"]
+    assert check["status"] == "fail" and check["value"] == pytest.approx(expected, rel=1e-6)
