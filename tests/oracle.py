@@ -678,3 +678,18 @@ def binary_cases(draw, loss: str, dtypes=FLOATS, bound: float = 10.0, max_side: 
         pos_weight = draw(arrays(dtype, draw(broadcast_shapes_to(shape)), 0.0, 5.0))
     return Case(loss, x, y, weight=weight, pos_weight=pos_weight, mask=draw(masks(shape)),
                 **draw(reductions()))
+
+
+# -- the command line's one-line errors ------------------------------------------------------------------
+
+
+def one_line_error(result: Any, *fragments: str) -> str:
+    """A CliRunner result that failed as bad input does: exit status 2 and one line on stderr, ``error: ...``,
+    holding every fragment, and no traceback anywhere. Returns the line."""
+    assert result.exit_code == 2, (result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+    return lines[0]

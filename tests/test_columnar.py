@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 import losscli
 from losscli.edge.cli import app
 from losscli.edge.writer import ArrayFile
+from tests.oracle import one_line_error
 
 pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
@@ -39,14 +40,6 @@ def value(*args) -> float:
     assert result.exit_code == 0, result.stderr
     return json.loads(result.stdout)["value"]
 
-
-def one_line_error(result, *fragments: str) -> str:
-    assert result.exit_code == 2, (result.stdout, result.stderr)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], (fragment, lines[0])
-    return lines[0]
 
 
 def fixed(array: np.ndarray):

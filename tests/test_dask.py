@@ -40,14 +40,7 @@ from losscli.engine import sources as engine_sources
 from losscli.engine.cluster import Cluster
 from losscli.losses import CATALOG
 from tests.oracle import (
-    Case,
-    CtcCase,
-    LinearCase,
-    assert_matches,
-    ctc_oracle,
-    linear_oracle,
-    oracle,
-    tolerance_of,
+    Case, CtcCase, LinearCase, assert_matches, ctc_oracle, linear_oracle, oracle, tolerance_of, one_line_error,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -391,15 +384,6 @@ def invoke(*args: Any, env: dict[str, str] | None = None):
     return runner.invoke(app, [str(a) for a in args], env=env)
 
 
-def one_line(result, *fragments: str) -> str:
-    """The run failed with one line on stderr (exit 2), holding every fragment."""
-    assert result.exit_code == 2, (result.stdout, result.stderr)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], (fragment, lines[0])
-    return lines[0]
-
 
 @pytest.mark.parametrize("reduction", ["mean", "sum"])
 def test_command_line_through_scheduler_and_environment(shell_cluster, big, monkeypatch, partitions, reduction):
@@ -459,7 +443,7 @@ def test_a_bad_row_in_a_late_shard_is_one_line_naming_shard_and_row(shell_cluste
     args = ["cross-entropy", "x-*.npy", "bad-*.npy", "-r", "none", "-o", f"out.{suffix}"]
     local = invoke(*args, "-f", "json")
     on_dask = invoke(*args, "-f", "json", "--engine", "dask", "--scheduler", shell_cluster)
-    assert one_line(local) == one_line(on_dask) == BAD_LINE
+    assert one_line_error(local) == one_line_error(on_dask) == BAD_LINE
     assert on_dask.stdout == ""
     table = invoke(*args, "--engine", "dask", "--scheduler", shell_cluster)
     assert table.exit_code == 2
@@ -575,24 +559,24 @@ def test_table_output_names_the_scheduler_and_its_dashboard_on_stderr(shell_clus
 # -- refusals ------------------------------------------------------------------------------------------------
 
 
-def test_an_unreachable_scheduler_is_one_line(free_port, big, monkeypatch):
+def test_an_unreachable_scheduler_is_one_line_error(free_port, big, monkeypatch):
     monkeypatch.setattr(dask_engine, "CONNECT_SECONDS", 2)
     monkeypatch.chdir(big.folder)
     nowhere = f"tcp://127.0.0.1:{free_port()}"
     expected = f"--scheduler: expected a dask scheduler at {nowhere}, but could not reach it"
-    one_line(invoke("l1", "a.npy", "b.npy", "--engine", "dask", "--scheduler", nowhere), expected)
+    one_line_error(invoke("l1", "a.npy", "b.npy", "--engine", "dask", "--scheduler", nowhere), expected)
     Path("one.toml").write_text(ONE_CHECK)
     from_env = f"DASK_SCHEDULER_ADDRESS: expected a dask scheduler at {nowhere}, but could not reach it"
-    one_line(invoke("check", "one.toml", "--engine", "dask", env={"DASK_SCHEDULER_ADDRESS": nowhere}), from_env)
+    one_line_error(invoke("check", "one.toml", "--engine", "dask", env={"DASK_SCHEDULER_ADDRESS": nowhere}), from_env)
 
 
 def test_a_scheduler_without_the_dask_engine_is_refused(free_port, big, monkeypatch):
     monkeypatch.chdir(big.folder)
     nowhere = f"tcp://127.0.0.1:{free_port()}"  # refused before any connection is tried
     expected = "error: --scheduler: a scheduler is for the dask engine: add --engine dask"
-    assert one_line(invoke("l1", "a.npy", "b.npy", "--scheduler", nowhere)) == expected
+    assert one_line_error(invoke("l1", "a.npy", "b.npy", "--scheduler", nowhere)) == expected
     Path("one.toml").write_text(ONE_CHECK)
-    assert one_line(invoke("check", "one.toml", "--scheduler", nowhere)) == expected
+    assert one_line_error(invoke("check", "one.toml", "--scheduler", nowhere)) == expected
     with pytest.raises(losscli.OptionError, match=r"^scheduler: a scheduler is for the dask engine: add "
                                                   r"engine='dask'$"):
         losscli.compute("l1", "a.npy", "b.npy", scheduler=nowhere)
@@ -604,7 +588,7 @@ def test_what_needs_the_whole_batch_is_refused_before_any_cluster(big, monkeypat
     """One line naming --engine, and no cluster reached or started for it (a table run would name one)."""
     monkeypatch.chdir(big.folder)
     monkeypatch.delenv("DASK_SCHEDULER_ADDRESS", raising=False)
-    line = one_line(invoke("l1", "a.npy", "b.npy", "--engine", "dask", *flags))
+    line = one_line_error(invoke("l1", "a.npy", "b.npy", "--engine", "dask", *flags))
     assert line == (f"error: --engine: {what} needs the whole batch in one process, but the dask engine computes "
                     "it in partitions: use the local engine --engine local")
     assert not Path("g.npy").exists()

@@ -45,15 +45,8 @@ from losscli.engine import groups as engine_groups
 from losscli.engine import sources as engine_sources
 from losscli.engine.bootstrap import weights
 from tests.oracle import (
-    TOLERANCE,
-    Case,
-    binary_cases,
-    class_cases,
-    class_layout,
-    counted,
-    oracle,
-    regression_cases,
-    tolerance_of,
+    TOLERANCE, Case, binary_cases, class_cases, class_layout, counted, oracle, regression_cases, tolerance_of,
+    one_line_error,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,16 +58,6 @@ F32 = TOLERANCE[np.dtype(np.float32)]
 def invoke(*args: object):
     return CliRunner().invoke(app, [str(a) for a in args], env={"COLUMNS": "200"})
 
-
-def one_line_error(result, *fragments: str) -> str:
-    """Exit status 2 and one line on stderr, ``error: ...``, holding every fragment."""
-    assert result.exit_code == 2, (result.stdout, result.stderr)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
-    assert "Traceback" not in result.stdout + result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], (fragment, lines[0])
-    return lines[0]
 
 
 def t(a: Any) -> torch.Tensor:

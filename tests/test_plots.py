@@ -31,6 +31,7 @@ from losscli.edge import plots
 from losscli.edge.cli import app
 from losscli.engine.accumulators import Histogram
 from losscli.reduction import Reduction
+from tests.oracle import one_line_error
 
 matplotlib = pytest.importorskip("matplotlib")
 from matplotlib.image import imread  # noqa: E402
@@ -48,12 +49,6 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 def invoke(*args: object):
     return CliRunner().invoke(app, [str(a) for a in args], env={"COLUMNS": "200"})
 
-
-def one_line_error(result) -> str:
-    assert result.exit_code == 2, (result.stdout, result.stderr)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
-    return lines[0]
 
 
 def svg(path: Path) -> ET.Element:

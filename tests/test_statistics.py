@@ -31,6 +31,7 @@ import losscli
 from losscli.compare import Verdict, compare
 from losscli.edge.cli import app
 from losscli.engine.bootstrap import weights
+from tests.oracle import one_line_error
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = json.loads((ROOT / "losscli" / "result.schema.json").read_text())
@@ -39,15 +40,6 @@ SCHEMA = json.loads((ROOT / "losscli" / "result.schema.json").read_text())
 def invoke(*args: object):
     return CliRunner().invoke(app, [str(a) for a in args], env={"COLUMNS": "200"})
 
-
-def one_line_error(result, *fragments: str) -> str:
-    assert result.exit_code == 2, (result.stdout, result.stderr)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
-    assert "Traceback" not in result.stdout + result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], (fragment, lines[0])
-    return lines[0]
 
 
 def t(x: np.ndarray) -> torch.Tensor:
