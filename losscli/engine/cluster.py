@@ -133,13 +133,13 @@ class Cluster:
         self.open()
         started = [_Started.of(r) for r in runs]
         live = [s for s in started if s.error is None]
-        groups: dict[Any, list[_Started]] = {}
+        sharing: dict[Any, list[_Started]] = {}  # runs with the same chunks share their partitions
         for s in live:
             key = None if s.run.plan is None else (s.run.plan.rows, s.run.plan.chunk_rows)
-            groups.setdefault(key if key is not None else id(s), []).append(s)
+            sharing.setdefault(key if key is not None else id(s), []).append(s)
         pending: deque = deque()
         width = AHEAD * self.threads()
-        for members, spans in self._partitions(groups.values()):
+        for members, spans in self._partitions(sharing.values()):
             pending.append((members, self._client.submit(_partition, [m.shipped(spans) for m in members], spans,
                                                          pure=False)))
             while len(pending) >= width:
@@ -149,9 +149,9 @@ class Cluster:
         return [s.finish() for s in started]
 
     @staticmethod
-    def _partitions(groups: Any) -> Iterator[tuple[list[_Started], list[tuple[int, int]]]]:
-        """Each group's chunks in partitions, groups one after the other."""
-        for members in groups:
+    def _partitions(sharing: Any) -> Iterator[tuple[list[_Started], list[tuple[int, int]]]]:
+        """The chunks of each set of runs that share them, in partitions, one set after the other."""
+        for members in sharing:
             spans = members[0].spans
             for i in range(0, len(spans), CHUNKS_PER_PARTITION):
                 yield members, spans[i:i + CHUNKS_PER_PARTITION]
