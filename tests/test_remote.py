@@ -17,6 +17,7 @@ from functools import partial
 from http.client import HTTPConnection
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pytest
@@ -438,17 +439,22 @@ def gput(fs, key: str, data: bytes) -> str:
     return f"gs://{GBUCKET}/{key}"
 
 
-def test_gs_npy_and_csv_equal_torch(gcs):
-    (fs, _), _ = gcs
+def npy_and_csv_equal_torch(put: Callable[[str, bytes], str]) -> None:
+    """An .npy file and a CSV file's columns, uploaded by ``put(key, data) -> URL``, give torch's values."""
     x, y = rng.normal(size=(40, 3)).astype(np.float32), rng.normal(size=(40, 3)).astype(np.float32)
-    pred, target = gput(fs, "a/pred.npy", npy_bytes(x)), gput(fs, "a/target.npy", npy_bytes(y))
+    pred, target = put("a/pred.npy", npy_bytes(x)), put("a/target.npy", npy_bytes(y))
     expected = F.mse_loss(torch.from_numpy(x), torch.from_numpy(y)).item()
     assert value("mse", pred, target) == pytest.approx(expected, rel=1e-6)
     a, b = rng.normal(size=25), rng.normal(size=25)
     text = "pred,target\n" + "".join(f"{float(p)!r},{float(t)!r}\n" for p, t in zip(a, b))
-    table = gput(fs, "a/results.csv", text.encode())
+    table = put("a/results.csv", text.encode())
     expected = F.l1_loss(torch.from_numpy(a), torch.from_numpy(b)).item()
     assert value("l1", f"{table}:pred", f"{table}:target") == pytest.approx(expected, rel=1e-12)
+
+
+def test_gs_npy_and_csv_equal_torch(gcs):
+    (fs, _), _ = gcs
+    npy_and_csv_equal_torch(lambda key, data: gput(fs, key, data))
 
 
 def test_gs_glob_and_folder_of_shards(gcs):
@@ -654,15 +660,7 @@ def test_readme_installs_the_azurite_the_tests_run():
 
 def test_az_npy_and_csv_equal_torch(azurite):
     fs, _ = azurite
-    x, y = rng.normal(size=(40, 3)).astype(np.float32), rng.normal(size=(40, 3)).astype(np.float32)
-    pred, target = aput(fs, "a/pred.npy", npy_bytes(x)), aput(fs, "a/target.npy", npy_bytes(y))
-    expected = F.mse_loss(torch.from_numpy(x), torch.from_numpy(y)).item()
-    assert value("mse", pred, target) == pytest.approx(expected, rel=1e-6)
-    a, b = rng.normal(size=25), rng.normal(size=25)
-    text = "pred,target\n" + "".join(f"{float(p)!r},{float(t)!r}\n" for p, t in zip(a, b))
-    table = aput(fs, "a/results.csv", text.encode())
-    expected = F.l1_loss(torch.from_numpy(a), torch.from_numpy(b)).item()
-    assert value("l1", f"{table}:pred", f"{table}:target") == pytest.approx(expected, rel=1e-12)
+    npy_and_csv_equal_torch(lambda key, data: aput(fs, key, data))
 
 
 def test_az_connection_string_as_storage_option(azurite, monkeypatch):

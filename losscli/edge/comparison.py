@@ -130,10 +130,6 @@ def _plot_format(plot: str | None) -> str:
     return plots.plot_format(plot)
 
 
-def _in_dtype(x: float, found: Comparison) -> str:
-    return str(found.base.value.dtype.type(x))
-
-
 def _difference(found: Comparison) -> str:
     pct = "" if found.relative != found.relative else f" ({found.relative * 100:+.3g}%)"
     return (f"{found.difference:+.6g}{pct}, {found.level * 100:g}% CI [{found.low:.6g}, {found.high:.6g}], "

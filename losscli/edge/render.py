@@ -20,7 +20,7 @@ from ..losses import LossSpec
 from ..reduction import Reduction, legacy_table
 from ..result import LossResult
 from .cells import array_csv, csv_header, csv_rows, grid, json_value, shape_text
-from .render_views import interval_json, view_csv, view_json, view_parts, view_plain
+from .render_views import in_dtype, interval_json, view_csv, view_json, view_parts, view_plain
 from .render_json import json_pieces, written_json
 from .summary import PIECE, Summary, Written
 
@@ -96,8 +96,7 @@ def ci_text(result: LossResult) -> str:
     ci = result.ci
     if ci is None:
         return ""
-    low, high = (str(np.asarray(x).astype(result.value.dtype)[()]) for x in (ci.low, ci.high))
-    return f" [{low}, {high}] {ci.level * 100:g}% CI"
+    return f" [{in_dtype(ci.low, result)}, {in_dtype(ci.high, result)}] {ci.level * 100:g}% CI"
 
 
 def to_metrics(result: LossResult) -> dict[str, float]:

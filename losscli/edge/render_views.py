@@ -152,9 +152,9 @@ def _group_parts(result: LossResult, top_groups: int | None) -> list[Any]:
     if interval:
         table.add_column(f"{shown[0].ci.level * 100:g}% CI" if shown else "CI", justify="right")
     for g in shown:
-        row: list[Any] = [Text(g.name), str(g.count), _in_dtype(g.value, result)]
+        row: list[Any] = [Text(g.name), str(g.count), in_dtype(g.value, result)]
         if interval:
-            row.append(Text(f"[{_in_dtype(g.ci.low, result)}, {_in_dtype(g.ci.high, result)}]"))
+            row.append(Text(f"[{in_dtype(g.ci.low, result)}, {in_dtype(g.ci.high, result)}]"))
         table.add_row(*row)
     left = len(ordered) - len(shown)
     title = f"loss by group ({len(ordered)} groups, worst first)"
@@ -162,7 +162,8 @@ def _group_parts(result: LossResult, top_groups: int | None) -> list[Any]:
                                                         if left else [])
 
 
-def _in_dtype(x: float, result: LossResult) -> str:
+def in_dtype(x: float, result: LossResult) -> str:
+    """A number of the result (an interval's end, a group's value) as its value prints: in the loss's dtype."""
     return str(np.asarray(x).astype(result.value.dtype)[()])
 
 
