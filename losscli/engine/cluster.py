@@ -35,7 +35,7 @@ from ..errors import LossCliError, OptionError, ShapeError
 from ..io import Loader, Rows, is_pattern, parse_spec
 from ..io.formats import split_override
 from ..io.remote import is_url
-from .run import Chunks, Computation, Feeds, Merge, Task, preparer, shape_error
+from .run import Chunks, Computation, Feeds, Merge, Task, keep_freed_memory, preparer, shape_error
 from .sources import Plan, Source
 
 # consecutive chunks per dask task: about 8e6 elements of the widest file, so that a task's overhead
@@ -46,10 +46,6 @@ AHEAD = 2
 # seconds to reach a scheduler before saying it cannot be reached
 CONNECT_SECONDS = 10
 GROUPS = "\x00groups"  # the key a task's group labels travel under, beside its sources
-# glibc malloc on a worker: arrays up to MMAP_BYTES come from its heap, and up to TRIM_BYTES freed at its top stay
-# there (see _keep_freed_memory)
-MMAP_BYTES = 8 << 20
-TRIM_BYTES = 32 << 20
 
 
 class Run(NamedTuple):
@@ -300,7 +296,7 @@ def _openable(label: str) -> str | None:
 
 def _partition(shipped: list[_Shipped], spans: list[tuple[int, int]]) -> list[_Found]:
     """On a worker: the chunks ``spans`` of each run, span by span, each file read once per span."""
-    _keep_freed_memory()
+    keep_freed_memory()
     loaders, reads = _Loaders(), _Reads()
     chunks: list[Chunks | LossCliError] = []
     for s in shipped:
@@ -321,33 +317,6 @@ def _partition(shipped: list[_Shipped], spans: list[tuple[int, int]]) -> list[_F
         reads.forget()
     return [_Found(error=runner) if isinstance(runner, LossCliError) else _Found(found, s.accumulators)
             for runner, found, s in zip(chunks, parts, shipped)]
-
-
-_kept = False
-
-
-def _keep_freed_memory() -> None:
-    """Once per worker process (glibc only): a chunk's arrays reuse the memory that the last chunk's freed.
-
-    A chunk's arrays (its rows, the loss's temporaries: 1-2 MiB each) are all freed when the chunk is done, and
-    glibc's defaults give them back to the kernel: an array over its mmap threshold (128 KiB, raised on the fly
-    to the largest array freed so far, unless ``MALLOC_TRIM_THRESHOLD_`` is set, as a dask nanny sets it) is an
-    ``mmap`` of its own, and a free top of the heap over twice that threshold is trimmed. Every chunk's arrays
-    then start as fresh pages that the kernel zeroes one fault at a time: on a 4e8-element MSE, about a million
-    faults per run and 3x the workers' CPU time (docs/performance.md, "Dask engine"). With the thresholds raised
-    a worker keeps up to :data:`TRIM_BYTES` of freed memory for its next chunk; no value changes."""
-    global _kept
-    if _kept or not sys.platform.startswith("linux"):
-        return
-    _kept = True
-    import ctypes
-
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        return
-    mallopt(-3, MMAP_BYTES)  # M_MMAP_THRESHOLD
-    mallopt(-1, TRIM_BYTES)  # M_TRIM_THRESHOLD
 
 
 def _source(ship: _Ship, loader: Loader, reads: _Reads) -> Source:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import time
 from collections import deque
 from dataclasses import replace
@@ -41,6 +42,11 @@ THREADS = 2
 THREAD_BELOW = 1.5e9
 # the torch backend holds every input in memory: above this many bytes of inputs, it says so
 TORCH_WARN_BYTES = 1 << 30
+
+# glibc malloc while a loss streams: arrays up to MMAP_BYTES come from the heap, and up to TRIM_BYTES freed at its
+# top stay there (see keep_freed_memory)
+MMAP_BYTES = 8 << 20
+TRIM_BYTES = 32 << 20
 
 Progress = Callable[[int, int], None]  # (rows done, rows in all)
 Check = Callable[[Batch], list[str]]  # the first batch -> warnings (a loss's word on its reduction)
@@ -185,6 +191,34 @@ class Chunks:
         return chunk.part()
 
 
+_kept = False
+
+
+def keep_freed_memory() -> None:
+    """Once per process (glibc only), when a loss streams: a chunk's arrays reuse the memory that the last
+    chunk's freed.
+
+    A chunk's arrays (its rows, the loss's temporaries: 1-2 MiB each) are all freed when the chunk is done, and
+    glibc's defaults give them back to the kernel: an array over its mmap threshold (128 KiB, raised on the fly
+    to the largest array freed so far, unless ``MALLOC_TRIM_THRESHOLD_`` is set, as a dask nanny sets it) is an
+    ``mmap`` of its own, and a free top of the heap over twice that threshold is trimmed. Every chunk's arrays
+    then start as fresh pages that the kernel zeroes one fault at a time: 4 KiB per fault, a chunk's work
+    several times over (docs/performance.md). With the thresholds raised the process keeps up to
+    :data:`TRIM_BYTES` of freed memory for the next chunk; no value changes."""
+    global _kept
+    if _kept or not sys.platform.startswith("linux"):
+        return
+    _kept = True
+    import ctypes
+
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return
+    mallopt(-3, MMAP_BYTES)  # M_MMAP_THRESHOLD
+    mallopt(-1, TRIM_BYTES)  # M_TRIM_THRESHOLD
+
+
 def compute_batch(task: Task, batch: Batch, backend: Backend) -> Computed:
     """``backend`` over one prepared batch: the value (and the gradient when the task asks for it)."""
     if backend is Backend.torch:
@@ -205,6 +239,8 @@ class Merge:
 
     def run(self, prepare: Callable[[int, int], Batch], shape_error: Callable[[], None] | None) -> Computation:
         spans = self.plan.chunks() if self.plan is not None else [(0, 0)]
+        if len(spans) > 1:
+            keep_freed_memory()
         first, checked = None, []
         try:
             for chunk in _in_order(lambda start, stop: self.work(prepare(start, stop), start), spans, shape_error):
