@@ -23,7 +23,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch.nn.functional as F
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 from torch.nn._reduction import legacy_get_string
 
@@ -151,6 +151,57 @@ def test_nan_propagates_where_torch_gives_nan(loss):
     for reduction in ("none", "mean", "sum"):
         for mask in (None, np.array([True, False]) if loss in CLASSES else np.array([[1, 0, 1], [1, 1, 1]])):
             check(Case(loss, x, target, mask=mask, reduction=reduction))
+
+
+# the case strategies of the losses that claim LossSpec.propagates: a new claim needs its strategy here
+PROPAGATING = {"mse": regression_cases, "l1": regression_cases, "smooth-l1": regression_cases,
+               "huber": regression_cases}
+
+
+def test_every_loss_that_claims_to_propagate_non_finite_values_is_held_to_it():
+    assert {name for name, spec in CATALOG.items() if spec.propagates} == set(PROPAGATING)
+
+
+@pytest.mark.parametrize("loss", sorted(PROPAGATING))
+@given(data=st.data())
+def test_a_non_finite_input_makes_its_elements_value_non_finite(loss, data):
+    """The claim the engine's deferred check rests on: NaN or ±inf anywhere in a float input (the weight too)
+    makes the per-element value of every element it enters non-finite, so a finite sum proves the inputs
+    finite."""
+    case = data.draw(PROPAGATING[loss](loss))
+    names = ["input", "target"] + (["weight"] if case.weight is not None else [])
+    name = data.draw(st.sampled_from(names))
+    planted = np.array(getattr(case, name), copy=True)
+    assume(planted.size > 0)
+    spot = data.draw(st.integers(0, planted.size - 1))
+    planted.reshape(-1)[spot] = data.draw(st.sampled_from([np.nan, np.inf, -np.inf]))
+    case = replace(case, **{name: planted}, mask=None, reduction="none", size_average=None, reduce=None)
+    entered = np.zeros(planted.shape, bool)
+    entered.reshape(-1)[spot] = True
+    loss_shape = np.broadcast_shapes(case.input.shape, case.target.shape)
+    result = losscli.compute(loss, *case.files, reduction="none", weight=case.weight, **case.params)
+    assert not np.isfinite(result.value[np.broadcast_to(entered, loss_shape)]).any()
+
+
+def test_the_deferred_non_finite_check_warns_as_the_whole_check_does():
+    """A streamed loss that propagates NaN and ±inf checks its inputs only where a chunk's sum is not finite:
+    the warning still counts every non-finite value of the file and names the first, masked out or not."""
+    x = np.zeros((3000, 4), np.float32)
+    y = np.ones((3000, 4), np.float32)
+    x[1500, 2], x[2999, 0], y[10, 1] = np.nan, np.inf, -np.inf
+    mask = np.ones((3000, 4), bool)
+    mask[1500] = False
+    for rows in (None, 7, 1000):
+        streaming = losscli.Streaming(chunk_rows=rows)
+        for reduction in ("none", "mean", "sum"):
+            result = losscli.compute("mse", x, y, mask=mask, reduction=reduction, streaming=streaming)
+            assert sorted(result.warnings) == [  # in the order the chunks found them
+                "input holds 2 non-finite value(s) (first: nan at index (1500, 2)); the result propagates them",
+                "target holds 1 non-finite value(s) (first: -inf at index (10, 1)); the result propagates them"]
+        # refused at the first chunk that holds one: row 10's -inf, unless the whole batch is one chunk (input first)
+        first = "input: .* nan at index \\(1500, 2\\)" if rows is None else "target: .* -inf at index \\(10, 1\\)"
+        with pytest.raises(ValueDomainError, match=f"^{first}$"):
+            losscli.compute("mse", x, y, nan_policy="raise", streaming=streaming)
 
 
 @pytest.mark.parametrize("loss", ALL_LOSSES)

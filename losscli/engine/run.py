@@ -95,9 +95,9 @@ class Task(NamedTuple):
     strict: bool = False  # values torch computes with but the loss does not expect: refused, not warned about
     groups: Grouping | None = None  # the views' groups (their accumulators read Elements.groups)
 
-    def prepare(self, args: dict[str, Any]) -> Batch:
+    def prepare(self, args: dict[str, Any], defer_finite: bool = False) -> Batch:
         return self.spec.family.prepare(self.spec, args, self.params, broadcast=self.broadcast,
-                                        nan_policy=self.nan_policy, strict=self.strict)
+                                        nan_policy=self.nan_policy, strict=self.strict, defer_finite=defer_finite)
 
 
 class Feeds:
@@ -148,21 +148,20 @@ class _Chunk(NamedTuple):
 def run(task: Task, plan: Plan | None, backend: Backend = Backend.numpy, feeds: Feeds | None = None) -> Computation:
     """Compute ``task`` over the chunks of ``plan`` (None: one chunk of the whole arrays) with ``backend``."""
     feeds = feeds or Feeds()
-    prepare = preparer(task, plan)
     if backend is not Backend.numpy:
-        return _whole_other(task, prepare(0, 0), backend, feeds)
-    return Merge(task, plan, feeds).run(prepare, lambda: shape_error(task))
+        return _whole_other(task, task.prepare({name: s.arg() for name, s in task.sources.items()}), backend, feeds)
+    return Merge(task, plan, feeds).run(preparer(task, plan), lambda: shape_error(task))
 
 
 def preparer(task: Task, plan: Plan | None) -> Callable[[int, int], Batch]:
-    """The prepared batch of rows ``[start, stop)``: the files of ``plan.split`` read chunk by chunk, the
-    others read once (whole)."""
+    """The prepared batch of rows ``[start, stop)`` for :meth:`Merge.work`: the files of ``plan.split`` read chunk
+    by chunk, the others read once (whole); the non-finite check left to ``work`` where the loss allows."""
     split = plan.split if plan is not None else frozenset()
     shared = {name: s.arg() for name, s in task.sources.items() if name not in split}
 
     def prepare(start: int, stop: int) -> Batch:
         return task.prepare({name: source.chunk(start, stop) if name in split else shared[name]
-                             for name, source in task.sources.items()})
+                             for name, source in task.sources.items()}, defer_finite=True)
 
     return prepare
 
@@ -267,6 +266,8 @@ class Merge:
                 values = unreduced(found, batch.mask).reshape(batch.loss_shape).astype(batch.dtype)
             else:
                 totals = partial(found, batch.mask)
+            if batch.unchecked is not None:
+                _check_unless_finite(batch, found, totals if select is None else None)
         return _Chunk(start, batch, arrays if task.grad else None, found, select, totals, values, count)
 
     def add(self, chunk: _Chunk) -> None:
@@ -304,6 +305,14 @@ class Merge:
                                               task.reduction, totals, rows)
         return Computation(value, gradient, first.batch, _whole_loss_shape(first.batch, self.plan), self.selected,
                            self.warnings.merged() + checked)
+
+
+def _check_unless_finite(batch: Batch, found: Elements, totals: Partial | None) -> None:
+    """The batch's deferred non-finite check, run only when the sum of every element's value (``totals``, when
+    they cover every element) is not finite: a loss that propagates NaN and ±inf then proves its inputs finite."""
+    whole = totals.total if totals is not None else float(np.sum(found.values))
+    if not math.isfinite(whole):
+        batch.unchecked(batch)
 
 
 def _whole_other(task: Task, batch: Batch, backend: Backend, feeds: Feeds) -> Computation:

@@ -105,6 +105,10 @@ class Batch:
     mask: np.ndarray | None = None  # boolean, shape == loss_shape (batched like the arrays)
     target_kind: TargetKind | None = None  # class losses only
     warnings: list[str] = field(default_factory=list)
+    # the non-finite check (the template's last step), left to the engine (``defer_finite``), which calls it with
+    # this batch unless the chunk's sum shows every input finite (:attr:`LossSpec.propagates`). It holds no
+    # reference to the batch: a cycle would keep every chunk's arrays until the garbage collector ran
+    unchecked: Callable[[Batch], None] | None = None
 
 
 # numpy formula: float64 arrays and option values -> per-element values (and mean's denominators).
@@ -163,6 +167,10 @@ class LossSpec:
     example: str = ""  # runnable on samples/
     check: CheckFn | None = None
     reduction_check: ReductionCheckFn | None = None  # kl-div: torch's warning for mean, batchmean's limits
+    # every NaN or ±inf in a float input makes the value of an element it enters non-finite: a finite sum of
+    # the values then proves every input finite, and the engine checks them only when it is not (a pass over
+    # each file saved; tests/test_losses.py holds every loss that claims it to it)
+    propagates: bool = False
 
     def defaults(self) -> dict[str, Any]:
         return {o.name: o.default for o in self.options}
@@ -467,11 +475,13 @@ class Family:
                          if name not in self.shared_files and shape[:1] == lead[:1])
 
     def prepare(self, spec: LossSpec, args: dict[str, Arg], params: dict[str, Any], *,
-                broadcast: bool, nan_policy: str, strict: bool = False) -> Batch:
+                broadcast: bool, nan_policy: str, strict: bool = False, defer_finite: bool = False) -> Batch:
         """The user's arrays, checked and converted, as a batch for the backends. Every loss goes through
         these steps in this order: shapes, dtype, the loss's own files, its named files (``spec.extras``),
         the loss's own check (``spec.check``), the batch, and the non-finite values. Values torch computes
-        with but the loss does not expect are warnings (:class:`Unusual`), or with ``strict`` refused."""
+        with but the loss does not expect are warnings (:class:`Unusual`), or with ``strict`` refused.
+        ``defer_finite``: for a loss that :attr:`~LossSpec.propagates` non-finite values, the last step is left
+        to the caller as ``batch.unchecked``."""
         layout = self.layout(spec, args, params, broadcast)
         dtype = self.dtype(spec, args, layout)
         arrays = self.convert(spec, args, params, layout, dtype)
@@ -483,7 +493,10 @@ class Family:
         unusual = [w for w in batch.warnings if isinstance(w, Unusual)]
         if strict and unusual:
             raise ValueDomainError(unusual[0].error)
-        self.non_finite(batch, args, nan_policy)
+        if defer_finite and spec.propagates:
+            batch.unchecked = lambda checked: self.non_finite(checked, args, nan_policy)
+        else:
+            self.non_finite(batch, args, nan_policy)
         return batch
 
     def _extras(self, spec: LossSpec, args: dict[str, Arg], layout: Layout, dtype: np.dtype,

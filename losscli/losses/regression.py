@@ -101,7 +101,17 @@ def _huber_grad(d: np.ndarray, delta: float) -> np.ndarray:
 
 
 def _diff(a: dict[str, np.ndarray]) -> np.ndarray:
-    return a["input"] - a["target"]
+    return np.asarray(a["input"] - a["target"])  # an array, 0-d ones too (for out=)
+
+
+def _absolute(d: np.ndarray) -> np.ndarray:
+    """``|d|`` in place (``d``: a fresh temporary)."""
+    return np.abs(d, out=d)
+
+
+def _squared(d: np.ndarray) -> np.ndarray:
+    """``d²`` in place: ``d`` is a fresh temporary, and one array fewer stays in cache."""
+    return np.multiply(d, d, out=d)
 
 
 WEIGHT_HELP = "element weights (FILE), broadcast to the loss's shape"
@@ -113,10 +123,11 @@ MSE = LossSpec(
     formula="l = (input - target)^2",
     mean_rule="n elements; with --weight, Σ w·l / Σ w",
     family=ELEMENTWISE,
-    numpy=lambda a, p, b: _weighted(np.square(_diff(a)), a, weighted_mean=True),
+    numpy=lambda a, p, b: _weighted(_squared(_diff(a)), a, weighted_mean=True),
     torch=lambda F, t, p, r: F.mse_loss(*_pair(t), reduction=r, weight=t.get("weight")),
     grad=lambda a, p, b, c: elementwise_grad(a, c, 2 * _diff(a)),
     weight_help=WEIGHT_HELP,
+    propagates=True,
     example="losscli mse samples/regression/pred.npy samples/regression/target.npy",
 )
 
@@ -127,10 +138,11 @@ L1 = LossSpec(
     formula="l = |input - target|",
     mean_rule="n elements; with --weight, Σ w·l / Σ w",
     family=ELEMENTWISE,
-    numpy=lambda a, p, b: _weighted(np.abs(_diff(a)), a, weighted_mean=True),
+    numpy=lambda a, p, b: _weighted(_absolute(_diff(a)), a, weighted_mean=True),
     torch=lambda F, t, p, r: F.l1_loss(*_pair(t), reduction=r, weight=t.get("weight")),
     grad=lambda a, p, b, c: elementwise_grad(a, c, np.sign(_diff(a))),
     weight_help=WEIGHT_HELP,
+    propagates=True,
     example="losscli l1 samples/regression/pred.csv samples/regression/target.csv",
 )
 
@@ -147,6 +159,7 @@ SMOOTH_L1 = LossSpec(
     grad=lambda a, p, b, c: elementwise_grad(a, c, _smooth_l1_grad(_diff(a), p["beta"])),
     options=(Option("beta", float, 1.0, "where the loss turns from quadratic to linear (0: plain l1)", Domain(0)),),
     weight_help=WEIGHT_HELP,
+    propagates=True,
     example="losscli smooth-l1 samples/regression/pred.npy samples/regression/target.npy --beta 0.5",
 )
 
@@ -163,6 +176,7 @@ HUBER = LossSpec(
     options=(Option("delta", float, 1.0, "where the loss turns from quadratic to linear (> 0)",
                     Domain(0, open_low=True)),),
     weight_help=WEIGHT_HELP,
+    propagates=True,
     example="losscli huber samples/regression/pred.npy samples/regression/target.npy --delta 2",
 )
 
