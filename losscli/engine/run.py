@@ -28,6 +28,7 @@ import numpy as np
 
 from ..backends import Backend, Computed, numpy_backend
 from ..errors import OptionError, ShapeError
+from ..io import ArrayRows
 from ..losses.base import Batch, LossSpec, NonFinite
 from ..reduction import Elements, Partial, Reduction, partial, selection, unreduced
 from .sinks import InMemory, Sink
@@ -242,7 +243,7 @@ class Merge:
             keep_freed_memory()
         first, checked = None, []
         try:
-            for chunk in _in_order(lambda start, stop: self.work(prepare(start, stop), start), spans, shape_error):
+            for chunk in _in_order(prepare, self.work, spans, shape_error, self._from_files()):
                 if first is None:
                     first = chunk
                     checked = self.feeds.check(chunk.batch) if self.feeds.check is not None else []
@@ -252,6 +253,11 @@ class Merge:
                 self.sink.abandon()
             raise
         return self.finish(first, checked)
+
+    def _from_files(self) -> bool:
+        """Whether chunks are read from files (not rows of arrays in memory)."""
+        split = self.plan.split if self.plan is not None else ()
+        return any(not isinstance(self.task.sources[name].rows, ArrayRows) for name in split)
 
     def work(self, batch: Batch, start: int) -> _Chunk:
         task = self.task
@@ -358,22 +364,27 @@ def _whole_loss_shape(batch: Batch, plan: Plan | None) -> tuple[int, ...]:
     return tuple(batch.loss_shape) if plan is None else (plan.rows,) + tuple(batch.loss_shape[1:])
 
 
-def _in_order(work: Callable[[int, int], _Chunk], spans: list[tuple[int, int]],
-              shape_error: Callable[[], None] | None) -> Iterator[_Chunk]:
-    """``work`` over every span, results in span order.
+def _in_order(read: Callable[[int, int], Batch], compute: Callable[[Batch, int], _Chunk],
+              spans: list[tuple[int, int]], shape_error: Callable[[], None] | None,
+              files: bool = False) -> Iterator[_Chunk]:
+    """Every span's batch ``read`` and ``compute`` d, results in span order.
 
     The first chunks run here; when the second shows the work compute-bound (fewer than
     :data:`THREAD_BELOW` bytes of its arrays a second: exp and log, not a subtraction), the rest run on
-    :data:`THREADS` threads, a few chunks ahead. A chunk whose shapes do not fit raises the whole arrays'
+    :data:`THREADS` threads, a few chunks ahead. Otherwise, where chunks are read from ``files``, a thread
+    reads the next chunk while this one computes. A chunk whose shapes do not fit raises the whole arrays'
     error (``shape_error``), so that messages name whole shapes."""
     try:
         threads = 1
         for i, (start, stop) in enumerate(spans):
             if threads > 1:
-                yield from _pooled(work, spans[i:], threads)
+                yield from _pooled(lambda first, last: compute(read(first, last), first), spans[i:], threads)
+                return
+            if i == 2 and files:
+                yield from _read_ahead(read, compute, spans[i:])
                 return
             began = time.perf_counter()
-            chunk = work(start, stop)
+            chunk = compute(read(start, stop), start)
             if i == 1 and len(spans) > 4:  # the first chunk pays for warming up
                 seconds = time.perf_counter() - began
                 rate = sum(a.nbytes for a in chunk.batch.arrays.values()) / max(seconds, 1e-9)
@@ -383,6 +394,27 @@ def _in_order(work: Callable[[int, int], _Chunk], spans: list[tuple[int, int]],
         if len(spans) > 1 and shape_error is not None:
             shape_error()
         raise
+
+
+def _read_ahead(read: Callable[[int, int], Batch], compute: Callable[[Batch, int], _Chunk],
+                spans: list[tuple[int, int]]) -> Iterator[_Chunk]:
+    """Each span computed here while a thread reads the next one (``pread`` and numpy release the GIL): the
+    time of a memory-bound stream from files is about the larger of reading and computing, not their sum."""
+    from concurrent.futures import ThreadPoolExecutor  # 10+ ms to import: only for a long stream
+
+    with ThreadPoolExecutor(1, thread_name_prefix="losscli-read") as reader:
+        upcoming = iter(spans)
+        span = next(upcoming)
+        pending = reader.submit(read, *span)
+        try:
+            while pending is not None:
+                batch, start = pending.result(), span[0]
+                span = next(upcoming, None)
+                pending = None if span is None else reader.submit(read, *span)
+                yield compute(batch, start)
+        finally:
+            if pending is not None:
+                pending.cancel()
 
 
 def _pooled(work: Callable[[int, int], _Chunk], spans: list[tuple[int, int]], threads: int) -> Iterator[_Chunk]:
