@@ -157,7 +157,7 @@ def _all_selected(elements: Elements, values: np.ndarray) -> Partial:
 
     def total(array: np.ndarray) -> float:
         array = array if array.shape == values.shape else np.broadcast_to(array, values.shape)
-        return float(array.sum(dtype=None if array.dtype.kind == "f" else np.float64))
+        return float(array.sum(dtype=None if array.dtype.kind == "f" else np.float64))  # overflows as torch's
 
     weight = float(values.size) if elements.denom is None else total(np.asarray(elements.denom))
     mean_total = None
@@ -189,9 +189,9 @@ def upstream(elements: Elements, mask: np.ndarray | None, reduction: Reduction,
 
 
 def unreduced(elements: Elements, mask: np.ndarray | None = None) -> np.ndarray:
-    """The ``none`` reduction: per-element values, unselected entries set to 0."""
+    """The ``none`` reduction: per-element values (in their own dtype), unselected entries set to 0."""
     select = selection(elements.valid, mask)
-    values = np.asarray(elements.values, dtype=np.float64)
+    values = np.asarray(elements.values)
     if select is None:
         return values
-    return np.where(select, values, 0.0)
+    return np.where(select, values, 0.0)  # 0.0 takes the values' dtype

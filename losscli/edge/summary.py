@@ -3,7 +3,7 @@ it never needs the whole array at once: the one writer feeds it every chunk it w
 :class:`~losscli.edge.writer.ArrayFile`), and an array already in memory is fed in slices (:meth:`Summary.of`).
 
 NaN values are counted apart; mean, min and max are of the other values (NaN when there are none). The mean
-is Σ / count in float64, each chunk's sum pairwise as numpy sums.
+is Σ / count in float64, each slice's sum pairwise in the values' dtype (as the engine sums a chunk).
 
 >>> s = Summary.of(np.array([1.0, np.nan, 3.0], np.float32))
 >>> (s.count, s.nan, s.mean, s.min, s.max)
@@ -33,16 +33,24 @@ class Summary:
 
     def add(self, values: np.ndarray) -> None:
         flat = np.asarray(values).reshape(-1)
+        if flat.dtype.kind != "f" or flat.dtype.itemsize < 4:
+            flat = flat.astype(np.float64)
         for begin in range(0, flat.size, SLICE):
-            part = flat[begin:begin + SLICE].astype(np.float64)
-            nan = np.isnan(part)
-            found = int(np.count_nonzero(nan))
-            numbers = part[~nan] if found else part
-            self.count, self.nan = self.count + part.size, self.nan + found
-            if numbers.size:
-                with np.errstate(all="ignore"):
-                    self.total += float(np.sum(numbers))
-                self.low, self.high = min(self.low, float(numbers.min())), max(self.high, float(numbers.max()))
+            self._add(flat[begin:begin + SLICE])  # in its own dtype: min and max are exact, sums pairwise
+
+    def _add(self, part: np.ndarray) -> None:
+        with np.errstate(all="ignore"):
+            summed = float(np.sum(part))
+            found = 0
+            if not np.isfinite(summed):  # NaN among them, or ±inf, or a float32 sum beyond its range
+                nan = np.isnan(part)
+                found = int(np.count_nonzero(nan))
+                part = part[~nan] if found else part
+                summed = float(np.sum(part, dtype=np.float64))
+        self.count, self.nan = self.count + part.size + found, self.nan + found
+        if part.size:
+            self.total += summed
+            self.low, self.high = min(self.low, float(part.min())), max(self.high, float(part.max()))
 
     @classmethod
     def of(cls, array: np.ndarray) -> Summary:

@@ -72,16 +72,30 @@ def _unwritable(path: str, option: str) -> Iterator[None]:
 
 
 class _Staged:
-    """A temporary file beside ``path`` that becomes ``path`` on :meth:`commit`, or vanishes on :meth:`discard`."""
+    """A temporary file beside ``path`` that becomes ``path`` on :meth:`commit`, or vanishes on :meth:`discard`.
+
+    Its name is chosen before the file is made (:meth:`create`): an interrupt can land anywhere, between the
+    file's creation and the stage holding its descriptor too, and whoever holds the stage still removes it."""
 
     def __init__(self, path: str, suffix: str = ".tmp") -> None:
-        import tempfile  # 1 ms of start-up, paid only by a run that writes
+        folder, self.name = os.path.split(os.path.abspath(path))
+        self.path, self.suffix, self.file = path, suffix, None
+        self.temp = self._pick(folder)
 
-        folder, name = os.path.split(os.path.abspath(path))
-        self.path = path
-        fd, self.temp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=suffix)
-        os.fchmod(fd, _mode(path))
-        self.file: IO[bytes] = os.fdopen(fd, "w+b")
+    def _pick(self, folder: str) -> str:
+        return os.path.join(folder, f".{self.name}.{os.urandom(6).hex()}{self.suffix}")
+
+    def create(self) -> IO[bytes]:
+        """Make the file (never one that exists) with the target's permissions, open for writing."""
+        while True:
+            try:
+                fd = os.open(self.temp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+                break
+            except FileExistsError:
+                self.temp = self._pick(os.path.dirname(self.temp))
+        self.file = os.fdopen(fd, "w+b")
+        os.fchmod(fd, _mode(self.path))
+        return self.file
 
     def commit(self) -> None:
         self.file.flush()
@@ -90,7 +104,8 @@ class _Staged:
         os.replace(self.temp, self.path)
 
     def discard(self) -> None:
-        self.file.close()
+        if self.file is not None:
+            self.file.close()
         with contextlib.suppress(OSError):
             os.unlink(self.temp)
 
@@ -108,11 +123,10 @@ def _mode(path: str) -> int:
 @contextlib.contextmanager
 def staged(path: str, option: str) -> Iterator[IO[bytes]]:
     """A binary file to write ``path`` through: in place only when the block ends without an error."""
-    with _unwritable(path, option):
-        stage = _Staged(path)
+    stage = _Staged(path)
     try:
         with _unwritable(path, option):
-            yield stage.file
+            yield stage.create()
             stage.commit()
     except BaseException:
         stage.discard()
@@ -199,11 +213,9 @@ class ArrayFile:
 
     def open(self, shape: tuple[int, ...], dtype: np.dtype) -> None:
         with _unwritable(self.path, self.option):
-            self.values = _Staged(self.path, ".npy")
-            self.stages.append(self.values)
+            self.values = self._stage(".npy")
             if self.csv or self.parquet:
-                self.text = _Staged(self.path)
-                self.stages.append(self.text)
+                self.text = self._stage(".tmp")
             if self.csv:
                 self.text.file.write((csv_header(len(shape)) + "\n").encode("utf-8"))
             header = np.lib.format.open_memmap(self.values.temp, mode="w+", dtype=dtype, shape=shape)
@@ -211,6 +223,13 @@ class ArrayFile:
             self.ndim = len(shape)
             del header
             self.summary = Summary(dtype)
+
+    def _stage(self, suffix: str) -> _Staged:
+        """A stage, held (for :meth:`abandon`) before its file exists."""
+        stage = _Staged(self.path, suffix)
+        self.stages.append(stage)
+        stage.create()
+        return stage
 
     def write(self, start: int, values: np.ndarray) -> None:
         self.summary.add(values)

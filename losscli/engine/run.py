@@ -269,7 +269,7 @@ class Merge:
         with np.errstate(all="ignore"):
             totals = values = None
             if task.reduction is Reduction.none:
-                values = unreduced(found, batch.mask).reshape(batch.loss_shape).astype(batch.dtype)
+                values = unreduced(found, batch.mask).reshape(batch.loss_shape).astype(batch.dtype, copy=False)
             else:
                 totals = partial(found, batch.mask)
             if batch.unchecked is not None:
@@ -303,7 +303,8 @@ class Merge:
         if task.reduction is Reduction.none:
             value = self.sink.close()
         else:
-            value = np.asarray(self.totals.finish(task.reduction, rows)).astype(first.batch.dtype)
+            with np.errstate(over="ignore"):  # a float64 total beyond float32's range is inf, as torch's
+                value = np.asarray(self.totals.finish(task.reduction, rows)).astype(first.batch.dtype)
         gradient = None
         if task.grad:  # one chunk: a gradient needs the whole batch
             totals = None if task.reduction is Reduction.none else self.totals
