@@ -153,6 +153,24 @@ def test_nan_propagates_where_torch_gives_nan(loss):
             check(Case(loss, x, target, mask=mask, reduction=reduction))
 
 
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("loss, option, values", [
+    ("smooth-l1", "beta", (0.0, 0.1, 0.5, 1.0, 2.0, 3.0, 1e-30, 2e19, np.inf)),
+    ("huber", "delta", (0.1, 0.5, 1.0, 3.0, 1e-30, 2e19, 1e30, np.inf))])
+def test_smooth_l1_and_huber_are_torchs_to_the_bit(dtype, loss, option, values):
+    """Both pieces of each loss rounded as torch rounds them (losscli computes them without branches), over
+    magnitudes from 1e-13 to 1e13, the knee itself, overflow, ±inf and NaN."""
+    rng = np.random.default_rng(3)
+    x = (rng.standard_normal(20000) * np.exp(rng.uniform(-30, 30, 20000))).astype(dtype)
+    x[:8] = [np.inf, -np.inf, np.nan, 0.0, 1e30, -3e38, 1.0, 0.5]
+    y = np.zeros_like(x)
+    y[8:12] = x[8:12]  # d = 0 exactly
+    for value in values:
+        got = losscli.compute(loss, x, y, reduction="none", **{option: value}).value
+        want = oracle(Case(loss, x, y, reduction="none", params={option: value}))
+        np.testing.assert_array_equal(got, want.numpy(), err_msg=f"{option}={value}")
+
+
 # the case strategies of the losses that claim LossSpec.propagates: a new claim needs its strategy here
 PROPAGATING = {"mse": regression_cases, "l1": regression_cases, "smooth-l1": regression_cases,
                "huber": regression_cases}

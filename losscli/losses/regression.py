@@ -79,10 +79,32 @@ def _torch_smooth_l1(F: Any, t: dict[str, Any], p: dict[str, Any], reduction: st
 
 
 def _smooth_l1(d: np.ndarray, beta: float) -> np.ndarray:
-    z = np.abs(d)
+    """``0.5·d²/beta`` where ``|d| < beta``, else ``|d| - 0.5·beta``, in place in ``d`` (a fresh temporary), each
+    piece rounded as torch rounds it. ``beta = 1`` is huber's ``delta = 1`` (:func:`_knee`, no mask)."""
+    z = np.abs(d, out=d)
     if beta == 0.0:  # torch: plain l1
         return z
-    return np.where(z < beta, 0.5 * d * d / beta, z - 0.5 * beta)
+    if beta == 1.0:
+        return _knee(z, 1.0)
+    small = z < beta
+    quadratic = np.multiply(z, 0.5)
+    quadratic *= z
+    quadratic /= beta
+    z -= 0.5 * beta
+    np.copyto(z, quadratic, where=small)
+    return z
+
+
+def _knee(z: np.ndarray, knee: float) -> np.ndarray:
+    """``m·(z - m/2)`` with ``m = min(z, knee)``, in place in ``z`` (a fresh temporary): ``0.5·z·z`` below the knee
+    and ``knee·(z - 0.5·knee)`` from it on, each rounded as torch rounds it (halving and doubling are exact), with
+    no branch and no mask. NaN stays NaN (``minimum`` propagates it); ``z = knee = inf`` gives NaN, as torch."""
+    m = np.minimum(z, knee)
+    m *= 0.5
+    z -= m
+    m *= 2.0
+    z *= m
+    return z
 
 
 def _smooth_l1_grad(d: np.ndarray, beta: float) -> np.ndarray:
@@ -92,8 +114,8 @@ def _smooth_l1_grad(d: np.ndarray, beta: float) -> np.ndarray:
 
 
 def _huber(d: np.ndarray, delta: float) -> np.ndarray:
-    z = np.abs(d)
-    return np.where(z < delta, 0.5 * d * d, delta * (z - 0.5 * delta))
+    """``0.5·d²`` where ``|d| < delta``, else ``delta·(|d| - 0.5·delta)``: both pieces torch's to the bit."""
+    return _knee(np.abs(d, out=d), delta)
 
 
 def _huber_grad(d: np.ndarray, delta: float) -> np.ndarray:
