@@ -522,6 +522,20 @@ def linear_inputs(shape: tuple[int, ...], rng: Any) -> tuple[Any, ...]:
         rng.integers(0, vocab, n)
 
 
+def softmax(x: Any) -> Any:
+    import numpy as np
+
+    return np.exp(log_softmax(x))
+
+
+def poisson(rng: Any, shape: tuple[int, ...]) -> tuple[Any, Any]:
+    """Log-rates around 0 and counts drawn from them (poisson-nll's log_input=True)."""
+    import numpy as np
+
+    log_rate = normal(rng, shape) * np.float32(0.5)
+    return log_rate, rng.poisson(np.exp(log_rate)).astype(np.float32)
+
+
 def pair(shape: tuple[int, ...], rng: Any) -> tuple[Any, ...]:
     return normal(rng, shape), normal(rng, shape)
 
@@ -539,7 +553,8 @@ KERNELS: dict[str, Kernel] = {
                   (10**5, 1000), (100, 10)),
     "cross-entropy": Kernel("cross_entropy", "classes", lambda s, r: (normal(r, s), r.integers(0, s[1], s[0])),
                             (10**5, 1000), (100, 10)),
-    "bce": Kernel("binary_cross_entropy", "binary", lambda s, r: (sigmoid(normal(r, s)), ones_zeros(r, s)), ELEMENTS, FEW),
+    "bce": Kernel("binary_cross_entropy", "binary", lambda s, r: (sigmoid(normal(r, s)), ones_zeros(r, s)),
+                  ELEMENTS, FEW),
     "bce-with-logits": Kernel("binary_cross_entropy_with_logits", "binary",
                               lambda s, r: (normal(r, s), ones_zeros(r, s)), ELEMENTS, FEW),
     "kl-div": Kernel("kl_div", "divergence", lambda s, r: (log_softmax(normal(r, s)), softmax(normal(r, s))),
@@ -548,7 +563,8 @@ KERNELS: dict[str, Kernel] = {
     "gaussian-nll": Kernel("gaussian_nll_loss", "divergence",
                            lambda s, r: (*pair(s, r), (0.5 + r.random(s)).astype("float32")), ELEMENTS, FEW),
     "margin-ranking": Kernel("margin_ranking_loss", "margin", lambda s, r: (*pair(s, r), signs(r, s)), ELEMENTS, FEW),
-    "hinge-embedding": Kernel("hinge_embedding_loss", "margin", lambda s, r: (abs(normal(r, s)), signs(r, s)), ELEMENTS, FEW),
+    "hinge-embedding": Kernel("hinge_embedding_loss", "margin", lambda s, r: (abs(normal(r, s)), signs(r, s)),
+                              ELEMENTS, FEW),
     "soft-margin": Kernel("soft_margin_loss", "margin", lambda s, r: (normal(r, s), signs(r, s)), ELEMENTS, FEW),
     "multilabel-soft-margin": Kernel("multilabel_soft_margin_loss", "class scores",
                                      lambda s, r: (normal(r, s), ones_zeros(r, s, 0.05)), (10**5, 100), (100, 10)),
@@ -565,20 +581,6 @@ KERNELS: dict[str, Kernel] = {
     "ctc": Kernel("ctc_loss", "sequence", ctc_inputs, (200, 32, 40, 50), (20, 4, 6, 5)),
     "linear-cross-entropy": Kernel("linear_cross_entropy", "sequence", linear_inputs, (2048, 256, 8192), (16, 8, 32)),
 }
-
-
-def softmax(x: Any) -> Any:
-    import numpy as np
-
-    return np.exp(log_softmax(x))
-
-
-def poisson(rng: Any, shape: tuple[int, ...]) -> tuple[Any, Any]:
-    """Log-rates around 0 and counts drawn from them (poisson-nll's log_input=True)."""
-    import numpy as np
-
-    log_rate = normal(rng, shape) * np.float32(0.5)
-    return log_rate, rng.poisson(np.exp(log_rate)).astype(np.float32)
 
 
 def short(n: int) -> str:
@@ -623,6 +625,7 @@ def mse_memory(quick: bool) -> Workload:
 
 
 def cross_entropy_memory(shape: tuple[int, int], quick_shape: tuple[int, int]) -> Callable[[bool], Workload]:
+    """Cross-entropy's kernel workload at ``shape`` (logits, int64 labels): losscli against F.cross_entropy."""
     def build(quick: bool) -> Workload:
         work = kernel_workload("cross-entropy", quick_shape if quick else shape)
         return work._replace(tools={"losscli.compute('cross-entropy', x, y)": work.tools["losscli"],
@@ -648,40 +651,38 @@ MEMORY = {case.name: case for case in [
 class Call(NamedTuple):
     seconds: float
     value: float
-    cpu: float  # seconds of CPU that other processes took during the call (counted in ticks of 10 ms)
-
-    @property
-    def others(self) -> float:
-        """The share of the machine's CPU that other processes took during the call (coarse for short calls)."""
-        return self.cpu / (self.seconds * CPUS)
+    others: float  # share of the machine's CPU that other processes took during the call and the rest before it
 
 
-def alternate(count: int, rounds: int, once: Callable[[int], Any], busy: float | None) -> tuple[list[list[Any]], int]:
+def alternate(count: int, rounds: int, once: Callable[[int], Any],
+              busy: float | None) -> tuple[list[list[Any]], list[int]]:
     """``rounds`` rounds of ``count`` tools, each round in an order rotated by one: ``runs[tool][round]``, each
     ``once(tool)``'s answer (with ``.others``). ``busy``: a run during which other processes took more than this
     share of the machine's CPU is run again (at most :data:`TRIES` times; the last try counts). Also returns how
-    many runs were run again."""
+    many runs of each tool were run again."""
     runs: list[list[Any]] = [[] for _ in range(count)]
-    retried = 0
+    retried = [0] * count
     for r in range(rounds):
         for tool in [*range(r % count, count), *range(r % count)]:
             for attempt in range(TRIES):
                 run = once(tool)
                 if busy is None or run.others <= busy:
                     break
-                retried += attempt < TRIES - 1
+                retried[tool] += attempt < TRIES - 1
             runs[tool].append(run)
     return runs, retried
 
 
 def time_call(call: Callable[[], float]) -> Call:
-    """One call timed, after :data:`PAUSE` of rest."""
+    """One call timed, after :data:`PAUSE` of rest. Other processes' share of the CPU is measured over the rest
+    and the call together: /proc/stat counts in ticks of 10 ms, too coarse for a short call alone."""
+    busy, own, rest = cpu_busy(), time.process_time(), time.perf_counter()
     time.sleep(PAUSE)
-    busy, own = cpu_busy(), time.process_time()
     start = time.perf_counter()
     value = call()
-    seconds = time.perf_counter() - start
-    return Call(seconds, value, max(0.0, cpu_busy() - busy - (time.process_time() - own)))
+    end = time.perf_counter()
+    others = max(0.0, cpu_busy() - busy - (time.process_time() - own)) / ((end - rest) * CPUS)
+    return Call(end - start, value, others)
 
 
 def child(job: dict[str, Any]) -> None:
@@ -710,9 +711,10 @@ def time_workload(name: str, quick: bool, rounds: int, busy: float | None) -> di
         for call in calls:
             call()
     runs, retried = alternate(len(calls), rounds, lambda i: time_call(calls[i]), busy)
-    return {"name": name, "size": work.size, "elements": work.elements, "nbytes": work.nbytes, "retried": retried,
+    return {"name": name, "size": work.size, "elements": work.elements, "nbytes": work.nbytes,
             "tools": [{"name": tool, "times": [c.seconds for c in done], "others": [c.others for c in done],
-                       "value": done[-1].value} for tool, done in zip(work.tools, runs)]}
+                       "value": done[-1].value, "retried": again}
+                      for tool, done, again in zip(work.tools, runs, retried)]}
 
 
 class Timed(NamedTuple):
@@ -723,7 +725,6 @@ class Timed(NamedTuple):
     elements: int = 0
     nbytes: int = 0
     tools: tuple[Tool, ...] = ()
-    retried: int = 0
     error: str = ""
 
 
@@ -736,10 +737,10 @@ def run_child(names: list[str], env: dict[str, str], folder: Path, rounds: int, 
     found = {}
     for line in proc.stdout.splitlines():
         got = json.loads(line)
-        tools = tuple(Tool(t["name"], times=t["times"], others=t["others"], output=repr(t["value"]))
-                      for t in got.get("tools", ()))
+        tools = tuple(Tool(t["name"], times=t["times"], others=t["others"], output=repr(t["value"]),
+                           retried=t["retried"]) for t in got.get("tools", ()))
         found[got["name"]] = Timed(got["name"], got.get("size", ""), got.get("elements", 0), got.get("nbytes", 0),
-                                   tools, got.get("retried", 0), got.get("error", ""))
+                                   tools, got.get("error", ""))
     died = f"the child process exited with {proc.returncode}: {proc.stderr.strip()[-300:]}"
     return [found.get(name, Timed(name, error=died)) for name in names]
 
@@ -816,14 +817,14 @@ def measure(tools: list[Tool], env: dict[str, str], folder: Path, repeat: int, w
         for tool in tools:
             run_once(tool, env, folder, background)
     runs, retried = alternate(len(tools), repeat, lambda i: run_once(tools[i], env, folder, background), busy)
-    for tool, done in zip(tools, runs):
+    for tool, done, again in zip(tools, runs, retried):
         tool.times = [run.seconds for run in done]
         tool.peaks = [run.peak for run in done]
         tool.output = done[-1].output
         tool.outputs = {run.output for run in done}
         tool.worker_peaks = [run.worker_peak for run in done if run.worker_peak is not None]
         tool.others = [run.others for run in done]
-    tools[0].retried = retried
+        tool.retried = again
 
 
 # ------------------------------------------------------------------------------------------- the report
@@ -847,11 +848,12 @@ def ratios(tool: Tool, reference: Tool) -> list[float]:
     return [t / r for t, r in zip(tool.times, reference.times)]
 
 
-def others_note(name: str, tools: list[Tool] | tuple[Tool, ...], retried: int, busiest: bool = True) -> str:
+def others_note(name: str, tools: list[Tool] | tuple[Tool, ...], busiest: bool = True) -> str:
     """The share of the machine's CPU that other processes took while the tools ran, all runs together (and in
     the busiest run, where runs are long enough for /proc/stat's ticks of 10 ms to tell)."""
     shares = [(share, seconds) for tool in tools for share, seconds in zip(tool.others, tool.times)]
     mean = sum(share * seconds for share, seconds in shares) / sum(seconds for _, seconds in shares)
+    retried = sum(tool.retried for tool in tools)
     return (f"{name}: other processes took {mean:.0%} of the machine's CPU while the tools ran"
             + (f" (the busiest run: {max(share for share, _ in shares):.0%})" if busiest else "")
             + (f"; {retried} run(s) were run again because the machine was busy." if retried else "."))
@@ -897,7 +899,7 @@ def process_table(cases: list[tuple[Case, list[Tool], str]]) -> tuple[str, bool]
         more, extra = process_rows(case, tools, workers)
         rows += more
         notes += extra + ([f"{case.name}: {agreed}"] if agreed else [])
-        notes.append(others_note(case.name, tools, tools[0].retried))
+        notes.append(others_note(case.name, tools))
         if case.exact:
             reference = tools[-1]
             differ = [tool for tool in tools if tool.outputs != reference.outputs or len(tool.outputs) != 1]
@@ -941,15 +943,15 @@ def memory_table(timed: list[tuple[MemoryCase, Timed]]) -> str:
             if tool is not reference and not agrees(tool, reference):
                 notes.append(f"{case.name}: values differ: {tool.name} gave {tool.output}, the reference "
                              f"{reference.output} (more than {AGREE:g} relative).")
-        notes.append(others_note(case.name, done.tools, done.retried, busiest=False))
+        notes.append(others_note(case.name, done.tools, busiest=False))
     return "\n".join(rows + [""] + [f"- {note}" for note in notes])
 
 
 def kernel_table(timed: list[Timed]) -> str:
     """One row per loss: losscli.compute against its torch.nn.functional function, in memory; met when losscli's
     median time is at most 2x torch's. Below: the losses that are not, and values that do not agree."""
-    rows = ["| loss | size | losscli ms: median (min–max) | torch ms: median (min–max) | ratio: median (min–max) | "
-            "losscli elements/s | met? (≤ 2x torch) |", "|---|---|---|---|---|---|---|"]
+    rows = ["| loss | size | losscli ms: median (min–max) | torch ms: median (min–max) | ratio: median "
+            "(min–max) | losscli elements/s | met? (≤ 2x torch) |", "|---|---|---|---|---|---|---|"]
     errors, slow, differ = [], [], []
     for done in timed:
         if done.error:
@@ -969,8 +971,7 @@ def kernel_table(timed: list[Timed]) -> str:
              f"Values that differ from torch's by more than {AGREE:g} relative: {', '.join(differ)}." if differ
              else f"Every loss's value agrees with torch's to {AGREE:g} relative.", *errors]
     if measured:
-        notes.append(others_note("kernels", [tool for done in measured for tool in done.tools],
-                                 sum(done.retried for done in measured), busiest=False))
+        notes.append(others_note("kernels", [tool for done in measured for tool in done.tools], busiest=False))
     return "\n".join(rows + [""] + [f"- {note}" for note in notes])
 
 
