@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from decimal import Decimal
 
 from .errors import OptionError
 
@@ -68,6 +67,8 @@ def judge(printed: str, bounds: Mapping[str, float], baseline: float | None = No
 
 def _regression(verdict: Verdict, printed: str, value: float, bounds: Mapping[str, float], base: float) -> None:
     """Compare with the baseline value in decimal arithmetic on the printed numbers."""
+    from decimal import Decimal  # only with a baseline: a loss command does not load it
+
     regression = [b for b in REGRESSION if b in bounds]
     if math.isinf(value):
         verdict.delta = value - base

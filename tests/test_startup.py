@@ -3,6 +3,8 @@ against `python -c "import numpy"`; these tests keep the heavy imports out for g
 
 from __future__ import annotations
 
+import importlib
+import io
 import subprocess
 import sys
 from pathlib import Path
@@ -11,8 +13,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from losscli.edge import console
 from losscli.edge.cli import app
-from losscli.losses import CATALOG
+from losscli.losses import CATALOG, FAMILIES
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -22,24 +25,154 @@ ROOT = Path(__file__).resolve().parent.parent
 HEAVY = ("torch", "pandas", "pyarrow", "polars", "scipy", "dask", "distributed", "matplotlib", "PIL", "pydantic",
          "typer._adapters")
 
+# Runs `python -m losscli ARGS` and, as the process ends, writes the names of the commands it built and the modules
+# it imported (every import counts, importlib's too).
+PROBE = """\
+import atexit, runpy, sys
+from typer.core import TyperCommand, TyperGroup
+
+built = []
+for cls in (TyperCommand, TyperGroup):
+    def record(self, *args, init=cls.__init__, **kwargs):
+        init(self, *args, **kwargs)
+        built.append(self.name)
+    cls.__init__ = record
+
+def report():
+    with open("probe.txt", "w") as out:
+        out.write(" ".join(built) + "\\n" + "\\n".join(sys.modules))
+
+atexit.register(report)
+sys.argv = ["losscli", *sys.argv[1:]]
+runpy.run_module("losscli", run_name="__main__", alter_sys=True)
+"""
+
+
+def probe(*args: str, cwd: Path, exit_code: int = 0) -> tuple[set[str], list[str]]:
+    """The modules that ``python -m losscli ARGS`` imports, and the names of the commands it builds."""
+    proc = subprocess.run([sys.executable, "-c", PROBE, *args], cwd=cwd, env={"PYTHONPATH": str(ROOT), "PATH": ""},
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == exit_code, proc.stderr[-2000:]
+    built, _, modules = (cwd / "probe.txt").read_text().partition("\n")
+    return set(modules.splitlines()), built.split()
+
 
 def imported(*args: str, cwd: Path) -> set[str]:
-    """The modules that ``python -m losscli ARGS`` imports, as ``python -X importtime`` lists them."""
-    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "losscli", *args], cwd=cwd,
-                          env={"PYTHONPATH": str(ROOT), "PATH": ""}, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    lines = [line.split("|") for line in proc.stderr.splitlines() if line.startswith("import time:")]
-    return {cells[2].strip() for cells in lines if len(cells) == 3}
+    """The modules that ``python -m losscli ARGS`` imports."""
+    return probe(*args, cwd=cwd)[0]
 
 
-@pytest.mark.parametrize("fmt", ["table", "plain"])
-def test_a_loss_on_npy_files_imports_nothing_heavy(tmp_path, fmt):
+def drawing(modules: set[str]) -> list[str]:
+    """The modules loaded only to draw: rich, and the table format's renderer."""
+    return sorted(m for m in modules if m.split(".")[0] == "rich" or m == "losscli.edge.render_table")
+
+
+def families(modules: set[str]) -> list[str]:
+    """The family modules of the catalog loaded."""
+    return sorted(m.rpartition(".")[2] for m in modules if m.startswith("losscli.losses.") and not m.endswith(".base"))
+
+
+@pytest.mark.parametrize("fmt", ["table", "plain", "json", "csv", "metrics"])
+def test_a_loss_on_npy_files_imports_and_builds_what_it_runs(tmp_path, fmt):
+    """Nothing heavy; the group and the loss's command alone (not check, compare, list or another loss), its
+    family's module alone; rich only to draw a table."""
     np.save(tmp_path / "a.npy", np.array([1.0, 2.0], dtype=np.float32))
     np.save(tmp_path / "b.npy", np.array([1.0, 4.0], dtype=np.float32))
-    modules = imported("mse", "a.npy", "b.npy", "--format", fmt, cwd=tmp_path)
+    modules, built = probe("mse", "a.npy", "b.npy", "--format", fmt, cwd=tmp_path)
     assert {"losscli.edge.cli", "numpy"} <= modules  # the listing works
     heavy = sorted(m for m in modules if m.split(".")[0] in HEAVY or m in HEAVY)
     assert heavy == []
+    assert built == ["losscli", "mse"]
+    assert families(modules) == ["regression"]
+    assert bool(drawing(modules)) is (fmt == "table")  # the check sees imports
+
+
+def test_errors_and_help_texts_that_need_escaping_load_no_rich(tmp_path):
+    """One-line errors (a bad file, a usage error) are written without rich; so is a run of a loss whose help text
+    has markup to escape (cross-entropy's ``w[t]``: its help is written only when shown)."""
+    np.save(tmp_path / "a.npy", np.array([1.0, 2.0], dtype=np.float32))
+    np.save(tmp_path / "logits.npy", np.array([[1.0, 2.0], [0.5, 0.0]], dtype=np.float32))
+    np.save(tmp_path / "labels.npy", np.array([1, 0]))
+    for args in (("mse", "a.npy", "missing.npy", "-f", "plain"), ("mse", "a.npy", "a.npy", "--bogus"),
+                 ("mse", "a.npy")):
+        modules, built = probe(*args, cwd=tmp_path, exit_code=2)
+        assert drawing(modules) == [] and built == ["losscli", "mse"], args
+    modules, built = probe("cross-entropy", "logits.npy", "labels.npy", "-f", "json", cwd=tmp_path)
+    assert drawing(modules) == [] and built == ["losscli", "cross-entropy"]
+    assert families(modules) == ["classification"]
+    assert drawing(probe("cross-entropy", "--help", cwd=tmp_path)[0]) != []  # the check sees imports
+
+
+def test_check_and_compare_print_json_without_rich(tmp_path):
+    """`losscli check -f json` and `losscli compare -f json` build their own command alone and load no rich."""
+    for name, values in (("a", [1.0, 2.0]), ("b", [1.0, 3.0]), ("t", [1.0, 4.0])):
+        np.save(tmp_path / f"{name}.npy", np.array(values, dtype=np.float32))
+    modules, built = probe("compare", "mse", "a.npy", "b.npy", "t.npy", "--resamples", "100", "-f", "json",
+                           cwd=tmp_path)
+    assert drawing(modules) == [] and built == ["losscli", "compare", "mse"]
+    modules, built = probe("check", str(ROOT / "samples" / "gates.toml"), "-f", "json", cwd=tmp_path)
+    assert drawing(modules) == [] and built == ["losscli", "check"]
+
+
+def test_the_catalog_index_names_each_familys_losses():
+    """FAMILIES, which names the losses before their modules are imported, is each family module's LOSSES in
+    order, and every family module is in it."""
+    found = {path.stem for path in (ROOT / "losscli" / "losses").glob("*.py")} - {"__init__", "base"}
+    assert set(FAMILIES) == found
+    for module, names in FAMILIES.items():
+        assert tuple(spec.name for spec in importlib.import_module(f"losscli.losses.{module}").LOSSES) == names
+    assert [spec.name for spec in CATALOG.values()] == list(CATALOG)
+    assert "mse" in CATALOG and "mse-loss" not in CATALOG
+    with pytest.raises(KeyError):
+        CATALOG["mse-loss"]
+
+
+LINES = ["input (a.npy): expected a .npy file, but there is no such file", "[bold]not markup[/bold] w[t] \\[x] [/]",
+         "C:\\data\\", ":smile: stays", "é 漢字 " + "wide " * 40, "trailing space ", "", "tab\there",
+         "two\nlines", "bell\x07"]
+
+
+@pytest.mark.parametrize("line", LINES)
+def test_a_line_on_stderr_is_what_rich_prints(line, capsys):
+    """Without a terminal, say() writes its line itself: what rich writes (a line with a tab or a control
+    character, which rich changes, still goes through rich)."""
+    from rich.console import Console
+    from rich.text import Text
+
+    expected = io.StringIO()
+    Console(file=expected, highlight=False, soft_wrap=True, emoji=False).print(Text.assemble(("error:", "red"),
+                                                                                            f" {line}"))
+    console.say("error", line)
+    assert capsys.readouterr().err == expected.getvalue()
+
+
+@pytest.mark.parametrize("text", ["plain text", "w[t]", "[0, 1]", "[[check]]", "\\[b]", "a\\", "a\\\\", ""])
+def test_escape_is_richs(text):
+    from rich.markup import escape
+
+    assert console.escape(text) == escape(text)
+
+
+def test_a_progress_bar_makes_its_console_when_it_draws():
+    """Given a function that makes the console, the bar calls it only once its delay has passed, and draws nothing
+    where rich sees no terminal."""
+    from rich.console import Console
+
+    from losscli.edge.progress import ProgressBar
+
+    made: list[Console] = []
+
+    def make() -> Console:
+        made.append(Console(file=io.StringIO(), force_terminal=False))
+        return made[-1]
+
+    ProgressBar(make, "mse", delay=3600)(1, 2)
+    assert made == []
+    bar = ProgressBar(make, "mse", delay=0)
+    bar(1, 2)
+    bar(2, 2)
+    bar.close()
+    assert len(made) == 1 and bar.bar is None and made[0].file.getvalue() == ""
 
 
 # The statistics load only when asked for: --ci loads the bootstrap, `losscli compare` the comparison.

@@ -1,4 +1,5 @@
-"""The cells every renderer shares: numbers as JSON and as table cells, arrays as CSV and as a grid."""
+"""The cells every renderer shares: numbers as JSON, arrays as CSV (a table's cells and grids are
+:mod:`losscli.edge.render_table`'s)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import itertools
 from typing import Any
 
 import numpy as np
-from rich.table import Table
+
 
 def json_number(value: np.floating) -> float | str:
     """A JSON number, or "NaN" / "Infinity" / "-Infinity" (JSON has no non-finite numbers)."""
@@ -36,49 +37,6 @@ def csv_rows(value: np.ndarray, start: int = 0):
     for index in itertools.product(*(range(n) for n in value.shape)):
         yield ",".join([str(index[0] + start), *map(str, index[1:]), str(value[index])] if index else
                        [str(value[index])])
-
-
-HEAD = 6  # rows (and columns) shown at each end of a large per-element output
-
-
-def cell(value: np.floating) -> str:
-    return f"{float(value):.6g}"
-
-
-def _cut(n: int, keep: int = HEAD) -> list[int | None]:
-    """Indices to show along an axis of length n: all, or head, a gap (None), tail."""
-    if n <= 2 * keep + 1:
-        return list(range(n))
-    return [*range(keep), None, *range(n - keep, n)]
-
-
-def grid(value: np.ndarray, label: str = "loss") -> Table:
-    grid = Table(box=None, pad_edge=False, header_style="bold dim")
-    if value.ndim == 1:
-        grid.add_column("index", justify="right", style="dim")
-        grid.add_column(label, justify="right")
-        for i in _cut(len(value)):
-            grid.add_row(*(("…", "…") if i is None else (str(i), cell(value[i]))))
-    elif value.ndim == 2:
-        cols = _cut(value.shape[1])
-        grid.add_column("", justify="right", style="dim")
-        for j in cols:
-            grid.add_column("…" if j is None else str(j), justify="right")
-        for i in _cut(value.shape[0]):
-            if i is None:
-                grid.add_row("…", *("…" for _ in cols))
-            else:
-                grid.add_row(str(i), *("…" if j is None else cell(value[i, j]) for j in cols))
-    else:
-        grid.add_column("index", justify="right", style="dim")
-        grid.add_column(label, justify="right")
-        flat = value.reshape(-1)
-        for k in _cut(flat.size):
-            if k is None:
-                grid.add_row("…", "…")
-            else:
-                grid.add_row(str(tuple(int(i) for i in np.unravel_index(k, value.shape))), cell(flat[k]))
-    return grid
 
 
 def shape_text(shape: tuple[int, ...]) -> str:

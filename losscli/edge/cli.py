@@ -1,18 +1,19 @@
-"""The command line (the edge): ``losscli LOSS ...`` for each loss of the catalog (built when first looked up, from
-:mod:`losscli.edge.commands`), ``losscli check``, ``losscli list`` and ``losscli reductions``. Thin: it parses,
-calls the core, hands what it prints to the render layer and what it writes to the one writer."""
+"""The command line (the edge): ``losscli LOSS ...`` for each loss of the catalog (from
+:mod:`losscli.edge.commands`), ``losscli check``, ``losscli list``, ``losscli reductions`` and ``losscli compare``.
+Each command is built when first looked up, so that a run builds (and imports) what its command needs. Thin: it
+parses, calls the core, hands what it prints to the render layer and what it writes to the one writer."""
 
 from __future__ import annotations
 
 import enum
+import functools
 import json
 import warnings
-from collections.abc import Callable, Iterator, MutableMapping
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from datetime import datetime, timezone
 from typing import Annotated, Any, Optional
 
 import typer
-from rich.markup import escape
 from typer.core import TyperCommand, TyperGroup
 
 from .. import __version__
@@ -20,9 +21,8 @@ from ..errors import LossCliError, LossCliWarning
 from ..losses import CATALOG, LossSpec
 from ..api import Engine
 from .commands import cluster, help_text, loss_command
-from .console import (EXIT_BAD_INPUT, exit_on_error, say, stderr, stdout, terminal_errors, terminate_as_exception,
+from .console import (EXIT_BAD_INPUT, exit_on_error, say, stdout, tell, terminal_errors, terminate_as_exception,
                       usage_errors)
-from .render import legacy_flags_table, losses_table
 from .writer import check_targets, write_text
 
 
@@ -32,17 +32,19 @@ HELP = {"help_option_names": ["-h", "--help"]}
 class LossCliGroup(TyperGroup):
     """Usage errors as one line on stderr (exit 2), instead of a usage block and a panel; stdout's failures,
     a closed pipe and interrupts as :func:`~losscli.edge.console.terminal_errors` says. Bare ``losscli``
-    prints the help alone, with exit status 2 (no command was given). The loss commands are built when first
-    looked up (see :class:`LossCommands`)."""
+    prints the help alone, with exit status 2 (no command was given). The commands are built when first
+    looked up (see :class:`LazyCommands`)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.commands = LossCommands(self.commands, self.build)
+        self.commands = LazyCommands(self.commands, self.builders())
 
     @staticmethod
-    def build(spec: LossSpec) -> TyperCommand:
-        """The command of one loss."""
-        return _loss_command(spec)
+    def builders() -> dict[str, Callable[[], TyperCommand]]:
+        """``losscli``'s commands, in the order --help lists them: each name with the function that builds it."""
+        return {"reductions": lambda: _built("reductions", reductions), "list": lambda: _built("list", list_losses),
+                "check": lambda: _built("check", check), "compare": lambda: typer.main.get_group(compare_app),
+                **_per_loss(loss_command, help_text)}
 
     def make_context(self, *args: Any, **kwargs: Any) -> typer.Context:
         with terminal_errors(), usage_errors():
@@ -73,7 +75,7 @@ app = typer.Typer(
 
 def _version(value: bool) -> None:
     if value:
-        stdout.print(f"losscli {__version__}")
+        print(f"losscli {__version__}")
         raise typer.Exit()
 
 
@@ -85,23 +87,25 @@ def main(
     """Loss values from saved predictions, exactly as torch.nn.functional computes them."""
 
 
-@app.command()
 def reductions() -> None:
     """How the legacy [bold]--size-average[/bold] / [bold]--reduce[/bold] flags resolve (torch's
     legacy_get_string): either flag overrides --reduction; an unset one counts as True.
 
     Example: [bold]losscli reductions[/bold]
     """
-    stdout.print(legacy_flags_table())
+    from .render_table import legacy_flags_table
+
+    stdout().print(legacy_flags_table())
 
 
-@app.command("list")
 def list_losses() -> None:
     """Every loss: its command, the torch function it matches, its files, options and reductions.
 
     Example: [bold]losscli list[/bold]
     """
-    stdout.print(losses_table(CATALOG.values()))
+    from .render_table import losses_table
+
+    stdout().print(losses_table(CATALOG.values()))
 
 
 # -- quality gates --------------------------------------------------------------------------------------
@@ -113,10 +117,9 @@ class CheckFormat(str, enum.Enum):
     metrics = "metrics"
 
 
-@app.command()
 def check(
-    gates: Annotated[str, typer.Argument(metavar="GATES", show_default=False, help=escape(
-        "the gate file (TOML): [[check]] tables with a loss, files and bounds"))],
+    gates: Annotated[str, typer.Argument(metavar="GATES", show_default=False, help=(
+        "the gate file (TOML): [\\[check]] tables with a loss, files and bounds"))],  # rich markup: \[ is a [
     baseline: Annotated[Optional[str], typer.Option(
         "--baseline", metavar="REPORT.json", help="the report of an earlier run, for max_increase(_pct)")] = None,
     write_baseline: Annotated[Optional[str], typer.Option(
@@ -142,9 +145,9 @@ def check(
         "--storage-option", metavar="KEY=VALUE", help="an fsspec option for the URLs read (the gate file, the "
         "baseline and the files it names: s3://, gs://, https://, ...), e.g. anon=true; repeatable")] = None,
     plots: Annotated[Optional[str], typer.Option(
-        "--plots", metavar="DIR", help=escape("draw a plot of each check into DIR (created if missing): the histogram "
+        "--plots", metavar="DIR", help="draw a plot of each check into DIR (created if missing): the histogram "
         "of its per-sample losses with its value and bounds, as CHECK.png; --markdown links them when DIR is its "
-        "folder or below it (needs pip install 'losscli[plot]')"))] = None,
+        "folder or below it (needs pip install 'losscli\\[plot]')")] = None,
     debug: Annotated[bool, typer.Option("--debug", help="show tracebacks")] = False,
     engine: Annotated[Engine, typer.Option(
         "--engine", help="local: this process; dask: every check on a dask cluster as one graph (--scheduler, "
@@ -234,12 +237,15 @@ def _show_run(run_: Any, document: str, format: CheckFormat, quiet: bool, write_
     elif format is CheckFormat.metrics:
         print(json.dumps(reports.to_metrics(run_), indent=2, ensure_ascii=False, allow_nan=True))
     elif not quiet:
-        stdout.print(reports.to_check_table(run_))
+        stdout().print(reports.to_check_table(run_))
     for level, line in reports.messages(run_, write_baseline):
         if not (quiet and level == "note"):
             say(level, line, reports.LEVEL_STYLE[level])
-    (stdout if format is CheckFormat.table and not quiet else stderr).print(
-        reports.verdict(run_), style=("bold green", "bold red", "bold yellow")[run_.exit_code])
+    style = ("bold green", "bold red", "bold yellow")[run_.exit_code]
+    if format is CheckFormat.table and not quiet:
+        stdout().print(reports.verdict(run_), style=style)
+    else:
+        tell(reports.verdict(run_), style)
 
 
 def _write_reports(run_: Any, targets: dict[str, Optional[str]], plots: dict[str, str] | None = None) -> str:
@@ -267,31 +273,50 @@ def _checks_or_none(gates: str, options: dict[str, Any]) -> list[Any] | None:
         return None
 
 
-def _loss_command(spec: LossSpec) -> TyperCommand:
-    """The command Typer builds for one loss."""
-    return _built(spec.name, help_text(spec), spec.summary, loss_command(spec))
+class DescribedCommand(TyperCommand):
+    """A command whose help text, when not its function's docstring, is written by ``describe`` when first shown:
+    a loss's help escapes the texts of its definition as rich markup, which loads rich, and a run shows no help."""
+
+    describe: Callable[[], str] | None = None
+
+    def format_help(self, ctx: typer.Context, formatter: Any) -> None:
+        if self.help is None and self.describe is not None:
+            self.help = self.describe()
+        super().format_help(ctx, formatter)
 
 
-def _compare_command(spec: LossSpec) -> TyperCommand:
-    """``losscli compare LOSS``: the command Typer builds to compare two models on one loss."""
-    from . import comparison
-
-    return _built(spec.name, comparison.help_text(spec), spec.summary, comparison.compare_command(spec))
-
-
-def _built(name: str, help_: str, short: str, function: Any) -> TyperCommand:
+def _built(name: str, function: Any, describe: Callable[[], str] | None = None,
+           short: str | None = None) -> TyperCommand:
+    """The command Typer builds from ``function``: its help the function's docstring, or ``describe()``'s."""
     one = typer.Typer(rich_markup_mode=app.rich_markup_mode, add_completion=False, pretty_exceptions_enable=False,
                       context_settings=HELP)
-    one.command(name, help=help_, short_help=short)(function)
-    return typer.main.get_command(one)
+    one.command(name, cls=DescribedCommand, short_help=short)(function)
+    command = typer.main.get_command(one)
+    command.describe = describe
+    return command
+
+
+def _loss_command(name: str, function: Callable[[LossSpec], Any], describe: Callable[[LossSpec], str]) -> TyperCommand:
+    """The command of loss ``name`` (its family's module is imported now): ``function(spec)`` is what Typer builds
+    it from, ``describe(spec)`` its help."""
+    spec = CATALOG[name]
+    return _built(name, function(spec), functools.partial(describe, spec), spec.summary)
+
+
+def _per_loss(function: Callable[[LossSpec], Any],
+              describe: Callable[[LossSpec], str]) -> dict[str, Callable[[], TyperCommand]]:
+    """A builder of :func:`_loss_command` for each loss of the catalog, in catalog order."""
+    return {name: functools.partial(_loss_command, name, function, describe) for name in CATALOG}
 
 
 class CompareGroup(LossCliGroup):
-    """``losscli compare``: a command per loss, built when first looked up."""
+    """``losscli compare``: a command per loss."""
 
     @staticmethod
-    def build(spec: LossSpec) -> TyperCommand:
-        return _compare_command(spec)
+    def builders() -> dict[str, Callable[[], TyperCommand]]:
+        from . import comparison
+
+        return _per_loss(comparison.compare_command, comparison.help_text)
 
 
 compare_app = typer.Typer(
@@ -299,24 +324,23 @@ compare_app = typer.Typer(
     help="Compare two models' predictions on one loss, paired: the difference, its bootstrap interval and p-value, "
     "and a verdict (better, worse, inconclusive). Exit 1 with --fail-if-worse when it is worse.\n\n"
     "Example: [bold]losscli compare cross-entropy base.npy new.npy labels.csv --fail-if-worse[/bold]")
-app.add_typer(compare_app, name="compare")
 
 
-class LossCommands(MutableMapping[str, Any]):
-    """The group's commands, with one per loss of the catalog after the others. A loss command is built
-    when first looked up, so that ``losscli mse`` builds the options of one loss, not of the whole
-    catalog (which took about 40 ms of every start); ``--help`` and suggestions still see every name."""
+class LazyCommands(MutableMapping[str, Any]):
+    """A group's commands: those Typer built, then one per builder, built when first looked up, so that ``losscli
+    mse`` builds the options of one loss and imports its family, not every command of the catalog (which took
+    about 40 ms of every start); ``--help`` and suggestions still see every name."""
 
-    def __init__(self, commands: MutableMapping[str, Any], build: Callable[[LossSpec], TyperCommand]) -> None:
+    def __init__(self, commands: Mapping[str, Any], builders: Mapping[str, Callable[[], Any]]) -> None:
         self._built = dict(commands)
-        self._names = [*commands, *(name for name in CATALOG if name not in commands)]
-        self._build = build
+        self._builders = dict(builders)
+        self._names = [*commands, *(name for name in builders if name not in commands)]
 
     def __getitem__(self, name: str) -> Any:
         if name not in self._built:
             if name not in self._names:
                 raise KeyError(name)
-            self._built[name] = self._build(CATALOG[name])  # the names not built yet are losses
+            self._built[name] = self._builders[name]()
         return self._built[name]
 
     def __setitem__(self, name: str, command: Any) -> None:

@@ -12,7 +12,6 @@ from contextlib import contextmanager
 from typing import Annotated, Any, Iterator, Optional
 
 import typer
-from rich.markup import escape
 
 from ..api import Engine, NanPolicy, Outputs, Streaming, compute, distributable
 from ..backends import Backend
@@ -24,9 +23,10 @@ from ..losses import LossSpec
 from ..losses.base import FileArg
 from ..reduction import Reduction, resolve
 from ..result import LossResult
-from .console import EXIT_THRESHOLD, exit_on_error, flush_stdout, say, stderr, stdout
+from . import console
+from .console import EXIT_THRESHOLD, escape, exit_on_error, flush_stdout, say
 from .progress import ProgressBar, wants_progress
-from .render import Format, check_format, pieces, to_table
+from .render import Format, check_format, pieces
 from .summary import Written
 from .writer import ArrayFile, check_array_path, check_targets, save_array, write_bytes
 
@@ -54,6 +54,8 @@ def loss_command(spec: LossSpec) -> Any:
 
 
 def help_text(spec: LossSpec) -> str:
+    """The command's help: rich markup around the definition's texts (escaped, which may load rich: the command
+    makes it only when the help is shown)."""
     return (
         f"{escape(spec.summary)} Computes [bold]torch.nn.functional.{spec.torch_name}[/bold].\n\n"
         f"[bold]Per element:[/bold] {escape(spec.formula)}\n\n"
@@ -135,8 +137,9 @@ def common_params(spec: LossSpec) -> list[inspect.Parameter]:
         opt("grad", "--grad", panel=OUTPUT, metavar="FILE",
              help=f"write d(loss)/d({spec.files[0].name}) to FILE.npy or FILE.csv, and show it (for none: of the sum)"),
         opt("plot", "--plot", panel=OUTPUT, metavar="FILE",
-             help=escape("draw FILE.png or FILE.svg: the histogram of the per-sample losses with the value (and "
-                         "--ci) marked; with --by/--by-class, the groups (needs pip install 'losscli[plot]')")),
+             help="draw FILE.png or FILE.svg: the histogram of the per-sample losses with the value (and --ci) "
+                  "marked; with --by/--by-class, the groups (needs pip install "
+                  "'losscli\\[plot]')"),  # rich markup: \[ is a [
         opt("per_sample", "--per-sample", panel=VIEWS, default=False, kind=bool,
              help="the loss of each sample (row of the first axis) as torch gives it for that row alone; "
                   "--output then writes these, and --top/--hist rank and count samples"),
@@ -199,8 +202,8 @@ def run(spec: LossSpec, *, reduction: str, size_average: bool | None, reduce: bo
         named = {f.name: loader.load(path, role=f.name) for f in spec.extras if (path := given.pop(f.name)) is not None}
         _check_outputs({"--output": output, "--grad": grad, "--plot": plot}, [*arrays, *named.values()])
         sink = ArrayFile(output) if output is not None and not per_sample else None
-        bar = ProgressBar(stderr, spec.name) if wants_progress(
-            terminal=stderr.is_terminal, quiet=quiet, fmt=format.value) else None
+        bar = ProgressBar(console.stderr, spec.name) if wants_progress(
+            terminal=console.maybe_terminal(sys.stderr), quiet=quiet, fmt=format.value) else None
         try:
             with warnings.catch_warnings(), cluster(engine, scheduler, show=format is Format.table and not quiet) as on:
                 warnings.simplefilter("ignore", LossCliWarning)  # _show prints result.warnings itself
@@ -320,7 +323,9 @@ def _show(result: LossResult, format: Format, written: Written | None, top_group
     for warning in result.warnings:
         say("warning", warning, "yellow")
     if format is Format.table:
-        stdout.print(to_table(result, written, top_groups))
+        from .render_table import to_table  # rich is imported only to draw a table
+
+        console.stdout().print(to_table(result, written, top_groups))
     else:
         for piece in pieces(result, format, written):
             sys.stdout.write(piece)

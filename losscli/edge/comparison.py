@@ -8,12 +8,9 @@ import inspect
 import json
 import warnings
 from dataclasses import replace
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.markup import escape
-from rich.table import Table
-from rich.text import Text
 
 from .. import __version__
 from ..compare import Comparison, Verdict, compare
@@ -26,6 +23,9 @@ from .cells import json_number
 from .commands import (GATE, STATS, cluster, common_params, file_params, input_paths, load_file, opt,
                        option_params)
 from .console import EXIT_THRESHOLD, exit_on_error, flush_stdout, say, stdout
+
+if TYPE_CHECKING:
+    from rich.table import Table
 from .writer import check_targets, write_bytes
 
 SCHEMA_VERSION = 1
@@ -83,9 +83,9 @@ def _compare_params() -> list[inspect.Parameter]:
         opt("format", "--format", "-f", panel="Output", default=CompareFormat.table, kind=CompareFormat,
              help="table for people; json for scripts"),
         opt("plot", "--plot", panel="Output", metavar="FILE",
-             help=escape("draw FILE.png or FILE.svg: the differences new - base of the paired resamples with 0, "
-                         "the margin and the interval marked, and of each sample (up to a million samples; needs "
-                         "pip install 'losscli[plot]')")),
+             help="draw FILE.png or FILE.svg: the differences new - base of the paired resamples with 0, the "
+                  "margin and the interval marked, and of each sample (up to a million samples; needs pip install "
+                  "'losscli\\[plot]')"),  # rich markup: \[ is a [
     ]
 
 
@@ -114,7 +114,7 @@ def run(spec: LossSpec, *, base: str, new: str, alpha: float, margin: float, fai
     if format is CompareFormat.json:
         print(json.dumps(to_json(found, base, new), indent=2, allow_nan=False))
     else:
-        stdout.print(to_table(found, base, new))
+        stdout().print(to_table(found, base, new))
     flush_stdout()
     if fail_if_worse and found.verdict is Verdict.worse:
         say("FAIL", f"{spec.name}: new is worse than base: {_difference(found)}")
@@ -162,6 +162,10 @@ def to_json(found: Comparison, base: str, new: str) -> dict[str, Any]:
 
 
 def to_table(found: Comparison, base: str, new: str) -> Table:
+    """The comparison for people (rich is imported only to draw it)."""
+    from rich.table import Table
+    from rich.text import Text
+
     b = found.base
     table = Table(show_header=False, title=f"{b.loss}: new vs base", title_style="bold", box=None, pad_edge=False)
     table.add_column(style="dim")

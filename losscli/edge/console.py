@@ -1,5 +1,9 @@
 """The terminal: the two consoles, and the one place errors become exit statuses (2: bad input, 1: a failed
-threshold or cross-check, 3: a bug in losscli; a closed stdout pipe 141, SIGINT 130, SIGTERM 143)."""
+threshold or cross-check, 3: a bug in losscli; a closed stdout pipe 141, SIGINT 130, SIGTERM 143).
+
+rich is imported only to draw (a table, a progress bar, a line in colour on a terminal): a line on stderr that
+no terminal shows is written as it is, which is what rich writes there, so that a run printing JSON, plain
+numbers, CSV or metrics, or one line of error, never loads it (about 35 ms)."""
 
 from __future__ import annotations
 
@@ -10,12 +14,14 @@ import signal
 import sys
 import traceback
 from collections.abc import Iterator
+from typing import IO, TYPE_CHECKING, Any
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 
 from ..errors import LossCliError
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 EXIT_THRESHOLD = 1
 EXIT_BAD_INPUT = 2
@@ -23,14 +29,64 @@ EXIT_BUG = 3
 EXIT_SIGNAL = 128  # + the signal's number, as a shell reports a process killed by it
 EXIT_PIPE = EXIT_SIGNAL + 13  # stdout's reader went away (SIGPIPE): quiet, as coreutils end
 
-# emoji=False: a file name such as "run:smile:.csv" is printed as it is (and rich's emoji table, ~3 ms, is not loaded)
-stdout = Console(highlight=False, emoji=False)
-stderr = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
+
+def stdout() -> Console:
+    """A rich console on stdout, made for each use (as typer makes its own): the environment (COLUMNS) is read
+    when it draws. emoji=False: a file name such as "run:smile:.csv" is printed as it is."""
+    from rich.console import Console
+
+    return Console(highlight=False, emoji=False)
+
+
+def stderr() -> Console:
+    """A rich console on stderr, made for each use; soft-wrapped: a long line stays one line."""
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
+
+
+def maybe_terminal(stream: IO[str] | None) -> bool:
+    """False where rich would surely see no terminal on ``stream`` and so print no style there: not a tty, and
+    neither FORCE_COLOR, TTY_COMPATIBLE=1 nor a notebook says otherwise. True leaves the answer to rich."""
+    forced = "FORCE_COLOR" in os.environ or os.environ.get("TTY_COMPATIBLE") == "1"
+    if stream is None or forced or "IPython" in sys.modules:
+        return True
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # no isatty, or closed: rich sees no terminal either
+        return False
+
+
+def escape(text: str) -> str:
+    """``text`` as it reads in rich markup (help texts are markup): rich's escape, imported only for a text it
+    would change (a ``[``, or a backslash at the end)."""
+    if "[" not in text and not text.endswith("\\"):
+        return text
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(text)
+
+
+def _to_stderr(line: str, parts: tuple[Any, ...]) -> None:
+    """``line`` on stderr: as it is where no terminal shows it (what rich writes there: no style, and no tab or
+    control character for it to change), else through rich as ``Text.assemble(*parts)``."""
+    if line.isprintable() and not maybe_terminal(sys.stderr):
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+    else:
+        from rich.text import Text
+
+        stderr().print(Text.assemble(*parts))
 
 
 def say(level: str, line: str, style: str = "red") -> None:
-    """One line on stderr: ``level: line``."""
-    stderr.print(f"[{style}]{level}:[/] {escape(line)}")
+    """One line on stderr: ``level: line``, the level in ``style`` on a terminal."""
+    _to_stderr(f"{level}: {line}", ((f"{level}:", style), f" {line}"))
+
+
+def tell(line: str, style: str) -> None:
+    """One line on stderr in ``style`` on a terminal (``losscli check``'s verdict, when stdout has no table)."""
+    _to_stderr(line, ((line, style),))
 
 
 def _report(debug: bool, level: str, line: str) -> None:
@@ -62,9 +118,9 @@ def usage_errors() -> Iterator[None]:
     try:
         yield
     except typer.TyperException as exc:
-        ctx = getattr(exc, "ctx", None)
+        ctx: Any = getattr(exc, "ctx", None)
         hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
-        stderr.print(f"[red]error:[/red] {escape(exc.format_message())}{hint}")
+        say("error", exc.format_message() + hint)
         raise typer.Exit(getattr(exc, "exit_code", EXIT_BAD_INPUT)) from None
 
 

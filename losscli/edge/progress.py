@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
@@ -16,7 +17,7 @@ def wants_progress(*, terminal: bool, quiet: bool, fmt: str) -> bool:
 
 class ProgressBar:
     """A :data:`Progress` callback that draws a rich bar on ``console`` once the work has run ``delay`` seconds
-    (rich.progress is imported only then). ``close()`` removes it."""
+    (rich is imported only then: ``console`` may be a function that makes the console). ``close()`` removes it."""
 
     def __init__(self, console: Any, description: str, delay: float = PROGRESS_DELAY) -> None:
         self.console, self.description, self.delay = console, description, delay
@@ -27,10 +28,14 @@ class ProgressBar:
         if self.bar is None:
             if time.monotonic() - self.started < self.delay:
                 return
+            console = self.console() if callable(self.console) else self.console
+            if not console.is_terminal:  # rich's answer, where the caller could not tell (TTY_COMPATIBLE=0)
+                self.delay = math.inf
+                return
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
             self.bar = Progress("{task.description}", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                                console=self.console, transient=True)
+                                console=console, transient=True)
             self.bar.start()
             self.task = self.bar.add_task(self.description, total=total, completed=done)
         self.bar.update(self.task, completed=done)

@@ -1,28 +1,24 @@
-"""LossResult -> what a person or a script reads. Renderers return objects (a rich renderable, a dict,
-a string) and print nothing; the command prints once."""
+"""LossResult -> what a script reads: ``--format json``, ``plain``, ``csv`` and ``metrics``. Renderers return a
+dict or text and print nothing; the command prints once. No rich here: the table format, for people, is
+:mod:`losscli.edge.render_table`'s."""
 
 from __future__ import annotations
 
 import enum
 import json
 import math
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterator
 
 import numpy as np
-from rich import box
-from rich.console import Group
-from rich.table import Table
-from rich.text import Text
 
 from .. import __version__
-from ..errors import OptionError, flag
-from ..losses import LossSpec
-from ..reduction import Reduction, legacy_table
+from ..errors import OptionError
+from ..reduction import Reduction
 from ..result import LossResult
-from .cells import array_csv, csv_header, csv_rows, grid, json_value, shape_text
-from .render_views import in_dtype, interval_json, view_csv, view_json, view_parts, view_plain
+from .cells import array_csv, csv_header, csv_rows, json_value
+from .render_views import in_dtype, interval_json, view_csv, view_json, view_plain
 from .render_json import json_pieces, written_json
-from .summary import PIECE, Summary, Written
+from .summary import PIECE, Written
 
 class Format(str, enum.Enum):
     table = "table"
@@ -170,59 +166,6 @@ def written_csv(result: LossResult, written: Written) -> str:
     return text.getvalue()[:-1]
 
 
-# -- table ---------------------------------------------------------------------------------------------
-
-def _summary(summary: Summary, note: str = "") -> Text:
-    """count, mean, min, max (and NaN count), accumulated in slices: never a float64 copy of the whole array."""
-    return Text(" · ".join([summary.text()] + ([note] if note else [])), style="dim")
-
-
-def to_table(result: LossResult, written: Written | None = None, top_groups: int | None = None) -> Group:
-    """A summary table (loss, reduction, backend, inputs, counts, value); for ``none`` also the values (head
-    and tail) and their summary, or with ``written`` (``--output``) where they went and their summary; the
-    views asked for (of the groups, the ``top_groups`` worst)."""
-    table = Table(show_header=False, title=f"{result.loss}", title_style="bold", box=None, pad_edge=False)
-    table.add_column(style="dim")
-    table.add_column()
-    table.add_row("loss", f"{result.loss}  [dim](torch.nn.functional.{result.torch_name})[/dim]")
-    table.add_row("reduction", result.reduction.value)
-    table.add_row("backend", result.backend.value)
-    for info in result.inputs:
-        source = f"{info.source}  " if info.source else ""
-        dtype = f"{info.stored_dtype} (read as {info.dtype})" if info.stored_dtype else info.dtype
-        table.add_row(info.role, Text(f"{source}{shape_text(info.shape)} {dtype}"))
-    shown = {k: (v.value if isinstance(v, enum.Enum) else v) for k, v in result.params.items()}
-    if shown:
-        table.add_row("options", Text(", ".join(f"{k}={v}" for k, v in shown.items())))
-    selected = "" if result.selected == result.count else f" ({result.selected} selected)"
-    table.add_row("elements", f"{result.count}{selected}")
-    if result.is_scalar:
-        value = Text(str(result.value[()]), style="bold cyan")
-        table.add_row("value", value.append(ci_text(result), style="cyan") if result.ci is not None else value)
-    elif written is not None:
-        table.add_row("value", Text(f"{shape_text(result.value.shape)} {result.value.dtype}, written to {written.path}"))
-    else:
-        table.add_row("value", f"{shape_text(result.value.shape)} {result.value.dtype}, below")
-    check = result.cross_check
-    if check is not None:
-        verdict = "[green]ok[/green]" if check.ok else "[red]FAILED[/red]"
-        other = str(check.value[()]) if check.value.ndim == 0 else "per element"
-        table.add_row("cross-check", f"{check.backend.value}: {other} · max |Δ| {check.max_abs_diff:.3g} · "
-                                     f"{verdict} (tolerance {check.tolerance:g})")
-    parts: list[Any] = [table]
-    if not result.is_scalar:
-        masked = result.count - result.selected
-        note = f"{masked} masked out or ignored ({'written' if written else 'shown'} as 0)" if masked else ""
-        shown = [] if written is not None else [grid(result.value)]
-        parts += [Text(), *shown, _summary(written.summary if written else Summary.of(result.value), note)]
-    if result.grad is not None:
-        title = f"d(loss)/d({result.inputs[0].role}), {shape_text(result.grad.shape)} {result.grad.dtype}"
-        parts += [Text(), Text(title, style="bold")]
-        parts += [Text(str(result.grad[()]))] if result.grad.ndim == 0 else [grid(result.grad, "grad"),
-                                                                              _summary(Summary.of(result.grad))]
-    return Group(*parts, *view_parts(result, top_groups))
-
-
 def pieces(result: LossResult, fmt: Format, written: Written | None = None) -> Iterator[str]:
     """What a loss command prints for ``--format`` other than table, as text pieces to write in order. A
     ``none`` loss's values are never one text: with ``--output`` (``written``) its summary and the file
@@ -242,45 +185,10 @@ def pieces(result: LossResult, fmt: Format, written: Written | None = None) -> I
     yield "\n"
 
 
-def render(result: LossResult, fmt: Format) -> Any:
-    """The object the command prints for ``--format``."""
-    if fmt is Format.table:
-        return to_table(result)
-    if fmt is Format.json:
-        return json.dumps(to_json(result), indent=2, allow_nan=False)
-    if fmt is Format.csv:
-        return to_csv(result)
-    if fmt is Format.metrics:
-        return metrics_text(to_metrics(result))
-    return to_plain(result)
-
-
-def legacy_flags_table() -> Table:
-    """``losscli reductions``: the nine (size_average, reduce) combinations and what they resolve to."""
-    table = Table(title="legacy flags → reduction", title_style="bold")
-    table.add_column("--size-average")
-    table.add_column("--reduce")
-    table.add_column("reduction", style="bold cyan")
-    shown = {None: "[dim]unset[/dim]", True: "True", False: "False"}
-    for size_average, reduce, resolved in legacy_table():
-        unset = size_average is None and reduce is None
-        table.add_row(shown[size_average], shown[reduce],
-                      "--reduction applies (default mean)" if unset else resolved.value)
-    return table
-
-
-def losses_table(specs: Iterable[LossSpec]) -> Table:
-    """``losscli list``: each loss's command, torch function, files, options and reductions, in 80 columns."""
-    table = Table(title="losses", title_style="bold", box=box.SIMPLE_HEAD, show_lines=True, show_edge=False,
-                  padding=(0, 1, 0, 0),
-                  caption="every loss also takes --mask, --reduction and the options of 'losscli LOSS --help'")
-    table.add_column("command\n[dim]torch.nn.functional[/dim]", no_wrap=True)  # fits 80 columns
-    table.add_column("files", max_width=14)  # widths that fit 80 columns with no option cut
-    table.add_column("options")
-    table.add_column("reduction", max_width=9)
-    for spec in specs:
-        files = " ".join(f.name.upper() for f in spec.files)
-        flags = [flag(f.name) for f in spec.extras if f.name != "mask"]
-        table.add_row(f"[bold]{spec.name}[/bold]\n[dim]{spec.torch_name}[/dim]", files,
-                      " ".join(flags + [o.flag for o in spec.options]), " ".join(r.value for r in spec.reductions))
-    return table
+def render(result: LossResult, fmt: Format) -> str:
+    """The text the command prints for ``--format`` (any but table: its renderable is
+    :func:`~losscli.edge.render_table.to_table`'s)."""
+    texts = {Format.json: lambda: json.dumps(to_json(result), indent=2, allow_nan=False),
+             Format.csv: lambda: to_csv(result), Format.metrics: lambda: metrics_text(to_metrics(result)),
+             Format.plain: lambda: to_plain(result)}
+    return texts[fmt]()

@@ -1,7 +1,8 @@
-"""A gate run (:class:`losscli.gates.Run`) -> what people and CI systems read: a rich table with a verdict
-line, the JSON report (``losscli/report.schema.json``), JUnit XML, a Markdown summary and flat metrics. Each
-returns an object or a string and prints nothing. A run that stopped before any check (:class:`Stopped`: the
-gate file or the baseline is invalid) has the same reports, stating the error, as pytest's collection error."""
+"""A gate run (:class:`losscli.gates.Run`) -> what people and CI systems read: a rich table (rich is imported
+only to draw it) with a verdict line, the JSON report (``losscli/report.schema.json``), JUnit XML, a Markdown
+summary and flat metrics. Each returns an object or a string and prints nothing. A run that stopped before any
+check (:class:`Stopped`: the gate file or the baseline is invalid) has the same reports, stating the error, as
+pytest's collection error."""
 
 from __future__ import annotations
 
@@ -10,16 +11,15 @@ import re
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, NamedTuple
-
-from rich import box
-from rich.table import Table
-from rich.text import Text
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .. import __version__
 from ..gates import SCHEMA_VERSION, Outcome, Run, Status
 from ..judge import REGRESSION, number_text
 from .cells import json_number
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 STATUS_WORD = {Status.passed: "pass", Status.failed: "FAIL", Status.error: "error", Status.skipped: "skipped"}
 STATUS_STYLE = {Status.passed: "green", Status.failed: "bold red", Status.error: "yellow", Status.skipped: "dim"}
@@ -84,6 +84,10 @@ def cells(outcome: Outcome, stacked: bool = False) -> dict[str, str]:
 
 def to_check_table(run: Run) -> Table:
     """A row per check; at 80 columns only the check's name wraps; bounds and deltas stack."""
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
     table = Table(title=Text(f"losscli check {run.gate_file}"), title_style="bold", header_style="bold",
                   box=box.SIMPLE_HEAD, show_edge=False, padding=(0, 1, 0, 0))
     for column in COLUMNS:
