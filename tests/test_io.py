@@ -21,6 +21,7 @@ from hypothesis.extra import numpy as hnp
 import losscli.io
 from losscli.errors import InputError
 from losscli.io import ArrayRows, CsvRows, Loaded, Loader, parse_spec
+from losscli.io.npy import READ_BYTES
 
 
 def load(spec: str, role: str = "input", stdin: str | None = None) -> np.ndarray:
@@ -87,11 +88,12 @@ def test_loaded_keeps_the_names(tmp_path):
 # --- .npy --------------------------------------------------------------------------------------------
 
 
-def test_npy_is_memory_mapped_read_only():
-    expected = np.arange(12, dtype=np.float32).reshape(3, 4)
+@pytest.mark.parametrize("rows", [3, READ_BYTES // 16 + 1])
+def test_npy_is_read_only_and_memory_mapped_when_large(rows):
+    expected = np.arange(rows * 4, dtype=np.float32).reshape(rows, 4)
     np.save("pred.npy", expected)
     array = load("pred.npy")
-    assert isinstance(array, np.memmap)
+    assert isinstance(array, np.memmap) == (expected.nbytes > READ_BYTES)  # a small file is read, not mapped
     assert not array.flags.writeable
     assert array.dtype == np.float32
     np.testing.assert_array_equal(array, expected)

@@ -10,7 +10,6 @@ import functools
 import json
 import warnings
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
-from datetime import datetime, timezone
 from typing import Annotated, Any, Optional
 
 import typer
@@ -207,8 +206,15 @@ def _run_gates(gates: str, baseline: Optional[str], checks: list[Any] | None, ta
             return run_gates(gates, baseline=baseline, checks=checks, **given)
     except GateError as exc:
         _stopped(reports.Stopped(gates, baseline, exc.with_flags(), type(exc).__name__,
-                                 datetime.now(timezone.utc).replace(microsecond=0)), targets, format)
+                                 _now()), targets, format)
         raise
+
+
+def _now() -> Any:
+    """The time a report is stamped with (UTC, whole seconds)."""
+    from datetime import datetime, timezone  # a few ms of start-up that only a stopped check needs
+
+    return datetime.now(timezone.utc).replace(microsecond=0)
 
 
 def _stopped(stopped: Any, targets: dict[str, Optional[str]], format: CheckFormat) -> None:

@@ -15,6 +15,9 @@ from .remote import is_url
 # deflate's largest expansion (a run of 258 bytes from a 2-bit code, about 1032:1); an archive's member
 # that claims more bytes than its compressed size allows is not read
 DEFLATE_RATIO = 1032
+# a local .npy of at most this many bytes of data is read into memory when first needed, not memory-mapped
+# (mapping costs an import and more system calls than reading a small file does)
+READ_BYTES = 1 << 20
 _KIND_NAMES = {"c": "complex numbers", "U": "strings", "S": "bytes", "V": "records",
                "M": "datetimes", "m": "timedeltas"}
 
@@ -62,7 +65,7 @@ class NpyFile:
         if have < need:
             raise InputError(f"expected {need} bytes of {dtype} data for shape {shape}, "
                              f"but got {have} (the file is truncated)")
-        self._array = None if is_url(path) else self._map(path)
+        self._array = None if is_url(path) or need <= READ_BYTES else self._map(path)
 
     @staticmethod
     def _map(path: str) -> np.ndarray:
@@ -73,11 +76,12 @@ class NpyFile:
 
     @property
     def array(self) -> np.ndarray:
-        """The whole array: memory-mapped, or (a remote file) read once into memory."""
+        """The whole array: memory-mapped, or (a remote or small file) read once into memory."""
         if self._array is None:
             data = np.empty(math.prod(self.shape) * self.dtype.itemsize, np.uint8)
             pread_into(self.path, memoryview(data), self.offset)
             self._array = np.ndarray(self.shape, self.dtype, data, order="F" if self.fortran else "C")
+            self._array.flags.writeable = False  # as a mapped file's: the inputs are never written to
         return self._array
 
     def select(self, selector: str | None) -> NpyFile:
