@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import enum
 import itertools
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -75,8 +75,7 @@ def legacy_table() -> list[tuple[bool | None, bool | None, Reduction]]:
     return [(sa, r, resolve(Reduction.mean, sa, r)[0]) for sa, r in itertools.product(states, states)]
 
 
-@dataclass(frozen=True)
-class Elements:
+class Elements(NamedTuple):
     """Per-element output of a loss, before reduction. Arrays broadcast to the loss's shape."""
 
     values: np.ndarray
@@ -89,8 +88,7 @@ class Elements:
     groups: np.ndarray | None = None
 
 
-@dataclass(frozen=True)
-class Partial:
+class Partial(NamedTuple):
     """The sufficient statistics of a reduction: merge partials of chunks, then :meth:`finish`."""
 
     total: float = 0.0  # Σ values over selected elements

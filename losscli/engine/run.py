@@ -272,7 +272,7 @@ class Merge:
         task = self.task
         arrays, found = numpy_backend.elements(task.spec, batch, task.params, exact=task.grad)
         if task.groups is not None:
-            found = replace(found, groups=task.groups.codes(task, batch, start, whole=self.plan is None))
+            found = found._replace(groups=task.groups.codes(task, batch, start, whole=self.plan is None))
         select = selection(found.valid, batch.mask)
         count = math.prod(batch.loss_shape) if select is None else int(np.count_nonzero(select))
         with np.errstate(all="ignore"):
@@ -367,7 +367,7 @@ def _elements_of(task: Task, batch: Batch, backend: Backend) -> Elements:
     unmasked = replace(batch, mask=None, warnings=[])  # the views select; the backend's warnings were reported
     values = compute_batch(task._replace(reduction=Reduction.none, grad=False), unmasked, backend).value
     groups = None if task.groups is None else task.groups.codes(task, batch, 0, whole=True)
-    return replace(found, values=values.astype(np.float64).reshape(np.shape(found.values)), groups=groups)
+    return found._replace(values=values.astype(np.float64).reshape(np.shape(found.values)), groups=groups)
 
 
 def _whole_loss_shape(batch: Batch, plan: Plan | None) -> tuple[int, ...]:
