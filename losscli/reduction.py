@@ -125,43 +125,31 @@ def selection(valid: np.ndarray | None, mask: np.ndarray | None) -> np.ndarray |
     return valid & mask
 
 
-def partial(elements: Elements, mask: np.ndarray | None = None) -> Partial:
-    """Sums over the selected elements.
+def partial(elements: Elements, mask: np.ndarray | None = None, *, in_dtype: bool = False) -> Partial:
+    """Sums over the selected elements, accumulated in float64: the reduced value is the float64 sum of the
+    per-element values, rounded once to the loss's dtype.
 
-    With every element selected (no mask, nothing ignored), each sum is numpy's pairwise sum in the values' own
-    dtype: for a float32 loss, float32 sums of a chunk (at most :data:`~losscli.engine.sources.CHUNK_ELEMENTS`
-    elements once a loss streams) whose relative error, a few 1e-8 at most, is far below float32's rounding,
-    in one pass over memory that is still in cache; the engine adds the chunks' sums in float64. Otherwise the
-    selected elements are accumulated in float64."""
+    ``in_dtype`` (a streamed chunk): where every element counts, the sums are numpy's pairwise sums in the
+    values' own dtype instead, taken in one pass while the chunk is in cache (float32's sums of a chunk's
+    2^18 values are off by a few 1e-8 relative, within float32's rounding; float64 is not converted at all);
+    the engine adds the chunks' sums in float64. This is what keeps a memory-bound loss near the machine's
+    memory bandwidth; the result may differ from the float64 sum's in the last float32 digit, as torch's
+    own float32 sums do."""
     values = np.asarray(elements.values)
     select = selection(elements.valid, mask)
-    if select is None:
-        return _all_selected(elements, values)
-    where = np.broadcast_to(select, values.shape)
+    where = True if select is None else np.broadcast_to(select, values.shape)  # True: every element counts
+    dtype = None if in_dtype and select is None and values.dtype.kind == "f" else np.float64
 
     def total(array: np.ndarray) -> float:
-        return float(np.broadcast_to(array, values.shape).sum(where=where, dtype=np.float64))
+        array = array if array.shape == values.shape else np.broadcast_to(array, values.shape)
+        return float(array.sum(where=where, dtype=dtype if array.dtype.kind == "f" else np.float64))
 
-    selected = int(np.count_nonzero(where))
-    weight = float(selected) if elements.denom is None else total(np.asarray(elements.denom, dtype=np.float64))
+    selected = values.size if select is None else int(np.count_nonzero(where))
+    weight = float(selected) if elements.denom is None else total(np.asarray(elements.denom))
     mean_total = None
     if elements.mean_divisor is not None:
         mean_total = total(values.astype(np.float64) / np.asarray(elements.mean_divisor, dtype=np.float64))
     return Partial(total(values), weight, selected, mean_total)
-
-
-def _all_selected(elements: Elements, values: np.ndarray) -> Partial:
-    """:func:`partial` where every element counts: pairwise sums in the values' dtype (float64 for integers)."""
-
-    def total(array: np.ndarray) -> float:
-        array = array if array.shape == values.shape else np.broadcast_to(array, values.shape)
-        return float(array.sum(dtype=None if array.dtype.kind == "f" else np.float64))  # overflows as torch's
-
-    weight = float(values.size) if elements.denom is None else total(np.asarray(elements.denom))
-    mean_total = None
-    if elements.mean_divisor is not None:
-        mean_total = total(values.astype(np.float64) / np.asarray(elements.mean_divisor, dtype=np.float64))
-    return Partial(total(values), weight, values.size, mean_total)
 
 
 def upstream(elements: Elements, mask: np.ndarray | None, reduction: Reduction,

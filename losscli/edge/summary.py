@@ -3,7 +3,7 @@ it never needs the whole array at once: the one writer feeds it every chunk it w
 :class:`~losscli.edge.writer.ArrayFile`), and an array already in memory is fed in slices (:meth:`Summary.of`).
 
 NaN values are counted apart; mean, min and max are of the other values (NaN when there are none). The mean
-is Σ / count in float64, each slice's sum pairwise in the values' dtype (as the engine sums a chunk).
+is Σ / count in float64, each slice's sum pairwise.
 
 >>> s = Summary.of(np.array([1.0, np.nan, 3.0], np.float32))
 >>> (s.count, s.nan, s.mean, s.min, s.max)
@@ -36,13 +36,13 @@ class Summary:
         if flat.dtype.kind != "f" or flat.dtype.itemsize < 4:
             flat = flat.astype(np.float64)
         for begin in range(0, flat.size, SLICE):
-            self._add(flat[begin:begin + SLICE])  # in its own dtype: min and max are exact, sums pairwise
+            self._add(flat[begin:begin + SLICE])  # in its own dtype: min and max are exact
 
     def _add(self, part: np.ndarray) -> None:
         with np.errstate(all="ignore"):
-            summed = float(np.sum(part))
+            summed = float(np.sum(part, dtype=np.float64))
             found = 0
-            if not np.isfinite(summed):  # NaN among them, or ±inf, or a float32 sum beyond its range
+            if not np.isfinite(summed):  # NaN among them (or ±inf): counted apart
                 nan = np.isnan(part)
                 found = int(np.count_nonzero(nan))
                 part = part[~nan] if found else part

@@ -280,7 +280,7 @@ class Merge:
             if task.reduction is Reduction.none:
                 values = unreduced(found, batch.mask).reshape(batch.loss_shape).astype(batch.dtype, copy=False)
             else:
-                totals = partial(found, batch.mask)
+                totals = partial(found, batch.mask, in_dtype=self.plan is not None)
             if batch.unchecked is not None:
                 _check_unless_finite(batch, found, totals if select is None else None)
         return _Chunk(start, batch, arrays if task.grad else None, found, select, totals, values, count)
