@@ -187,7 +187,7 @@ class ClassScores(PerSample):
             raise ValueDomainError(f"{arg.label}: expected class indices in [0, {classes}) padded with -1, but "
                                    f"got {offending(t, where, arg)}")
         rows = t.reshape(-1, classes)
-        after = np.cumsum(rows == -1, axis=1) > 0  # at or after each row's first -1
+        after = np.arange(classes) >= _list_lengths(rows)[:, None]  # at or after each row's first -1
         note_unusual(warnings, arg, (after & (rows != -1)).reshape(t.shape), "-1 after a row's first -1",
                      "torch ignores the rest of such a row")
 
@@ -228,59 +228,73 @@ def _multilabel_soft_grad(a: dict[str, np.ndarray], coef: np.ndarray) -> np.ndar
     return coef[..., None] * w * (sigmoid(x) - a["target"]) / x.shape[-1]
 
 
+def _list_lengths(t: np.ndarray) -> np.ndarray:
+    """How many classes each row of -1-padded class lists (N, C) lists: the position of its first -1, else C."""
+    pad = t == -1
+    return np.where(pad.any(axis=1), pad.argmax(axis=1), t.shape[1])
+
+
 def _label_lists(t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """For -1-padded class lists (N, C): which positions hold a class (before the row's first -1), those
-    classes (0 where none), and which classes each row lists."""
-    listed = np.cumsum(t == -1, axis=1) == 0
-    classes = np.where(listed, t, 0)
+    """For -1-padded class lists (N, C), up to the longest list's length W: which positions hold a class
+    (before the row's first -1) and those classes (0 where none), (N, W) each; and which classes each row
+    lists, (N, C)."""
+    lengths = _list_lengths(t)
+    listed = np.arange(lengths.max(initial=0)) < lengths[:, None]
+    classes = np.where(listed, t[:, :listed.shape[1]], 0)
     is_target = np.zeros(t.shape, dtype=bool)
-    rows = np.broadcast_to(np.arange(t.shape[0])[:, None], t.shape)
-    is_target[rows[listed], t[listed]] = True
+    rows = np.broadcast_to(np.arange(t.shape[0])[:, None], listed.shape)
+    is_target[rows[listed], classes[listed]] = True
     return listed, classes, is_target
 
 
 def _multilabel_margin(a: dict[str, np.ndarray], grad_coef: np.ndarray | None = None):
     """Per sample ``Σ_j Σ_{i not listed} max(0, 1 - (x[y_j] - x[i])) / C``, j over the listed classes
     (a class listed twice counts twice, as in torch); with ``grad_coef``, d(Σ coef·loss)/d(input) instead
-    (no gradient where 1 - (x[y_j] - x[i]) is exactly 0: torch's kink)."""
+    (no gradient where 1 - (x[y_j] - x[i]) is exactly 0: torch's kink).
+
+    One whole-batch pass per list position k: ``z = (1 - x[y_k]) + x`` (torch's order), listed classes' scores
+    first made -inf so that their ``z`` is -inf or NaN (``x[y_k] = -inf``), which ``fmax(z, 0)`` and ``z > 0``
+    drop as torch skips them; a NaN ``z`` adds nothing either way, as torch's ``if z > 0``."""
     x, (listed, ys, is_target) = a["input"], _label_lists(a["target"])
     n, c = x.shape
-    rows = np.arange(n)
-    loss, grad = np.zeros(n), np.zeros_like(x)
-    scale = None if grad_coef is None else grad_coef[:, None] / c
-    for k in range(int(listed.sum(axis=1).max(initial=0))):  # position k of every row's list
-        counts = listed[:, k:k + 1] & ~is_target
-        z = 1 - x[rows, ys[:, k]][:, None] + x
-        if scale is None:
-            loss += np.where(counts, np.maximum(z, 0), 0.0).sum(axis=1)
+    rows, others = np.arange(n), np.where(is_target, -np.inf, x)
+    z = np.empty_like(x)
+    loss, grad = np.zeros(n), None if grad_coef is None else np.zeros_like(x)
+    for k in range(listed.shape[1]):  # position k of every row's list
+        np.add(others, (1 - x[rows, ys[:, k]])[:, None], out=z)
+        if grad is None:
+            loss += np.where(listed[:, k], np.fmax(z, 0, out=z).sum(axis=1), 0.0)
         else:
-            h = np.where(counts & (z > 0), scale, 0.0)
+            h = np.where(z > 0, np.where(listed[:, k], grad_coef / c, 0.0)[:, None], 0.0)
             grad += h
-            np.add.at(grad, (rows, ys[:, k]), -h.sum(axis=1))
-    return Elements(loss / c) if scale is None else grad
+            grad[rows, ys[:, k]] -= h.sum(axis=1)  # one y_k per row: no index repeats
+    return Elements(loss / c) if grad is None else grad
 
 
-def _multi_margin_terms(a: dict[str, np.ndarray], p: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``z = margin - x[y] + x[i]`` for every class (N, C), which classes count (i != y), and ``w[y]``."""
+def _multi_margin_z(a: dict[str, np.ndarray], p: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``z = (margin - x[y]) + x[i]`` for every class (N, C), in torch's order; the row indices; and ``w[y]``."""
     x, y, w = a["input"], a["target"], a.get("weight")
     rows = np.arange(x.shape[0])
-    z = p["margin"] - x[rows, y][:, None] + x
-    others = np.ones(x.shape, dtype=bool)
-    others[rows, y] = False
-    return z, others, (np.ones(x.shape[0]) if w is None else w[y])
+    z = x + (p["margin"] - x[rows, y])[:, None]
+    return z, rows, (np.ones(x.shape[0]) if w is None else w[y])
 
 
 def _multi_margin(a: dict[str, np.ndarray], p: dict[str, Any]) -> Elements:
-    z, others, w_y = _multi_margin_terms(a, p)
-    terms = np.where(others, np.maximum(z, 0) ** p["p"], 0.0)
+    """``fmax`` keeps torch's ``if z > 0`` (a NaN z adds nothing); the target's own term is then dropped."""
+    z, rows, w_y = _multi_margin_z(a, p)
+    terms = np.fmax(z, 0, out=z)
+    if p["p"] == 2:
+        terms *= terms
+    terms[rows, a["target"]] = 0
     return Elements(w_y * terms.sum(axis=1) / z.shape[1])
 
 
 def _multi_margin_grad(a: dict[str, np.ndarray], p: dict[str, Any], coef: np.ndarray) -> np.ndarray:
-    z, others, w_y = _multi_margin_terms(a, p)
-    slope = 1.0 if p["p"] == 1 else 2 * z
-    h = np.where(others & (z > 0), slope, 0.0) * (coef * w_y / z.shape[1])[:, None]  # torch: none at z == 0
-    rows = np.arange(z.shape[0])
+    z, rows, w_y = _multi_margin_z(a, p)
+    scale = (coef * w_y / z.shape[1])[:, None]
+    # torch: a term only where z > 0 (not at the kink, nor for a NaN z), so a 0 elsewhere whatever the scale
+    h = np.where(z > 0, scale if p["p"] == 1 else np.multiply(z, 2 * scale, out=z), 0.0)
+    h[rows, a["target"]] = 0
     h[rows, a["target"]] = -h.sum(axis=1)
     return h
 
