@@ -377,6 +377,101 @@ def test_ctc_mean_divisor_partials_merge_exactly():
     assert whole.finish(Reduction.sum) == 18.5
 
 
+def mixed_ctc_batch(frames: int, classes: int, blank: int, seed: int) -> tuple[np.ndarray, ...]:
+    """log_probs (T, N, C) and padded targets (junk past each length) of samples of every kind, with their
+    lengths: empty targets (with and without frames), repeated labels that need a blank between them, a
+    target that needs exactly its frames, targets too long for their frames (inf), no frames at all, and
+    ordinary ones of many lengths, so that the batch's samples end at different frames."""
+    rng = np.random.default_rng(seed)
+    labels = [k for k in range(classes) if k != blank]
+    a, b = labels[0], labels[1]
+    targets = [[], [], [a, a, b], [a, a, a], [a, b] * (frames // 2), [b] * (frames // 2 + 1), [a], [a, b]]
+    input_lengths = [frames, 0, frames - 1, 5, frames, frames, 0, 1]
+    for _ in range(8):
+        k = int(rng.integers(1, frames // 2))
+        targets.append(list(rng.choice(labels, k)))
+        input_lengths.append(int(rng.integers(k, frames + 1)))
+    width = max(map(len, targets)) + 1
+    padded = np.full((len(targets), width), classes + 3)  # junk that torch never reads
+    for row, t in zip(padded, targets):
+        row[:len(t)] = t
+    log_probs = log_softmax(rng.normal(scale=3.0, size=(frames, len(targets), classes)))
+    return log_probs, padded, np.array(input_lengths), np.array([len(t) for t in targets])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("blank", [0, 2, 5])
+@pytest.mark.parametrize("zero_infinity", [False, True])
+def test_ctc_batch_of_every_kind_of_sample_matches_torch(dtype, blank, zero_infinity):
+    """The recursions run every sample at once, each frame over the whole batch: samples that end early, have
+    no frames, no labels, repeats or no alignment still get torch's values, and its gradient."""
+    lp, targets, il, tl = mixed_ctc_batch(24, 6, blank, seed=blank)
+    lp = lp.astype(dtype)
+    kw = dict(blank=blank, zero_infinity=zero_infinity)
+    want = F.ctc_loss(tensor(lp), tensor(targets), tensor(il), tensor(tl), reduction="none", **kw).numpy()
+    assert np.isinf(want).any() != zero_infinity
+    leaf = torch.tensor(lp.astype(np.float64), requires_grad=True)
+    F.ctc_loss(leaf, tensor(targets), tensor(il), tensor(tl), reduction="sum", **kw).backward()
+    tolerance = CTC_TOLERANCE[np.dtype(dtype)]
+    for backend in BACKENDS:
+        result = losscli.compute("ctc", lp, targets, il, tl, reduction="none", backend=backend, **kw)
+        assert_close(result.value, want, tolerance, f"backend={backend}: ctc")
+        grad = losscli.compute("ctc", lp, targets, il, tl, reduction="sum", backend=backend,
+                               outputs=losscli.Outputs(grad=True), **kw).grad
+        assert_close(grad, leaf.grad.numpy(), tolerance, f"backend={backend}: d(ctc)/d(log_probs)")
+
+
+def test_ctc_samples_of_a_batch_never_reach_each_other():
+    """Each sample's loss and gradient in the batch are what it gets alone; a NaN or +inf in one sample's
+    log_probs stays in that sample, as in torch."""
+    lp, targets, il, tl = mixed_ctc_batch(16, 5, 0, seed=3)
+    batch = losscli.compute("ctc", lp, targets, il, tl, reduction="sum", outputs=losscli.Outputs(grad=True))
+    values = losscli.compute("ctc", lp, targets, il, tl, reduction="none").value
+    for n in range(lp.shape[1]):
+        alone = losscli.compute("ctc", lp[:, n:n + 1], targets[n:n + 1], il[n:n + 1], tl[n:n + 1],
+                                reduction="sum", outputs=losscli.Outputs(grad=True))
+        np.testing.assert_allclose(values[n], alone.value, rtol=1e-12)
+        np.testing.assert_allclose(batch.grad[:, n:n + 1], alone.grad, rtol=1e-12, atol=1e-15)
+    spoiled = lp.copy()
+    spoiled[3, 2, targets[2, 0]] = np.nan
+    spoiled[5, 4, 0] = spoiled[2, 6, 0] = np.inf
+    want = F.ctc_loss(tensor(spoiled), tensor(targets), tensor(il), tensor(tl), reduction="none").numpy()
+    got = losscli.compute("ctc", spoiled, targets, il, tl, reduction="none").value
+    np.testing.assert_allclose(got, want, rtol=1e-12, equal_nan=True)
+    assert np.isnan(got[2]) and np.all(got[[0, 3, 7, 8]] == values[[0, 3, 7, 8]])
+
+
+@pytest.mark.parametrize("scale", [1.0, 30.0, 3000.0])
+def test_ctc_long_sequences_match_torch_however_far_apart_the_log_probs(scale):
+    """Realistic lengths (T = 120, up to 40 labels) from log_softmax of logits of growing scale: at 3000 the
+    log-probabilities reach -20000 (a very confident network), and the alignments' probabilities differ by
+    far more than a float's range, which only a log-space recursion with the largest term taken out per state
+    keeps (as torch's). float32 and float64, values and the gradient."""
+    rng = np.random.default_rng(11)
+    frames, samples, classes = 120, 6, 30
+    lp = log_softmax(scale * rng.normal(size=(frames, samples, classes)))
+    tl = rng.integers(0, 41, samples)
+    targets = rng.integers(1, classes, (samples, 40))
+    il = np.maximum(rng.integers(60, frames + 1, samples), 2 * tl + 1)
+    il[0] = frames
+    leaf = torch.tensor(lp, requires_grad=True)
+    want = F.ctc_loss(leaf, tensor(targets), tensor(il), tensor(tl), reduction="none")
+    want.sum().backward()
+    for dtype in (np.float32, np.float64):
+        got = losscli.compute("ctc", lp.astype(dtype), targets, il, tl, reduction="none",
+                              outputs=losscli.Outputs(grad=True))
+        want_value = F.ctc_loss(tensor(lp.astype(dtype)), tensor(targets), tensor(il), tensor(tl),
+                                reduction="none").numpy()
+        assert_close(got.value, want_value, CTC_TOLERANCE[np.dtype(dtype)], f"{dtype.__name__}: ctc")
+        if dtype == np.float64:
+            nll = want.detach().numpy()
+            assert_close(got.value, nll, (1e-12, 0.0), "float64: ctc")
+            # exp(lp) - exp(log Σ αβ + nll - lp): two numbers near 1 from sums of log-probabilities as large as
+            # the loss, so either side's rounding is about eps·nll
+            atol = 4 * np.finfo(np.float64).eps * max(1.0, float(np.max(nll)))
+            assert_close(got.grad, leaf.grad.numpy(), (1e-9, atol), "float64: d(ctc)/d(log_probs)")
+
+
 LP = log_softmax(np.random.default_rng(0).normal(size=(4, 2, 5)))
 GOOD = dict(log_probs=LP, targets=np.array([[1, 2], [3, 0]]), input_lengths=np.array([4, 3]),
             target_lengths=np.array([2, 1]))

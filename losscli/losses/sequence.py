@@ -192,64 +192,117 @@ class Alignments(Family):
                 "input_lengths": tensors["input_lengths"][mask], "target_lengths": lengths[mask]}
 
 
-def _lse3(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
-    """log(e^a + e^b + e^c), shifted by the largest as torch's ctc does (0 where all are -inf)."""
-    m = np.maximum(np.maximum(a, b), c)
-    m = np.where(m == NEG_INF, 0.0, m)
-    return np.log(np.exp(a - m) + np.exp(b - m) + np.exp(c - m)) + m
+def _lse_step(a: np.ndarray, b: np.ndarray, c: np.ndarray, blocked: np.ndarray, emit: np.ndarray, out: np.ndarray,
+              work: tuple[np.ndarray, np.ndarray]) -> None:
+    """One frame of the recursion, every sample and state at once (contiguous 1-D arrays of one length):
+    ``out = log(e^a + e^b + e^c) + emit``, c taken as -inf where ``blocked`` (no transition from two states
+    away).
+
+    In log space with the largest of the three terms taken out, as torch's ctc does, so that no term
+    underflows however far apart they lie; where all three are -inf the largest is replaced by the dtype's
+    lowest number (torch: by 0), which gives the same -inf. ``work``: scratch arrays of ``out``'s dtype and
+    shapes ``(L,)`` and ``(3, L)``, reused frame after frame; the terms are summed left to right, as torch's."""
+    m, e = work
+    np.copyto(e[2], c)
+    np.copyto(e[2], NEG_INF, where=blocked)
+    np.maximum(a, b, out=m)
+    np.maximum(m, e[2], out=m)
+    np.maximum(m, np.finfo(m.dtype).min, out=m)
+    np.subtract(a, m, out=e[0])
+    np.subtract(b, m, out=e[1])
+    np.subtract(e[2], m, out=e[2])
+    np.exp(e, out=e)
+    np.add.reduce(e, axis=0, out=out)
+    np.log(out, out=out)
+    out += m
+    out += emit
 
 
-def _shift(x: np.ndarray, by: int) -> np.ndarray:
-    """``x[:, s - by]`` along the state axis (by > 0: from lower states; by < 0: from higher), -inf where none."""
-    out = np.full_like(x, NEG_INF)
-    if by > 0:
-        out[:, by:] = x[:, :-by]
-    else:
-        out[:, :by] = x[:, -by:]
-    return out
+def _last_frames(il: np.ndarray) -> dict[int, np.ndarray]:
+    """The samples whose last frame is t, for each t that ends one (samples with no frames end none)."""
+    order = np.argsort(il, kind="stable")
+    groups = np.split(order, np.flatnonzero(np.diff(il[order])) + 1)
+    return {int(il[g[0]]) - 1: g for g in groups if g.size and il[g[0]] > 0}
 
 
 class _Trellis:
-    """The forward (alpha) and, on demand, backward (beta) variables of every sample, in log space.
+    """The forward (alpha) and, for the gradient, backward (beta) variables of every sample, in log space and
+    in log_probs' dtype (float32 for float32 inputs, as torch computes them; float64 for gradients).
 
     States ``s`` run over the extended target ``l'`` (blank, l1, blank, l2, ..., blank: ``2·S + 1`` of them);
     ``alpha[t, n, s]`` is the log-probability of the alignments of frames ``0..t`` that end in state ``s``.
+    The frames run up to the longest input, each one whole-batch array work (:func:`_lse_step`) on one flat
+    row per frame: every sample's states after two -inf ones (``width = states + 2`` per sample), and two
+    more -inf at the end, so that the states ``s - 1``, ``s - 2`` (``s + 1``, ``s + 2`` for beta) of every
+    sample are contiguous views of that row, a sample's neighbours being -inf. States past a sample's own
+    target (``2·target_length``) are computed and never read: alpha only moves up the states, and beta and
+    the occupancy mask them.
     """
 
-    def __init__(self, a: dict[str, np.ndarray], p: dict[str, Any]):
-        self.lp = a["log_probs"]  # (T, N, C)
+    def __init__(self, a: dict[str, np.ndarray], p: dict[str, Any], every: bool = False):
+        self.lp = lp = a["log_probs"]  # (T, N, C)
         self.il, self.tl = a["input_lengths"], a["target_lengths"]
-        self.blank = p["blank"]
-        self.labels = _padded(a["targets"], self.tl, self.blank)  # (N, S)
-        frames, samples, _ = self.lp.shape
-        states = 2 * self.labels.shape[1] + 1
-        self.ext = np.full((samples, states), self.blank, dtype=np.int64)
-        self.ext[:, 1::2] = self.labels
-        s = np.arange(states)
-        self.live = s <= 2 * self.tl[:, None]  # states of each sample's own target
-        self.skip = np.zeros((samples, states), dtype=bool)  # s-2 -> s allowed: a label unlike the one before
-        self.skip[:, 2:] = self.ext[:, 2:] != self.ext[:, :-2]
-        self.lp_ext = np.take_along_axis(self.lp, np.broadcast_to(self.ext, (frames, samples, states)), axis=2)
-        self.alpha = self._forward()
-        self.nll = self._nll()
+        labels = _padded(a["targets"], self.tl, p["blank"])  # (N, S)
+        samples, states = len(self.il), 2 * labels.shape[1] + 1
+        self.width = states + 2
+        ext = np.full((samples, self.width), p["blank"], dtype=np.int64)  # the padding's: any class
+        ext[:, 3::2] = labels
+        self.ext = ext[:, 2:]
+        self.live = np.arange(states) <= 2 * self.tl[:, None]  # states of each sample's own target
+        blocked = np.ones((samples, self.width), dtype=bool)  # no s-2 -> s, but to a label unlike the one
+        blocked[:, 4:] = self.ext[:, 2:] == self.ext[:, :-2]  # before it
+        blocked_up = np.ones_like(blocked)  # no s+2 -> s going back, but where s -> s+2 goes forward
+        blocked_up[:, 2:-2] = blocked[:, 4:]
+        self.blocked, self.blocked_up = blocked.reshape(-1), blocked_up.reshape(-1)
+        frames = int(self.il.max(initial=0))
+        index = (np.arange(samples) * lp.shape[2])[:, None] + ext  # (N, width) into a frame's N·C
+        self.emit = np.take(lp[:frames].reshape(frames, samples * lp.shape[2]), index.reshape(-1), axis=1)
+        self.lp_ext = self.states(self.emit)  # (frames, N, states)
+        self.alpha, last = self._forward(every)
+        self.nll = self._nll(last)
 
-    def _forward(self) -> np.ndarray:
-        frames, samples, states = self.lp_ext.shape
-        alpha = np.full((frames, samples, states), NEG_INF)
-        alpha[0, :, 0] = self.lp_ext[0, :, 0]
-        if states > 1:
-            alpha[0, :, 1] = self.lp_ext[0, :, 1]
-        alpha[0] = np.where(self.live, alpha[0], NEG_INF)
-        for t in range(1, frames):
-            prev = alpha[t - 1]
-            step = _lse3(prev, _shift(prev, 1), np.where(self.skip, _shift(prev, 2), NEG_INF))
-            alpha[t] = np.where(self.live, step + self.lp_ext[t], NEG_INF)
-        return alpha
+    def states(self, rows: np.ndarray) -> np.ndarray:
+        """The states of flat rows ``(..., N·width [+ 2])`` as ``(..., N, states)`` (a view)."""
+        flat = rows[..., :len(self.il) * self.width]
+        return flat.reshape(flat.shape[:-1] + (len(self.il), self.width))[..., 2:]
 
-    def _nll(self) -> np.ndarray:
+    def _frame(self, rows: int) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
+        """``rows`` flat rows of -inf, and the scratch arrays of :func:`_lse_step`."""
+        span = len(self.il) * self.width
+        return (np.full((rows, span + 2), NEG_INF, self.lp.dtype),
+                (np.empty(span - 2, self.lp.dtype), np.empty((3, span - 2), self.lp.dtype)))
+
+    def _step(self, source: np.ndarray, by: int, emit: np.ndarray, out: np.ndarray,
+              work: tuple[np.ndarray, np.ndarray]) -> None:
+        """A frame from the frame before (``by = -1``: alpha) or after (``by = 1``: beta) and the frame's
+        emissions (a flat row), into the flat row ``out``; the -inf before each sample's states are written
+        over, and restored."""
+        span = len(self.il) * self.width
+        near, far = source[2 + by:span + by], source[2 + 2 * by:span + 2 * by]
+        blocked = self.blocked if by < 0 else self.blocked_up
+        _lse_step(source[2:span], near, far, blocked[2:], emit[2:], out[2:span], work)
+        out[:span].reshape(len(self.il), self.width)[:, :2] = NEG_INF
+
+    def _forward(self, every: bool) -> tuple[np.ndarray | None, np.ndarray]:
+        """alpha at every frame (``every``: the gradient needs them; else None, and two frames are kept), and
+        each sample's alpha at its last frame, (N, states)."""
+        frames = self.emit.shape[0]
+        rows, work = self._frame(frames if every else 2)
+        last = np.full(self.lp_ext.shape[1:], NEG_INF, self.lp.dtype)
+        ends = _last_frames(self.il)
+        for t in range(frames):
+            cur = rows[t if every else t % 2]
+            if t:
+                self._step(rows[(t - 1) if every else (t - 1) % 2], -1, self.emit[t], cur, work)
+            else:
+                self.states(cur)[:, :2] = self.lp_ext[0, :, :2]  # the first blank or the first label
+            if t in ends:
+                last[ends[t]] = self.states(cur)[ends[t]]
+        return (self.states(rows) if every else None), last
+
+    def _nll(self, last: np.ndarray) -> np.ndarray:
         """-log p(target): the last two states at the last frame (the last state alone for an empty target)."""
         rows = np.arange(len(self.il))
-        last = self.alpha[np.maximum(self.il - 1, 0), rows]  # (N, states)
         l1 = last[rows, 2 * self.tl]
         l2 = last[rows, np.maximum(2 * self.tl - 1, 0)]
         m = np.maximum(l1, l2)
@@ -259,39 +312,35 @@ class _Trellis:
         return -likelihood
 
     def _backward(self) -> np.ndarray:
+        """beta at every frame, (frames, N, states): the log-probability of frames ``t..il-1`` from state s at
+        frame t, its emission at t included (as torch's); -inf past a sample's last frame and own states."""
         frames, samples, states = self.lp_ext.shape
-        rows = np.arange(samples)
         s = np.arange(states)
-        end = self.lp_ext[np.maximum(self.il - 1, 0), rows]  # beta at each sample's last frame
-        end = np.where((s == 2 * self.tl[:, None]) | (s == 2 * self.tl[:, None] - 1), end, NEG_INF)
-        skip_up = np.zeros_like(self.skip)  # s -> s+2 allowed
-        skip_up[:, :-2] = self.skip[:, 2:]
-        beta = np.full((frames, samples, states), NEG_INF)
+        final = (s == 2 * self.tl[:, None]) | (s == 2 * self.tl[:, None] - 1)  # where a sample may end
+        # no emission past a sample's last frame nor in the states past its target: beta stays -inf there
+        alive = (np.arange(frames)[:, None] < self.il)[..., None] & np.pad(self.live, ((0, 0), (2, 0)))
+        emit = np.where(alive, self.emit.reshape(alive.shape), NEG_INF).reshape(self.emit.shape)
+        rows, work = self._frame(frames)
         for t in range(frames - 1, -1, -1):
             if t < frames - 1:
-                nxt = beta[t + 1]
-                step = _lse3(nxt, _shift(nxt, -1), np.where(skip_up, _shift(nxt, -2), NEG_INF)) + self.lp_ext[t]
-            else:
-                step = np.full((samples, states), NEG_INF)
-            here = np.where((t == self.il - 1)[:, None], end, np.where((t < self.il - 1)[:, None], step, NEG_INF))
-            beta[t] = np.where(self.live, here, NEG_INF)
-        return beta
+                self._step(rows[t + 1], 1, emit[t], rows[t], work)
+            np.copyto(self.states(rows[t]), np.where(final, self.lp_ext[t], NEG_INF), where=(t == self.il - 1)[:, None])
+        return self.states(rows)
 
-    def collected(self) -> np.ndarray:
-        """``log Σ_{s: l'_s = c} alpha[t, s]·beta[t, s]`` for every frame and class, (T, N, C)."""
-        frames, samples, classes = self.lp.shape
-        inside = (np.arange(frames)[:, None] < self.il)[..., None] & self.live  # (T, N, states)
-        ab = np.where(inside, self.alpha + self._backward(), NEG_INF)
-        out = np.full((frames, samples, classes), NEG_INF)
-        rows = np.arange(samples)
-        blanks = ab[:, :, 0::2]
-        m = blanks.max(axis=2)
-        m = np.where(m == NEG_INF, 0.0, m)
-        out[:, rows, self.blank] = np.log(np.exp(blanks - m[..., None]).sum(axis=2)) + m
-        for j in range(self.labels.shape[1]):  # within one j each sample has one label: no collisions
-            c = self.labels[:, j]
-            out[:, rows, c] = np.logaddexp(out[:, rows, c], ab[:, :, 2 * j + 1])
-        return out
+    def occupancy(self) -> np.ndarray:
+        """``γ[t, n, c] = exp(log Σ_{s: l'_s = c} alpha·beta + nll - lp)`` for the frames before the longest
+        input, (frames, N, C): the share of the target's alignments that pass through class c at frame t.
+
+        Each state's share ``exp(alpha + beta - lp + nll)`` is at most 1, so it needs no shift; the shares are
+        summed into their classes by one ``bincount``. A class that no state has gets torch's value, ``exp(-inf
+        + nll - lp)``: 0, or NaN where nll is inf (no alignment) or lp is -inf."""
+        frames, samples, _ = self.lp_ext.shape
+        classes = self.lp.shape[2]
+        inside = (np.arange(frames)[:, None] < self.il)[..., None] & self.live
+        shares = np.exp(np.where(inside, self.alpha + self._backward() - self.lp_ext, NEG_INF) + self.nll[:, None])
+        bins = (np.arange(frames)[:, None, None] * samples + np.arange(samples)[:, None]) * classes + self.ext
+        gamma = np.bincount(bins.reshape(-1), shares.reshape(-1), minlength=frames * samples * classes)
+        return gamma.reshape(frames, samples, classes) + np.exp(NEG_INF + self.nll[:, None] - self.lp[:frames])
 
 
 def _ctc(a: dict[str, np.ndarray], p: dict[str, Any], batch: Batch) -> Elements:
@@ -311,16 +360,19 @@ def _ctc_grad(a: dict[str, np.ndarray], p: dict[str, Any], batch: Batch, coef: n
     log_probs; the derivative with respect to log_probs taken as free inputs is ``-coef_n·γ`` alone. 0 beyond
     a sample's frames, for a sample whose inf loss --zero-infinity zeroed, and for samples that do not count.
     """
-    trellis = _Trellis(a, p)
+    trellis = _Trellis(a, p, every=True)
     lp, nll = trellis.lp, trellis.nll
-    grad = (np.exp(lp) - np.exp(trellis.collected() + nll[None, :, None] - lp)) * coef[None, :, None]
+    frames = trellis.lp_ext.shape[0]
     counts = coef != 0
     if batch.mask is not None:
         counts &= batch.mask
     if p["zero_infinity"]:
         counts &= nll != np.inf
-    dead = (np.arange(lp.shape[0])[:, None] >= trellis.il) | ~counts
-    return np.where(dead[..., None], 0.0, grad)
+    dead = (np.arange(frames)[:, None] >= trellis.il) | ~counts
+    grad = np.zeros(lp.shape)
+    inside = (np.exp(lp[:frames]) - trellis.occupancy()) * coef[None, :, None]
+    grad[:frames] = np.where(dead[..., None], 0.0, inside)
+    return grad
 
 
 def _torch_ctc(F: Any, t: dict[str, Any], p: dict[str, Any], reduction: str) -> Any:
