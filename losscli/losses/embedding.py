@@ -4,8 +4,8 @@ Each file holds embeddings ``(N, D)`` or one ``(D,)`` (the triplet losses also `
 axis last; each sample has one loss, a mask selects samples (shape ``(N,)``, or ``()`` unbatched) and
 ``mean`` divides by the number selected. The distances are torch's, eps included:
 ``pairwise_distance(a, b) = ‖a - b + eps‖_p`` and ``cosine_similarity(a, b) = Σ a/max(‖a‖, 1e-8) ·
-b/max(‖b‖, 1e-8)`` over the last axis; cosine-embedding's cosine is ``a·b / sqrt((‖a‖² + ε)(‖b‖² + ε))`` with torch's ``ε = 1e-12`` as a
-float32 (9.99999996e-13).
+b/max(‖b‖, 1e-8)`` over the last axis; cosine-embedding's cosine is ``a·b / sqrt((‖a‖² + ε)(‖b‖² + ε))``
+with torch's ``ε = 1e-12`` as a float32 (9.99999996e-13).
 """
 
 from __future__ import annotations
@@ -74,26 +74,32 @@ EPSILON = float(np.float32(1e-12))  # torch's cosine_embedding_loss adds it to e
 COSINE_EPS = 1e-8  # torch's cosine_similarity: the smallest norm divided by
 
 
-def pairwise(x1: np.ndarray, x2: np.ndarray, p: float, eps: float) -> np.ndarray:
-    v = np.abs(x1 - x2 + eps)
+def _norm(v: np.ndarray, p: float) -> np.ndarray:
+    """‖v‖_p over the last axis (``|v|`` is taken here only where the power needs it)."""
     if p == 1:
-        return v.sum(axis=-1)
+        return np.abs(v).sum(axis=-1)
     if p == 2:
         return np.sqrt((v * v).sum(axis=-1))
-    return (v ** p).sum(axis=-1) ** (1 / p)
+    return (np.abs(v) ** p).sum(axis=-1) ** (1 / p)
 
 
-def pairwise_grad(x1: np.ndarray, x2: np.ndarray, p: float, eps: float) -> np.ndarray:
-    """torch's norm backward: sign(v)·|v|^(p-1) / ‖v‖^(p-1), and 0 where ‖v‖ = 0."""
+def pairwise(x1: np.ndarray, x2: np.ndarray, p: float, eps: float) -> np.ndarray:
+    return _norm(x1 - x2 + eps, p)
+
+
+def pairwise_and_grad(x1: np.ndarray, x2: np.ndarray, p: float, eps: float) -> tuple[np.ndarray, np.ndarray]:
+    """The distance and its gradient with respect to x1, torch's norm backward: sign(v)·|v|^(p-1) / ‖v‖^(p-1),
+    and 0 where ‖v‖ = 0 (``v = x1 - x2 + eps``, computed once for both)."""
     v = x1 - x2 + eps
-    d = pairwise(x1, x2, p, eps)[..., None]
+    d = _norm(v, p)
     if p == 1:
-        return np.sign(v)
+        return d, np.sign(v)
+    norm = d[..., None]
     if p == 2:
-        g = v / d
+        g = v / norm
     else:
-        g = np.where(v == 0, 0.0, np.sign(v) * np.abs(v) ** (p - 1)) / d ** (p - 1)
-    return np.where(d == 0, 0.0, g)
+        g = np.where(v == 0, 0.0, np.sign(v) * np.abs(v) ** (p - 1)) / norm ** (p - 1)
+    return d, np.where(norm == 0, 0.0, g)
 
 
 def _norms(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -107,16 +113,18 @@ def cosine_similarity(x1: np.ndarray, x2: np.ndarray) -> np.ndarray:
     return (x1 / n1 * (x2 / n2)).sum(axis=-1)
 
 
-def cosine_similarity_grad(x1: np.ndarray, x2: np.ndarray) -> np.ndarray:
-    """torch clamps the norms without recording it: the gradient flows through ‖x1‖ unclamped (0 at 0).
-    Computed in the order of torch's autograd through ``(x1 / n1) * (x2 / n2)``: ``c / n1`` (``c = x2 / n2``),
-    less the norm's backward ``x1 · Σ c·((x1 / n1) / n1) / ‖x1‖``; so that two of them cancel as exactly as
-    torch's do (a triplet's ``d(a, p) - d(a, n)`` at a degenerate point is 0, not an ulp of 1e8)."""
+def cosine_similarity_and_grad(x1: np.ndarray, x2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The similarity and its gradient with respect to x1. torch clamps the norms without recording it: the
+    gradient flows through ‖x1‖ unclamped (0 at 0). Computed in the order of torch's autograd through
+    ``(x1 / n1) * (x2 / n2)``: ``c / n1`` (``c = x2 / n2``), less the norm's backward
+    ``x1 · Σ c·((x1 / n1) / n1) / ‖x1‖``; so that two of them cancel as exactly as torch's do (a triplet's
+    ``d(a, p) - d(a, n)`` at a degenerate point is 0, not an ulp of 1e8)."""
     (r1, n1), (_, n2) = _norms(x1), _norms(x2)
     r1, n1, n2 = r1[..., None], n1[..., None], n2[..., None]
-    c = x2 / n2
-    through_norm = (c * (x1 / n1 / n1)).sum(axis=-1, keepdims=True)
-    return c / n1 - np.where(r1 == 0, 0.0, x1 * through_norm / np.where(r1 == 0, 1.0, r1))
+    c, u = x2 / n2, x1 / n1
+    through_norm = (c * (u / n1)).sum(axis=-1, keepdims=True)
+    grad = c / n1 - np.where(r1 == 0, 0.0, x1 * through_norm / np.where(r1 == 0, 1.0, r1))
+    return (u * c).sum(axis=-1), grad
 
 
 def _cosine_embedding(a: dict[str, np.ndarray], p: dict[str, Any], grad_coef: np.ndarray | None = None):
@@ -141,24 +149,33 @@ class Distance(str, enum.Enum):
     cosine = "cosine"  # 1 - cosine_similarity(a, b) over the last axis
 
 
-DistanceFns = tuple[Callable[[np.ndarray, np.ndarray], np.ndarray], Callable[[np.ndarray, np.ndarray], np.ndarray]]
+Measure = Callable[[np.ndarray, np.ndarray], np.ndarray]
+MeasureAndGrad = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
-def _distance(p: dict[str, Any]) -> DistanceFns:
+def _distance(p: dict[str, Any]) -> tuple[Measure, MeasureAndGrad]:
+    """The distance, and the distance with its gradient with respect to the first argument."""
     if p.get("distance") is Distance.cosine:
-        return (lambda u, v: 1 - cosine_similarity(u, v)), (lambda u, v: -cosine_similarity_grad(u, v))
+        def cosine_and_grad(u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            similarity, grad = cosine_similarity_and_grad(u, v)
+            return 1 - similarity, -grad
+
+        return (lambda u, v: 1 - cosine_similarity(u, v)), cosine_and_grad
     norm, eps = p.get("p", 2.0), p.get("eps", 1e-6)
-    return (lambda u, v: pairwise(u, v, norm, eps)), (lambda u, v: pairwise_grad(u, v, norm, eps))
+    return (lambda u, v: pairwise(u, v, norm, eps)), (lambda u, v: pairwise_and_grad(u, v, norm, eps))
 
 
 def _triplet(a: dict[str, np.ndarray], p: dict[str, Any], grad_coef: np.ndarray | None = None):
     """``l = max(0, margin + d(a, p) - d(a, n))``, with --swap ``d(a, n)`` replaced by ``min(d(a, n), d(p, n))``.
     With ``grad_coef``: d(Σ coef·l)/d(anchor), the gradient passing at the kink and split at a tie of the
     minimum, as torch's clamp_min and minimum do."""
-    dist, dist_grad = _distance(p)
+    dist, dist_and_grad = _distance(p)
     anchor, positive, negative = a["anchor"], a["positive"], a["negative"]
-    d_pos, d_neg = dist(anchor, positive), dist(anchor, negative)
-    share = np.ones_like(d_neg)  # how much of d(a, n) reaches the loss
+    if grad_coef is None:
+        d_pos, d_neg = dist(anchor, positive), dist(anchor, negative)
+    else:
+        (d_pos, g_pos), (d_neg, g_neg) = dist_and_grad(anchor, positive), dist_and_grad(anchor, negative)
+    share = None  # how much of d(a, n) reaches the loss: all of it without --swap
     if p["swap"]:
         d_swap = dist(positive, negative)
         share = np.where(d_neg < d_swap, 1.0, np.where(d_neg == d_swap, 0.5, 0.0))
@@ -167,7 +184,7 @@ def _triplet(a: dict[str, np.ndarray], p: dict[str, Any], grad_coef: np.ndarray 
     if grad_coef is None:
         return Elements(np.maximum(z, 0))
     active = (grad_coef * (z >= 0))[..., None]
-    return active * (dist_grad(anchor, positive) - share[..., None] * dist_grad(anchor, negative))
+    return active * (g_pos - (g_neg if share is None else share[..., None] * g_neg))
 
 
 def _torch_distance(F: Any, p: dict[str, Any]):
