@@ -381,6 +381,30 @@ def test_multi_margin_mean_divides_by_samples_not_weights():
         assert got == pytest.approx(sum(per_sample) / 2, rel=1e-12)
 
 
+@pytest.mark.parametrize("loss", ["multi-margin", "multilabel-margin"])
+def test_hinge_terms_of_nan_and_infinite_scores_are_torchs(loss):
+    """torch adds a hinge term only where z > 0, so a NaN z adds nothing (a NaN target score gives its sample a
+    loss of 0), and never reads a listed class's score as another class's (-inf or +inf included): losscli's
+    whole-batch passes keep both, values and gradients."""
+    inf, nan = np.inf, np.nan
+    x = np.array([[nan, 0.5, 0.2, 0.1], [0.1, nan, 0.3, 0.0], [-inf, 0.2, inf, 0.4], [0.3, -inf, 0.1, 2.0],
+                  [0.3, 0.2, inf, -inf]])
+    target = {"multi-margin": np.array([0, 2, 2, 1, 0]),
+              "multilabel-margin": np.array([[0, -1, -1, -1], [2, 0, -1, -1], [0, 2, -1, -1], [1, 3, 1, -1],
+                                             [2, 3, 0, 1]])}[loss]
+    call = F.multi_margin_loss if loss == "multi-margin" else F.multilabel_margin_loss
+    leaf = torch.tensor(x, requires_grad=True)
+    want = call(leaf, torch.tensor(target), reduction="none")
+    want.sum().backward()
+    assert np.isnan(x[:2]).any() and not np.isnan(want[:2].detach().numpy()).any()
+    for backend in ("numpy", "torch"):
+        result = losscli.compute(loss, x, target, reduction="none", backend=backend)
+        np.testing.assert_allclose(result.value, want.detach().numpy(), rtol=1e-12, equal_nan=True)
+        grad = losscli.compute(loss, x, target, reduction="sum", backend=backend,
+                               outputs=losscli.Outputs(grad=True)).grad
+        np.testing.assert_allclose(grad, leaf.grad.numpy(), rtol=1e-12, equal_nan=True)
+
+
 # ---------------------------------------------------------------------------------------- errors
 
 
