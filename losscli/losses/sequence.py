@@ -257,11 +257,14 @@ class _Trellis:
         blocked_up = np.ones_like(blocked)
         blocked_up[:, 2:-2] = blocked[:, 4:]
         self.blocked = {-1: np.flatnonzero(blocked.reshape(-1)[2:]), 1: np.flatnonzero(blocked_up.reshape(-1)[2:])}
-        frames = int(self.il.max(initial=0))
-        index = (np.arange(samples) * lp.shape[2])[:, None] + ext  # (N, width) into a frame's N·C
-        self.emit = np.take(lp[:frames].reshape(frames, samples * lp.shape[2]), index.reshape(-1), axis=1)
-        self.lp_ext = self.states(self.emit)  # (frames, N, states)
-        self.alpha, last = self._forward(every)
+        self.frames = int(self.il.max(initial=0))
+        self.index = ((np.arange(samples) * lp.shape[2])[:, None] + ext).reshape(-1)  # a frame's N·C -> flat row
+        # every frame's emissions as flat rows, and as (frames, N, states), when the gradient needs them all
+        self.emit = self.lp_ext = None
+        if every:
+            self.emit = np.take(lp[:self.frames].reshape(self.frames, samples * lp.shape[2]), self.index, axis=1)
+            self.lp_ext = self.states(self.emit)
+        self.alpha, last = self._forward()
         self.nll = self._nll(last)
 
     def states(self, rows: np.ndarray) -> np.ndarray:
@@ -285,19 +288,21 @@ class _Trellis:
         _lse_step(source[2:span], near, far, self.blocked[by], emit[2:], out[2:span], work)
         out[:span].reshape(len(self.il), self.width)[:, :2] = NEG_INF
 
-    def _forward(self, every: bool) -> tuple[np.ndarray | None, np.ndarray]:
-        """alpha at every frame (``every``: the gradient needs them; else None, and two frames are kept), and
-        each sample's alpha at its last frame, (N, states)."""
-        frames = self.emit.shape[0]
-        rows, work = self._frame(frames if every else 2)
-        last = np.full(self.lp_ext.shape[1:], NEG_INF, self.lp.dtype)
+    def _forward(self) -> tuple[np.ndarray | None, np.ndarray]:
+        """alpha at every frame when the gradient needs them (else None: two frames are kept, and each frame's
+        emissions gathered as it comes), and each sample's alpha at its last frame, (N, states)."""
+        every = self.emit is not None
+        rows, work = self._frame(self.frames if every else 2)
+        emit = None if every else np.empty(rows.shape[1] - 2, self.lp.dtype)
+        last = np.full((len(self.il), self.width - 2), NEG_INF, self.lp.dtype)
         ends = _last_frames(self.il)
-        for t in range(frames):
+        for t in range(self.frames):
             cur = rows[t if every else t % 2]
+            emit = self.emit[t] if every else np.take(self.lp[t].reshape(-1), self.index, out=emit)
             if t:
-                self._step(rows[(t - 1) if every else (t - 1) % 2], -1, self.emit[t], cur, work)
+                self._step(rows[(t - 1) if every else (t - 1) % 2], -1, emit, cur, work)
             else:
-                self.states(cur)[:, :2] = self.lp_ext[0, :, :2]  # the first blank or the first label
+                self.states(cur)[:, :2] = self.states(emit)[:, :2]  # the first blank or the first label
             if t in ends:
                 last[ends[t]] = self.states(cur)[ends[t]]
         return (self.states(rows) if every else None), last
@@ -364,7 +369,7 @@ def _ctc_grad(a: dict[str, np.ndarray], p: dict[str, Any], batch: Batch, coef: n
     """
     trellis = _Trellis(a, p, every=True)
     lp, nll = trellis.lp, trellis.nll
-    frames = trellis.lp_ext.shape[0]
+    frames = trellis.frames
     counts = coef != 0
     if batch.mask is not None:
         counts &= batch.mask
