@@ -252,23 +252,31 @@ def _multilabel_margin(a: dict[str, np.ndarray], grad_coef: np.ndarray | None = 
     (a class listed twice counts twice, as in torch); with ``grad_coef``, d(Σ coef·loss)/d(input) instead
     (no gradient where 1 - (x[y_j] - x[i]) is exactly 0: torch's kink).
 
-    One whole-batch pass per list position k: ``z = (1 - x[y_k]) + x`` (torch's order), listed classes' scores
-    first made -inf so that their ``z`` is -inf or NaN (``x[y_k] = -inf``), which ``fmax(z, 0)`` and ``z > 0``
-    drop as torch skips them; a NaN ``z`` adds nothing either way, as torch's ``if z > 0``."""
+    One whole-batch pass per list position k: ``z = (1 - x[y_k]) + x`` (torch's order), with the listed
+    classes' scores made -inf first, and ``1 - x[y_k]`` made -inf in rows whose list is shorter, so that those
+    z are -inf or NaN, which ``fmax(z, 0)`` and ``z > 0`` drop as torch skips them; a NaN z adds nothing either
+    way, as torch's ``if z > 0``. The gradient counts, per element, the positions whose hinge is active (each
+    adds ``coef / C`` there, and takes as much from ``x[y_k]``)."""
     x, (listed, ys, is_target) = a["input"], _label_lists(a["target"])
     n, c = x.shape
     rows, others = np.arange(n), np.where(is_target, -np.inf, x)
-    z = np.empty_like(x)
-    loss, grad = np.zeros(n), None if grad_coef is None else np.zeros_like(x)
+    z, loss = np.empty_like(x), np.zeros(n)
+    if grad_coef is not None:
+        above, active, pulls = np.empty(x.shape, bool), np.zeros(x.shape, np.int32), np.zeros(ys.shape, np.int64)
     for k in range(listed.shape[1]):  # position k of every row's list
-        np.add(others, (1 - x[rows, ys[:, k]])[:, None], out=z)
-        if grad is None:
-            loss += np.where(listed[:, k], np.fmax(z, 0, out=z).sum(axis=1), 0.0)
+        np.add(others, np.where(listed[:, k], 1 - x[rows, ys[:, k]], -np.inf)[:, None], out=z)
+        if grad_coef is None:
+            loss += np.fmax(z, 0, out=z).sum(axis=1)
         else:
-            h = np.where(z > 0, np.where(listed[:, k], grad_coef / c, 0.0)[:, None], 0.0)
-            grad += h
-            grad[rows, ys[:, k]] -= h.sum(axis=1)  # one y_k per row: no index repeats
-    return Elements(loss / c) if grad is None else grad
+            active += np.greater(z, 0, out=above)
+            pulls[:, k] = np.count_nonzero(above, axis=1)
+    if grad_coef is None:
+        return Elements(loss / c)
+    scale = grad_coef / c
+    grad = active * scale[:, None]
+    for k in range(listed.shape[1]):  # one y_k per row: no index repeats within a position
+        grad[rows, ys[:, k]] -= pulls[:, k] * scale
+    return grad
 
 
 def _multi_margin_z(a: dict[str, np.ndarray], p: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
