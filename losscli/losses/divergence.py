@@ -18,7 +18,7 @@ import numpy as np
 from ..errors import OptionError, ShapeError, ValueDomainError
 from ..reduction import Elements, Reduction
 from .base import (Arg, Batch, Family, FileArg, Layout, LossSpec, Option, element_rows, first, float_dtype, numeric,
-                   offending, shape_str, shared_shape)
+                   offending, select, shape_str, shared_shape)
 from .regression import unbroadcast
 
 # torch's kl_div warning for reduction='mean', word for word (its sentences run together)
@@ -100,7 +100,7 @@ def variance(arg: Arg, input_arg: Arg, dtype: np.dtype) -> np.ndarray:
 def _chain(a: dict[str, np.ndarray], batch: Batch, coef: np.ndarray, dl_dx: np.ndarray) -> np.ndarray:
     """d(loss)/d(input): each element's grad_output times dl/dx, summed back to the input's shape; a plain 0
     where the mask drops the element, whatever dl/dx or mean's denominator (torch slices it away)."""
-    grad = coef * dl_dx if batch.mask is None else np.where(batch.mask, coef * dl_dx, 0.0)
+    grad = coef * dl_dx if batch.mask is None else select(batch.mask, coef * dl_dx)
     return unbroadcast(np.broadcast_to(grad, np.shape(coef)), a["input"].shape)
 
 
@@ -112,7 +112,7 @@ def _kl_div(a: dict[str, np.ndarray], p: dict[str, Any]) -> np.ndarray:
     x, t = a["input"], a["target"]
     if p["log_target"]:
         return np.exp(t) * (t - x)
-    return np.where(t == 0, 0.0, t * np.log(t)) - t * x  # xlogy(t, t): NaN stays NaN, t < 0 gives NaN
+    return select(t != 0, t * np.log(t)) - t * x  # xlogy(t, t): NaN stays NaN, t < 0 gives NaN
 
 
 def _kl_div_grad(a: dict[str, np.ndarray], p: dict[str, Any]) -> np.ndarray:
@@ -145,7 +145,7 @@ def _poisson_nll(a: dict[str, np.ndarray], p: dict[str, Any]) -> np.ndarray:
     loss = np.exp(x) - t * x if p["log_input"] else x - t * np.log(x + p["eps"])
     if p["full"]:
         stirling = t * np.log(t) - t + 0.5 * np.log(2 * math.pi * t)
-        loss = loss + np.where(t <= 1, 0.0, stirling)  # torch: masked_fill(target <= 1, 0); NaN stays NaN
+        loss = loss + select(~(t <= 1), stirling)  # torch: masked_fill(target <= 1, 0); NaN stays NaN
     return loss
 
 

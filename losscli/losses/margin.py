@@ -21,7 +21,7 @@ import numpy as np
 from ..errors import OptionError, ShapeError, ValueDomainError
 from ..reduction import Elements
 from .base import (Arg, Family, FileArg, Layout, LossSpec, Option, class_weight, first, float_dtype, integers,
-                   note_unusual, numeric, offending, shape_str)
+                   note_unusual, numeric, offending, select, shape_str)
 from .binary import log_sigmoid, sigmoid
 from .classification import CLASS_WEIGHT_HELP
 
@@ -182,14 +182,18 @@ class ClassScores(PerSample):
 
     @staticmethod
     def _check_lists(arg: Arg, t: np.ndarray, classes: int, warnings: list[str]) -> None:
-        where = first((t < -1) | (t >= classes))
-        if where is not None:
+        """Class indices padded with -1; a class after a row's first -1 is noted. The whole (N, C) masks are
+        built only when the cheap tests (the extremes; each row's -1s against its length) find something."""
+        if t.size and (t.min() < -1 or t.max() >= classes):
+            where = first((t < -1) | (t >= classes))
             raise ValueDomainError(f"{arg.label}: expected class indices in [0, {classes}) padded with -1, but "
                                    f"got {offending(t, where, arg)}")
-        rows = t.reshape(-1, classes)
-        after = np.arange(classes) >= _list_lengths(rows)[:, None]  # at or after each row's first -1
-        note_unusual(warnings, arg, (after & (rows != -1)).reshape(t.shape), "-1 after a row's first -1",
-                     "torch ignores the rest of such a row")
+        pad = t.reshape(-1, classes) == -1
+        lengths = _list_lengths(pad)
+        if np.any(np.count_nonzero(pad, axis=1) < classes - lengths):
+            after = np.arange(classes) >= lengths[:, None]  # at or after each row's first -1
+            note_unusual(warnings, arg, (after & ~pad).reshape(t.shape), "-1 after a row's first -1",
+                         "torch ignores the rest of such a row")
 
 
 # -- math -------------------------------------------------------------------------------------------
@@ -203,13 +207,13 @@ def _hinge(a: dict[str, np.ndarray], p: dict[str, Any]) -> np.ndarray:
     """torch's sum of both terms: ``x`` where the target is not -1, ``max(0, margin - x)`` where it is not 1
     (so a target of 0, 2 or NaN adds both)."""
     x, y = a["input"], a["target"]
-    return np.where(y != -1, x, 0.0) + np.where(y != 1, np.maximum(p["margin"] - x, 0), 0.0)
+    return select(y != -1, x) + select(y != 1, np.maximum(p["margin"] - x, 0))
 
 
 def _hinge_grad(a: dict[str, np.ndarray], p: dict[str, Any], coef: np.ndarray) -> np.ndarray:
     # torch's clamp_min passes the gradient at the kink (margin - x == 0)
     x, y = a["input"], a["target"]
-    return coef * (np.where(y != -1, 1.0, 0.0) + np.where((y != 1) & (p["margin"] - x >= 0), -1.0, 0.0))
+    return coef * np.subtract(y != -1, (y != 1) & (p["margin"] - x >= 0), dtype=np.float64)
 
 
 def _soft(a: dict[str, np.ndarray]) -> np.ndarray:
@@ -228,23 +232,18 @@ def _multilabel_soft_grad(a: dict[str, np.ndarray], coef: np.ndarray) -> np.ndar
     return coef[..., None] * w * (sigmoid(x) - a["target"]) / x.shape[-1]
 
 
-def _list_lengths(t: np.ndarray) -> np.ndarray:
-    """How many classes each row of -1-padded class lists (N, C) lists: the position of its first -1, else C."""
-    pad = t == -1
-    return np.where(pad.any(axis=1), pad.argmax(axis=1), t.shape[1])
+def _list_lengths(pad: np.ndarray) -> np.ndarray:
+    """How many classes each row of -1-padded class lists (N, C) lists, from where they hold -1 (``pad``):
+    the position of the row's first -1, else C."""
+    return np.where(pad.any(axis=1), pad.argmax(axis=1), pad.shape[1])
 
 
-def _label_lists(t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _label_lists(t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """For -1-padded class lists (N, C), up to the longest list's length W: which positions hold a class
-    (before the row's first -1) and those classes (0 where none), (N, W) each; and which classes each row
-    lists, (N, C)."""
-    lengths = _list_lengths(t)
+    (before the row's first -1) and those classes (0 where none), (N, W) each."""
+    lengths = _list_lengths(t == -1)
     listed = np.arange(lengths.max(initial=0)) < lengths[:, None]
-    classes = np.where(listed, t[:, :listed.shape[1]], 0)
-    is_target = np.zeros(t.shape, dtype=bool)
-    rows = np.broadcast_to(np.arange(t.shape[0])[:, None], listed.shape)
-    is_target[rows[listed], classes[listed]] = True
-    return listed, classes, is_target
+    return listed, np.where(listed, t[:, :listed.shape[1]], 0)
 
 
 def _multilabel_margin(a: dict[str, np.ndarray], grad_coef: np.ndarray | None = None):
@@ -257,9 +256,10 @@ def _multilabel_margin(a: dict[str, np.ndarray], grad_coef: np.ndarray | None = 
     z are -inf or NaN, which ``fmax(z, 0)`` and ``z > 0`` drop as torch skips them; a NaN z adds nothing either
     way, as torch's ``if z > 0``. The gradient counts, per element, the positions whose hinge is active (each
     adds ``coef / C`` there, and takes as much from ``x[y_k]``)."""
-    x, (listed, ys, is_target) = a["input"], _label_lists(a["target"])
+    x, (listed, ys) = a["input"], _label_lists(a["target"])
     n, c = x.shape
-    rows, others = np.arange(n), np.where(is_target, -np.inf, x)
+    rows, others = np.arange(n), x.copy()
+    others[np.broadcast_to(rows[:, None], listed.shape)[listed], ys[listed]] = -np.inf
     z, loss = np.empty_like(x), np.zeros(n)
     if grad_coef is not None:
         above, active, pulls = np.empty(x.shape, bool), np.zeros(x.shape, np.int32), np.zeros(ys.shape, np.int64)
@@ -300,8 +300,8 @@ def _multi_margin(a: dict[str, np.ndarray], p: dict[str, Any]) -> Elements:
 def _multi_margin_grad(a: dict[str, np.ndarray], p: dict[str, Any], coef: np.ndarray) -> np.ndarray:
     z, rows, w_y = _multi_margin_z(a, p)
     scale = (coef * w_y / z.shape[1])[:, None]
-    # torch: a term only where z > 0 (not at the kink, nor for a NaN z), so a 0 elsewhere whatever the scale
-    h = np.where(z > 0, scale if p["p"] == 1 else np.multiply(z, 2 * scale, out=z), 0.0)
+    active = z > 0  # torch: a term only there (not at the kink, nor for a NaN z), a 0 elsewhere whatever the scale
+    h = select(active, scale if p["p"] == 1 else np.multiply(z, 2 * scale, out=z))
     h[rows, a["target"]] = 0
     h[rows, a["target"]] = -h.sum(axis=1)
     return h
