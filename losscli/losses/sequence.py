@@ -34,8 +34,11 @@ NEG_INF = -np.inf
 
 
 def _non_finite_log_probs(arg: Arg, nan_policy: str, warnings: list[str]) -> None:
-    """log_probs may hold -inf (a probability of 0); NaN and +inf are what --nan-policy is about."""
+    """log_probs may hold -inf (a probability of 0); NaN and +inf are what --nan-policy is about. The maximum
+    finds both in one pass (it is NaN or inf exactly when one is there); they are counted only then."""
     x = arg.array
+    if not x.size or x.max() < np.inf:
+        return
     bad = np.isnan(x) | (x == np.inf)
     count = int(np.count_nonzero(bad))
     if not count:
