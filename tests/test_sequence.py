@@ -422,8 +422,8 @@ def test_ctc_batch_of_every_kind_of_sample_matches_torch(dtype, blank, zero_infi
 
 
 def test_ctc_samples_of_a_batch_never_reach_each_other():
-    """Each sample's loss and gradient in the batch are what it gets alone; a NaN or +inf in one sample's
-    log_probs stays in that sample, as in torch."""
+    """Each sample's loss and gradient in the batch are what it gets alone; a NaN, +inf or a finite number so
+    large that the recursion overflows, in one sample's log_probs, stays in that sample, as in torch."""
     lp, targets, il, tl = mixed_ctc_batch(16, 5, 0, seed=3)
     batch = losscli.compute("ctc", lp, targets, il, tl, reduction="sum", outputs=losscli.Outputs(grad=True))
     values = losscli.compute("ctc", lp, targets, il, tl, reduction="none").value
@@ -435,10 +435,24 @@ def test_ctc_samples_of_a_batch_never_reach_each_other():
     spoiled = lp.copy()
     spoiled[3, 2, targets[2, 0]] = np.nan
     spoiled[5, 4, 0] = spoiled[2, 6, 0] = np.inf
+    spoiled[4:6, 9] = 1e308
     want = F.ctc_loss(tensor(spoiled), tensor(targets), tensor(il), tensor(tl), reduction="none").numpy()
     got = losscli.compute("ctc", spoiled, targets, il, tl, reduction="none").value
     np.testing.assert_allclose(got, want, rtol=1e-12, equal_nan=True)
-    assert np.isnan(got[2]) and np.all(got[[0, 3, 7, 8]] == values[[0, 3, 7, 8]])
+    assert np.isnan(got[2]) and not np.isfinite(got[9]) and np.all(got[[0, 3, 7, 8]] == values[[0, 3, 7, 8]])
+
+
+def test_ctc_a_nan_behind_a_blocked_transition_stays_out_as_in_torch():
+    """torch never reads the term of a blocked transition (from two states away into a repeated label): a NaN
+    in log_probs that, at the last frames, has reached only the state behind one is not in the loss."""
+    lp = log_softmax(np.random.default_rng(2).normal(size=(8, 1, 5)))
+    lp[5, 0, 2] = np.nan  # label 2, before the repeated 3, three frames before the end
+    args = (lp, np.array([[1, 2, 3, 3]]), np.array([8]), np.array([4]))
+    want = F.ctc_loss(*(tensor(a) for a in args), reduction="none").numpy()
+    assert np.isfinite(want).all()
+    for backend in BACKENDS:
+        got = losscli.compute("ctc", *args, reduction="none", backend=backend)
+        np.testing.assert_allclose(got.value, want, rtol=1e-12)
 
 
 @pytest.mark.parametrize("scale", [1.0, 30.0, 3000.0])

@@ -195,19 +195,44 @@ class Alignments(Family):
                 "input_lengths": tensors["input_lengths"][mask], "target_lengths": lengths[mask]}
 
 
-def _lse_step(a: np.ndarray, b: np.ndarray, c: np.ndarray, blocked: np.ndarray, emit: np.ndarray, out: np.ndarray,
+class _Skip(NamedTuple):
+    """The transitions from two states away, for the frames before (alpha) or after (beta), over a flat row's
+    computed part ``[2, N·width)``: ``add``, 0 where allowed and -inf where not, added to that term; and, when
+    the log-probabilities hold NaN or +inf, or numbers large enough for the recursion to overflow, the blocked
+    positions (which adding -inf leaves NaN where the term is NaN or +inf, and torch reads -inf)."""
+
+    add: np.ndarray
+    blocked: np.ndarray | None
+
+
+def _skips(ext: np.ndarray, dtype: np.dtype, exact: bool) -> dict[int, _Skip]:
+    """The :class:`_Skip` of each direction (by = -1: alpha, 1: beta) from each sample's extended target after
+    two padding columns, ``(N, width)``: into a label unlike the one before it (going back: out of one)."""
+    blocked = np.ones(ext.shape, dtype=bool)
+    blocked[:, 4:] = ext[:, 4:] == ext[:, 2:-2]
+    blocked_up = np.ones_like(blocked)
+    blocked_up[:, 2:-2] = blocked[:, 4:]
+
+    def skip(where: np.ndarray) -> _Skip:
+        flat = where.reshape(-1)[2:]
+        return _Skip(np.where(flat, NEG_INF, 0).astype(dtype), np.flatnonzero(flat) if exact else None)
+
+    return {-1: skip(blocked), 1: skip(blocked_up)}
+
+
+def _lse_step(a: np.ndarray, b: np.ndarray, c: np.ndarray, skip: _Skip, emit: np.ndarray, out: np.ndarray,
               work: tuple[np.ndarray, np.ndarray]) -> None:
     """One frame of the recursion, every sample and state at once (contiguous 1-D arrays of one length):
-    ``out = log(e^a + e^b + e^c) + emit``, c taken as -inf at the positions ``blocked`` (no transition from
-    two states away there).
+    ``out = log(e^a + e^b + e^c) + emit``, c taken as -inf where ``skip`` blocks it.
 
     In log space with the largest of the three terms taken out, as torch's ctc does, so that no term
     underflows however far apart they lie; where all three are -inf the largest is replaced by the dtype's
     lowest number (torch: by 0), which gives the same -inf. ``work``: scratch arrays of ``out``'s dtype and
     shapes ``(L,)`` and ``(3, L)``, reused frame after frame; the terms are summed left to right, as torch's."""
     m, e = work
-    np.copyto(e[2], c)
-    e[2][blocked] = NEG_INF
+    np.add(c, skip.add, out=e[2])
+    if skip.blocked is not None:
+        e[2][skip.blocked] = NEG_INF
     np.maximum(a, b, out=m)
     np.maximum(m, e[2], out=m)
     np.maximum(m, np.finfo(m.dtype).min, out=m)
@@ -252,14 +277,10 @@ class _Trellis:
         ext[:, 3::2] = labels
         self.ext = ext[:, 2:]
         self.live = np.arange(states) <= 2 * self.tl[:, None]  # states of each sample's own target
-        # no transition from two states away, but into a label unlike the one before it (going back: out of
-        # such a label); kept as positions in the flat row's computed part [2, N·width), for the frames before
-        # (by = -1) and after (by = 1): a fancy assignment is several times faster than a masked copy
-        blocked = np.ones((samples, self.width), dtype=bool)
-        blocked[:, 4:] = self.ext[:, 2:] == self.ext[:, :-2]
-        blocked_up = np.ones_like(blocked)
-        blocked_up[:, 2:-2] = blocked[:, 4:]
-        self.blocked = {-1: np.flatnonzero(blocked.reshape(-1)[2:]), 1: np.flatnonzero(blocked_up.reshape(-1)[2:])}
+        # log-probabilities below this bound (normalised ones are 0 or less) keep every alpha and beta finite or
+        # -inf, and adding -inf blocks a transition exactly (NaN's max is NaN: not below it)
+        plain = lp.size == 0 or lp.max() < np.finfo(lp.dtype).max / (4 * lp.shape[0] + 4)
+        self.skip = _skips(ext, lp.dtype, exact=not plain)
         self.frames = int(self.il.max(initial=0))
         self.index = ((np.arange(samples) * lp.shape[2])[:, None] + ext).reshape(-1)  # a frame's N·C -> flat row
         # every frame's emissions as flat rows, and as (frames, N, states), when the gradient needs them all
@@ -288,7 +309,7 @@ class _Trellis:
         over, and restored."""
         span = len(self.il) * self.width
         near, far = source[2 + by:span + by], source[2 + 2 * by:span + 2 * by]
-        _lse_step(source[2:span], near, far, self.blocked[by], emit[2:], out[2:span], work)
+        _lse_step(source[2:span], near, far, self.skip[by], emit[2:], out[2:span], work)
         out[:span].reshape(len(self.il), self.width)[:, :2] = NEG_INF
 
     def _forward(self) -> tuple[np.ndarray | None, np.ndarray]:
