@@ -196,10 +196,12 @@ class Alignments(Family):
 
 
 class _Skip(NamedTuple):
-    """The transitions from two states away, for the frames before (alpha) or after (beta), over a flat row's
-    computed part ``[2, N·width)``: ``add``, 0 where allowed and -inf where not, added to that term; and, when
-    the log-probabilities hold NaN or +inf, or numbers large enough for the recursion to overflow, the blocked
-    positions (which adding -inf leaves NaN where the term is NaN or +inf, and torch reads -inf)."""
+    """The transitions from two states away in one direction (alpha: from the frame before; beta: from the one
+    after), over a flat row's computed part ``[2, N·width)``. ``add`` holds 0 where a transition is allowed
+    and -inf where it is blocked, and is added to that term: exact while the terms are finite or -inf. Where
+    log_probs hold NaN or +inf, or numbers so large that the recursion may overflow, a term can be NaN or +inf,
+    which adding -inf does not hide (torch never reads a blocked term): ``blocked`` then lists the positions
+    to set to -inf as well."""
 
     add: np.ndarray
     blocked: np.ndarray | None
