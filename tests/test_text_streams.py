@@ -25,10 +25,11 @@ import losscli.io.compressed
 import losscli.io.table
 from losscli.edge.cli import app
 from losscli.errors import InputError
-from losscli.io import CsvRows, Loader, parse_spec
+from losscli.io import Loader, parse_spec
 from losscli.io.compressed import MAX_LINE_BYTES, ZSTD_INSTALL
 from losscli.io.files import read_pieces
 from losscli.io.formats import COMPRESSIONS, MAGIC, READERS, SUFFIXES, sniff, split_override
+from tests.csvread import by_pyarrow, pieces_of, streamed, without_pyarrow
 
 # the readable formats that messages list, in READERS' order (compressed text is named as such)
 PLAIN = [suffix for suffix in SUFFIXES if not suffix.endswith(COMPRESSIONS)]
@@ -115,13 +116,16 @@ def test_bare_gz_suffix_sniffs_the_delimiter_inside(tmp_path):
         "expected CSV or TSV text inside the gzip stream, but got a .npy file; decompress it first")
 
 
-def test_compressed_csv_streams_in_pieces_equal_to_the_whole(tmp_path, monkeypatch):
+@pytest.mark.parametrize("pyarrow", [True, False], ids=["pyarrow", "numpy"])
+def test_compressed_csv_streams_in_pieces_equal_to_the_whole(tmp_path, monkeypatch, pyarrow):
     """A compressed file is always surveyed and read a piece at a time (its size on disk says nothing)."""
-    monkeypatch.setattr(losscli.io.table, "PIECE_BYTES", 64)
+    pieces_of(monkeypatch, 64)
+    if not pyarrow:
+        without_pyarrow(monkeypatch)
     values = np.arange(500) / 7
     (tmp_path / "v.csv.gz").write_bytes(gzip.compress(csv_text({"v": values})))
     loaded = Loader().load(f"{tmp_path}/v.csv.gz:v", role="input")
-    assert isinstance(loaded.rows, CsvRows)
+    assert streamed(loaded.rows) and by_pyarrow(loaded.rows) == pyarrow
     assert loaded.rows.shape == (500,)
     got = np.concatenate([loaded.rows.read(i, min(i + 37, 500)) for i in range(0, 500, 37)])
     np.testing.assert_array_equal(got, values)

@@ -1,0 +1,251 @@
+"""pyarrow's CSV reader (losscli.io.arrowcsv) against Python's own ``float()``/``int()`` and losscli.io.table's
+reader: numbers read to the same bits, a file read once for every argument that names its columns, memory bounded
+when it streams, and the same results where pyarrow is not installed. (Messages and the reading rules are checked
+with both readers in tests/test_io.py, tests/test_stream.py and tests/test_text_streams.py.)"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+import losscli
+import losscli.io.arrowcsv as arrowcsv
+from losscli.edge.cli import app
+from losscli.engine import sources as engine_sources
+from losscli.io import Loader
+from tests.csvread import by_pyarrow, pieces_of, streamed, without_pyarrow
+
+pytest.importorskip("pyarrow.csv")
+
+ROOT = Path(__file__).resolve().parents[1]
+_SETTINGS = settings(max_examples=150, deadline=None,
+                     suppress_health_check=[*settings().suppress_health_check, HealthCheck.function_scoped_fixture])
+
+# Float text: what programs write (repr, %.17e, %.25g), and digit strings of any length with any exponent, which
+# a reader that is not correctly rounded gets wrong in the last bit (halfway cases, 40 digits, subnormals).
+_DIGITS = st.text("0123456789", max_size=40)
+_WRITTEN = st.one_of(
+    st.floats(allow_nan=False).map(repr),
+    st.floats(allow_nan=False, allow_infinity=False).map(lambda v: f"{v:.17e}"),
+    st.floats(allow_nan=False, allow_infinity=False).map(lambda v: f"{v:.25g}"),
+    st.floats(allow_nan=False, allow_infinity=False, width=32).map(lambda v: f"{v:.9g}"),
+)
+_DIGIT_STRINGS = st.builds(
+    lambda sign, whole, frac, exp: f"{sign}{whole}.{frac}{exp}", st.sampled_from(["", "-", "+"]), _DIGITS, _DIGITS,
+    st.one_of(st.just(""), st.builds(lambda e, s, n: f"{e}{s}{n}", st.sampled_from("eE"), st.sampled_from(["", "+", "-"]),
+                                     st.integers(0, 400)))).filter(lambda s: any(c.isdigit() for c in s.split("e")[0].split("E")[0]))
+_FLOAT_TEXT = st.one_of(_WRITTEN, _DIGIT_STRINGS, st.sampled_from(["inf", "-Infinity", "+INF", "1e-400", "-0.0", "4.9e-324",
+                                                                 "2.4703282292062328e-324", "1.7976931348623157e308"]))
+
+
+def _bits(values: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(values, np.float64).view(np.uint64)
+
+
+@pytest.mark.parametrize("mode", ["whole", "streamed"])
+@_SETTINGS
+@given(cells=st.lists(_FLOAT_TEXT, min_size=1, max_size=30))
+def test_pyarrow_reads_float_text_to_the_bits_of_float(tmp_path, monkeypatch, mode, cells):
+    """Every float64 as Python's float() reads the text, bit for bit, by pyarrow itself (not handed back)."""
+    if mode == "streamed":
+        pieces_of(monkeypatch, 200)
+    cells = [*cells, "0.5"]  # a float that is no integer: a "+" in the text does not make the column doubtful
+    (tmp_path / "f.csv").write_text("x,n\n" + "".join(f"{c},{i}\n" for i, c in enumerate(cells)), encoding="utf-8")
+    rows = Loader().load(str(tmp_path / "f.csv:x"), role="input").rows
+    assert by_pyarrow(rows)
+    got = np.concatenate([rows.read(i, min(i + 7, len(cells))) for i in range(0, len(cells), 7)])
+    np.testing.assert_array_equal(_bits(got), _bits(np.array([float(c) for c in cells])))
+
+
+@pytest.mark.parametrize("mode", ["whole", "streamed"])
+@_SETTINGS
+@given(values=st.lists(st.integers(-2**63, 2**63 - 1), min_size=1, max_size=30),
+       pad=st.sampled_from(["{}", " {} ", "{}\t", "00{}"]))
+def test_pyarrow_reads_integers_as_int_does(tmp_path, monkeypatch, mode, values, pad):
+    if mode == "streamed":
+        pieces_of(monkeypatch, 200)
+    cells = [pad.format(v) if v >= 0 else str(v) for v in values]
+    (tmp_path / "i.csv").write_text("label,n\n" + "".join(f"{c},{i}\n" for i, c in enumerate(cells)), encoding="utf-8")
+    rows = Loader().load(str(tmp_path / "i.csv:label"), role="input").rows
+    assert by_pyarrow(rows) and rows.dtype == np.int64
+    np.testing.assert_array_equal(rows.whole(), np.array([int(c) for c in cells], np.int64))
+
+
+@pytest.mark.parametrize("text,dtype", [
+    ("y\n1\n2\n+3\n", np.int64),  # +3: a float to pyarrow, an integer to Python
+    ("y\n1.0\n+2.0\n", np.float64),
+    ("y\n16\n0x10\n", None),  # a number to pyarrow only
+    ("y\n1\nnan(1)\n", None),
+    ("id,y\nx1,1\nx2,2.5\n", np.float64),  # an x in another column: handed to losscli.io.table, read the same
+])
+def test_spellings_pyarrow_reads_otherwise_are_read_as_python_does(tmp_path, text, dtype):
+    (tmp_path / "s.csv").write_text(text, encoding="utf-8")
+    rows = Loader().load(str(tmp_path / "s.csv:y"), role="input").rows
+    if dtype is None:
+        with pytest.raises(losscli.InputError, match=r"^input \(.*s.csv:y\): line 3, column 'y': expected a number"):
+            rows.whole()
+    else:
+        assert not by_pyarrow(rows) and rows.dtype == dtype
+
+
+# --- a file read once --------------------------------------------------------------------------------------------
+
+
+@contextmanager
+def _counting(monkeypatch):
+    """The number of times pyarrow's reader opens a file's text."""
+    opened = []
+    real = arrowcsv._opened
+
+    @contextmanager
+    def counted(table):
+        opened.append(table.path)
+        with real(table) as read:
+            yield read
+
+    monkeypatch.setattr(arrowcsv, "_opened", counted)
+    yield opened
+
+
+def _two_columns(path: Path, n: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(5)
+    a, b = rng.normal(size=n), rng.normal(size=n)
+    path.write_text("pred,target\n" + "".join(f"{u!r},{v!r}\n" for u, v in zip(a.tolist(), b.tolist())),
+                    encoding="utf-8")
+    return a, b
+
+
+@pytest.mark.parametrize("mode,readings", [
+    ("whole", 1),  # one piece, kept
+    ("in pieces, kept", 1),  # the columns fit in KEEP_BYTES
+    ("streamed", 2),  # the survey, then the engine's chunks from one reading shared by both arguments
+])
+def test_two_columns_of_one_file_are_read_in_one_pass(tmp_path, monkeypatch, mode, readings):
+    a, b = _two_columns(tmp_path / "r.csv", 3000)
+    if mode != "whole":
+        monkeypatch.setattr(arrowcsv, "PIECE_BYTES", 1 << 12)
+    if mode == "streamed":  # the columns (48 KB) are not kept; chunks (2 KB a column) are shared, a few ahead
+        monkeypatch.setattr(arrowcsv, "KEEP_BYTES", 1 << 14)
+        monkeypatch.setattr(engine_sources, "STREAM_ELEMENTS", 1000)
+        monkeypatch.setattr(engine_sources, "CHUNK_ELEMENTS", 256)
+    with _counting(monkeypatch) as opened:
+        result = losscli.compute("mse", f"{tmp_path}/r.csv:pred", f"{tmp_path}/r.csv:target")
+    assert len(opened) == readings
+    assert result.item() == pytest.approx(F.mse_loss(torch.tensor(a), torch.tensor(b)).item(), rel=1e-12)
+
+
+def test_the_command_line_reads_the_file_once(tmp_path, monkeypatch):
+    a, b = _two_columns(tmp_path / "r.csv", 500)
+    with _counting(monkeypatch) as opened:
+        done = CliRunner().invoke(app, ["mse", f"{tmp_path}/r.csv:pred", f"{tmp_path}/r.csv:target", "-f", "json"])
+    assert done.exit_code == 0, done.stderr
+    assert len(opened) == 1
+    assert json.loads(done.stdout)["value"] == pytest.approx(float(np.mean((a - b) ** 2)), rel=1e-12)
+
+
+def test_a_column_named_after_the_first_read_gets_a_pass_of_its_own(tmp_path, monkeypatch):
+    a, b = _two_columns(tmp_path / "r.csv", 50)
+    loader = Loader()
+    with _counting(monkeypatch) as opened:
+        pred = loader.load(f"{tmp_path}/r.csv:pred", role="input")
+        np.testing.assert_array_equal(pred.array, a)
+        target = loader.load(f"{tmp_path}/r.csv:target,pred", role="target")
+        np.testing.assert_array_equal(target.array, np.stack([b, a], axis=1))
+    assert len(opened) == 2
+
+
+def test_an_engine_that_holds_the_columns_whole_reads_them_once_more(tmp_path, monkeypatch):
+    """A file too large to keep from its survey, for a run in memory (--grad): one more reading, for both."""
+    a, b = _two_columns(tmp_path / "r.csv", 400)
+    monkeypatch.setattr(arrowcsv, "KEEP_BYTES", 1 << 10)
+    monkeypatch.setattr(arrowcsv, "PIECE_BYTES", 1 << 11)
+    with _counting(monkeypatch) as opened:
+        result = losscli.compute("mse", f"{tmp_path}/r.csv:pred", f"{tmp_path}/r.csv:target",
+                                 outputs=losscli.Outputs(grad=True))
+    assert len(opened) == 2
+    np.testing.assert_allclose(result.grad, 2 * (a - b) / len(a), rtol=1e-12)
+
+
+def test_an_argument_that_lags_is_let_go_and_reads_again(tmp_path, monkeypatch):
+    """Shared batches are not held for an argument that has not read them past KEEP_BYTES: it reads again, from
+    where it was."""
+    a, b = _two_columns(tmp_path / "r.csv", 2000)
+    pieces_of(monkeypatch, 1 << 11)
+    loader = Loader()
+    pred = loader.load(f"{tmp_path}/r.csv:pred", role="input").rows
+    target = loader.load(f"{tmp_path}/r.csv:target", role="target").rows
+    assert streamed(pred) and streamed(target)
+    np.testing.assert_array_equal(pred.read(0, 1500), a[:1500])  # target lags 1500 rows behind
+    np.testing.assert_array_equal(np.concatenate([target.read(i, min(i + 300, 2000)) for i in range(0, 2000, 300)]), b)
+    np.testing.assert_array_equal(pred.read(1500, 2000), a[1500:])
+
+
+# --- memory ------------------------------------------------------------------------------------------------------
+
+_MEMORY = """
+import sys, tracemalloc
+import numpy as np, pyarrow as pa
+import losscli, losscli.io.arrowcsv as arrowcsv
+from losscli.engine import sources
+arrowcsv.PIECE_BYTES, arrowcsv.KEEP_BYTES = 1 << 16, 1 << 16
+sources.STREAM_ELEMENTS, sources.CHUNK_ELEMENTS = 10_000, 1 << 12
+losscli.compute("mse", sys.argv[2] + ":pred", sys.argv[2] + ":target")  # imports done
+tracemalloc.start()
+result = losscli.compute("mse", sys.argv[1] + ":pred", sys.argv[1] + ":target")
+print(result.item(), tracemalloc.get_traced_memory()[1], pa.default_memory_pool().max_memory())
+"""
+
+
+def test_a_streamed_file_is_held_a_few_blocks_at_a_time(tmp_path):
+    """400,000 rows (16 MB of text, 3.2 MB in each column) in pieces of 64 KiB: pyarrow's memory and Python's stay a
+    fraction of a column (in a process of its own: pyarrow's peak is its pool's since it started)."""
+    a, b = _two_columns(tmp_path / "r.csv", 400_000)
+    _two_columns(tmp_path / "small.csv", 20_000)
+    done = subprocess.run([sys.executable, "-c", _MEMORY, str(tmp_path / "r.csv"), str(tmp_path / "small.csv")],
+                          capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert done.returncode == 0, done.stderr
+    value, python_peak, arrow_peak = (float(x) for x in done.stdout.split())
+    assert value == pytest.approx(float(np.mean((a - b) ** 2)), rel=1e-12)
+    column = 400_000 * 8
+    assert arrow_peak < column / 4 and python_peak < column / 2, (arrow_peak, python_peak)
+
+
+# --- without pyarrow ---------------------------------------------------------------------------------------------
+
+_NO_PYARROW = ("import sys; sys.modules['pyarrow'] = None; sys.argv = ['losscli', *sys.argv[1:]]; "
+               "from losscli.edge.cli import entry; entry()")
+
+
+def test_without_pyarrow_importable_the_command_gives_the_same_digits(tmp_path):
+    _two_columns(tmp_path / "r.csv", 1000)
+    (tmp_path / "bad.csv").write_text("pred,target\n1,2\n3,oops\n", encoding="utf-8")
+    runs = {}
+    for hidden in (False, True):
+        for spec in ("r.csv", "bad.csv"):
+            command = [sys.executable, "-c", _NO_PYARROW] if hidden else [sys.executable, "-m", "losscli"]
+            done = subprocess.run([*command, "mse", f"{spec}:pred", f"{spec}:target", "-f", "plain"],
+                                  capture_output=True, text=True, cwd=tmp_path, timeout=120,
+                                  env={"PYTHONPATH": str(ROOT), "PATH": ""})
+            runs[hidden, spec] = (done.returncode, done.stdout, done.stderr)
+    assert runs[False, "r.csv"] == runs[True, "r.csv"] and runs[False, "r.csv"][0] == 0
+    assert runs[False, "bad.csv"] == runs[True, "bad.csv"] == (
+        2, "", "error: target (bad.csv:target): line 3, column 'target': expected a number, but got 'oops'\n")
+
+
+def test_without_pyarrow_columns_are_read_by_table(tmp_path, monkeypatch):
+    without_pyarrow(monkeypatch)
+    a, _ = _two_columns(tmp_path / "r.csv", 10)
+    rows = Loader().load(f"{tmp_path}/r.csv:pred", role="input").rows
+    assert not by_pyarrow(rows)
+    np.testing.assert_array_equal(rows.whole(), a)
