@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
-
 import losscli.io.arrowcsv
 import losscli.io.table
 from losscli.io.arrowcsv import CsvColumns
@@ -39,12 +37,3 @@ def by_pyarrow(rows: Any) -> bool:
     """Whether CSV rows were read by pyarrow (rather than by losscli.io.table, pyarrow declining or missing)."""
     return isinstance(rows, CsvColumns) and not rows.declined
 
-
-@pytest.fixture(params=["pyarrow", "numpy"])
-def reader(request: Any, monkeypatch: Any) -> str:
-    """A test with pyarrow's reader (where installed), then with numpy's and Python's alone (losscli.io.table)."""
-    if request.param == "pyarrow":
-        pytest.importorskip("pyarrow.csv")
-    else:
-        without_pyarrow(monkeypatch)
-    return request.param

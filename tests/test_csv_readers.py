@@ -41,12 +41,13 @@ _WRITTEN = st.one_of(
     st.floats(allow_nan=False, allow_infinity=False).map(lambda v: f"{v:.25g}"),
     st.floats(allow_nan=False, allow_infinity=False, width=32).map(lambda v: f"{v:.9g}"),
 )
-_DIGIT_STRINGS = st.builds(
-    lambda sign, whole, frac, exp: f"{sign}{whole}.{frac}{exp}", st.sampled_from(["", "-", "+"]), _DIGITS, _DIGITS,
-    st.one_of(st.just(""), st.builds(lambda e, s, n: f"{e}{s}{n}", st.sampled_from("eE"), st.sampled_from(["", "+", "-"]),
-                                     st.integers(0, 400)))).filter(lambda s: any(c.isdigit() for c in s.split("e")[0].split("E")[0]))
-_FLOAT_TEXT = st.one_of(_WRITTEN, _DIGIT_STRINGS, st.sampled_from(["inf", "-Infinity", "+INF", "1e-400", "-0.0", "4.9e-324",
-                                                                 "2.4703282292062328e-324", "1.7976931348623157e308"]))
+_EXPONENTS = st.one_of(st.just(""), st.builds(lambda e, sign, n: f"{e}{sign}{n}", st.sampled_from("eE"),
+                                             st.sampled_from(["", "+", "-"]), st.integers(0, 400)))
+_DIGIT_STRINGS = st.builds(lambda sign, whole, frac, exp: f"{sign}{whole}.{frac}{exp}", st.sampled_from(["", "-", "+"]),
+                           _DIGITS, _DIGITS, _EXPONENTS).filter(lambda s: any(c.isdigit() for c in s.split("e")[0]
+                                                                               .split("E")[0]))
+_FLOAT_TEXT = st.one_of(_WRITTEN, _DIGIT_STRINGS, st.sampled_from([
+    "inf", "-Infinity", "+INF", "1e-400", "-0.0", "4.9e-324", "2.4703282292062328e-324", "1.7976931348623157e308"]))
 
 
 def _bits(values: np.ndarray) -> np.ndarray:

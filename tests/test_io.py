@@ -20,8 +20,8 @@ from hypothesis.extra import numpy as hnp
 
 import losscli.io
 from losscli.errors import InputError
-from losscli.io import ArrayRows, Loaded, Loader, parse_spec
-from tests.csvread import pieces_of, reader, streamed  # noqa: F401 - reader: a fixture
+from losscli.io import Loaded, Loader, parse_spec
+from tests.csvread import pieces_of, streamed
 
 
 def load(spec: str, role: str = "input", stdin: str | None = None) -> np.ndarray:

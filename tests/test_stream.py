@@ -30,7 +30,6 @@ from losscli.edge.writer import ArrayFile
 from losscli.errors import ShapeError, ValueDomainError
 from losscli.io import Loader
 from tests import csvread
-from tests.csvread import reader  # noqa: F401 - a fixture
 from losscli.losses import CATALOG
 from losscli.reduction import Elements
 from tests.oracle import ELEMENTWISE

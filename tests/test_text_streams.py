@@ -86,7 +86,7 @@ def regression(tmp_path):
 
 @pytest.mark.parametrize("codec", COMPRESS)
 @pytest.mark.parametrize("delimiter", [",", "\t"])
-def test_compressed_regression_equals_torch(regression, codec, delimiter):
+def test_compressed_regression_equals_torch(regression, codec, delimiter, reader):
     folder, _, _ = regression
     rng = np.random.default_rng(12)
     pred, label = rng.normal(size=40), rng.normal(size=40)
@@ -97,7 +97,7 @@ def test_compressed_regression_equals_torch(regression, codec, delimiter):
 
 
 @pytest.mark.parametrize("codec", COMPRESS)
-def test_compressed_classification_equals_torch(tmp_path, codec):
+def test_compressed_classification_equals_torch(tmp_path, codec, reader):
     rng = np.random.default_rng(13)
     logits, labels = rng.normal(size=(30, 4)), rng.integers(0, 4, size=30)
     columns = {f"c{j}": logits[:, j] for j in range(4)}
@@ -108,7 +108,7 @@ def test_compressed_classification_equals_torch(tmp_path, codec):
     assert got == pytest.approx(expected, rel=1e-12)
 
 
-def test_bare_gz_suffix_sniffs_the_delimiter_inside(tmp_path):
+def test_bare_gz_suffix_sniffs_the_delimiter_inside(tmp_path, reader):
     (tmp_path / "r.gz").write_bytes(gzip.compress(b"a\tb\n1\t2\n3\t5\n"))
     assert value("mse", f"{tmp_path}/r.gz:a", f"{tmp_path}/r.gz:b") == 2.5
     (tmp_path / "n.gz").write_bytes(gzip.compress(b"\x93NUMPY\x01\x00rest"))
@@ -138,7 +138,7 @@ def test_pieces_of_a_compressed_stream_stay_bounded(tmp_path):
     assert sum(sizes) == 4_000_000 and max(sizes) <= 1 << 16
 
 
-def test_truncated_and_corrupt_streams_are_one_line(regression):
+def test_truncated_and_corrupt_streams_are_one_line(regression, reader):
     folder, text, _ = regression
     data = gzip.compress(text * 200)
     (folder / "cut.csv.gz").write_bytes(data[: len(data) // 2])
@@ -273,7 +273,7 @@ def test_bomb_is_refused_in_bounded_memory(tmp_path, suffix):
     assert peak_kib < 200 << 10  # 1 GiB inflated: memory holds a line's limit and a piece, not the stream
 
 
-def test_bomb_of_an_open_quote_is_refused(tmp_path, monkeypatch):
+def test_bomb_of_an_open_quote_is_refused(tmp_path, monkeypatch, reader):
     monkeypatch.setattr(losscli.io.compressed, "MAX_LINE_BYTES", 1000)
     (tmp_path / "q.csv.gz").write_bytes(gzip.compress(b'a\n"' + b"1\n" * 5000))
     monkeypatch.setattr(losscli.io.table, "PIECE_BYTES", 256)
@@ -431,7 +431,7 @@ def test_override_syntax():
     assert split_override("csv@") == (None, "csv@")
 
 
-def test_override_reads_a_file_as_the_format_named(unnamed):
+def test_override_reads_a_file_as_the_format_named(unnamed, reader):
     (unnamed / "tabs.csv").write_bytes(b"pred\tlabel\n1\t2\n3\t5\n")  # a suffix that lies
     assert value("mse", f"tsv@{unnamed}/tabs.csv:pred", f"tsv@{unnamed}/tabs.csv:label") == 2.5
     assert value("mse", f"npy@{unnamed}/npy", f"npy@{unnamed}/p.npy") == 0.0
@@ -453,7 +453,7 @@ def test_a_file_whose_name_has_an_at_is_that_file(tmp_path, monkeypatch):
     assert value("mse", "csv@x", "y.csv") == 2.5
 
 
-def test_override_on_stdin_dash():
+def test_override_on_stdin_dash(reader):
     result = runner.invoke(app, ["mse", "--format", "plain", "--", "tsv@-:a", "tsv@-:b"], input="a\tb\n1\t2\n3\t5\n")
     assert (result.exit_code, result.stdout) == (0, "2.5\n")
     result = runner.invoke(app, ["mse", "--format", "plain", "--", "npy@-", "npy@-"], input="x")

@@ -6,7 +6,7 @@ A :class:`Scan` belongs to one file of one :class:`~losscli.io.Loader`. Each arg
 file gets :class:`CsvColumns`: rows whose shape and dtype are found when first asked. Then the columns that every
 argument named until then are read together, in one pass (:class:`_Pass`): the text is read in pieces of
 :data:`PIECE_BYTES` that end at the end of a row, and each piece is parsed by ``pyarrow.csv.read_csv`` (only the
-named columns converted) in blocks of :data:`BLOCK_BYTES` on pyarrow's threads. The pass finds the rows and each
+named columns converted), :data:`PARSERS` pieces at once while the next is read. The pass finds the rows and each
 column's dtype (a column of integers in one piece and floats in another is float64) and keeps the columns when they
 fit in :data:`KEEP_BYTES` (a file of up to a few million rows: the one reading is all). Otherwise the engine's
 reads read the text again, in order, a piece at a time: each piece's columns are shared by the arguments of the
@@ -15,7 +15,7 @@ again on its own).
 
 pyarrow's streaming reader (``pyarrow.csv.open_csv``) is not used: it reads up to 32 blocks ahead on a thread of its
 own, whatever the block size (apache/arrow ARROW-12090), and parses on one thread; pieces bound what is held to a
-piece and its columns, and parse on every core.
+few pieces and their columns, and parse on two cores.
 
 pyarrow reads a column as Python would (int64 when every cell is an integer, float64 when every cell is a number,
 correctly rounded as ``float()`` rounds; bool for true/false), except for spellings that its bytes show on their way:
@@ -33,6 +33,7 @@ from __future__ import annotations
 import codecs
 import functools
 import io
+import os
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -48,8 +49,8 @@ from .files import naming, reading
 from .rows import ArrayRows, BlockRows, Rows
 from .table import Table
 
-PIECE_BYTES = 1 << 24  # 16 MiB of text parsed at a time
-BLOCK_BYTES = 1 << 20  # pyarrow's blocks within a piece, parsed on its threads
+PIECE_BYTES = 1 << 22  # 4 MiB of text parsed at a time (longer where a row goes on)
+PARSERS = min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 KEEP_BYTES = 1 << 25  # columns of up to 32 MiB are kept from the one reading; past it, the rows are read again
 
 _TRUE, _FALSE = ["true", "True", "TRUE"], ["false", "False", "FALSE"]  # other spellings decline: table.py reads them
@@ -322,45 +323,46 @@ class _Text:
         self._begins = True  # whether the next piece begins the text
         self.plus = False
 
-    def pieces(self, size: int) -> Iterator[bytes]:
-        """Pieces of about ``size`` bytes (longer where a row, or a quoted cell, goes on)."""
-        rest = b""
-        data = self._read(size)
+    def pieces(self, size: int) -> Iterator[tuple[memoryview, bool]]:
+        """Pieces of about ``size`` bytes (longer where a row, or a quoted cell, goes on), as views of the text read,
+        and whether each holds a quote."""
+        rest, data, begin = b"", self._read(size), 0
         if self._header:
-            data = self._after_header(data, size)  # the header is UTF-8: losscli.io.table has read it
+            data, begin = self._after_header(data, size)
         self._begins = not self._header
-        while data:
-            self._check(data)
+        while len(data) > begin:
+            self._check(data, begin)
             text = rest + data if rest else data
-            cut = _rows_end(text, _last_row_end(text))  # blank lines at the end of a piece wait for the next
-            rest = text[cut:]
-            if cut:
-                yield self._piece(text, cut)
-            elif len(rest) > MAX_LINE_BYTES:  # a row (or quoted cell) without end: losscli.io.table refuses it
+            cut = _rows_end(text, begin, _last_row_end(text, begin))  # blank lines at a piece's end wait for the next
+            if cut > begin:
+                yield self._piece(text, begin, cut)
+            rest, begin = text[cut:], 0
+            if len(rest) > MAX_LINE_BYTES:  # a row (or quoted cell) without end: table.py refuses it
                 raise _Declined
             data = self._read(size)
         self._utf8.decode(b"", final=True)  # a character cut short is not UTF-8
-        cut = _rows_end(rest, len(rest))
+        cut = _rows_end(rest, 0, len(rest))
         if cut:
-            yield self._piece(rest, cut)
+            yield self._piece(rest, 0, cut)
 
-    def _piece(self, text: bytes, cut: int) -> bytes:
-        """``text[:cut]``; a byte-order mark that begins it declines unless it begins the text too (pyarrow drops it
-        wherever a piece begins, losscli.io.table only there)."""
-        if text.startswith(codecs.BOM_UTF8) and not self._begins:
+    def _piece(self, text: bytes, begin: int, cut: int) -> tuple[memoryview, bool]:
+        """``text[begin:cut]``; a byte-order mark that begins it declines unless it begins the text too (pyarrow drops
+        it wherever a piece begins, losscli.io.table only there)."""
+        if text.startswith(codecs.BOM_UTF8, begin) and not self._begins:
             raise _Declined
         self._begins = False
-        return text if cut == len(text) else text[:cut]
+        return memoryview(text)[begin:cut], text.find(b'"', begin, cut) >= 0
 
-    def _check(self, data: bytes) -> None:
+    def _check(self, data: bytes, begin: int) -> None:
+        """UTF-8 (the header before ``begin`` too: it is), and no doubtful byte after ``begin``."""
         if not data.isascii() or self._utf8.getstate()[0]:
             self._utf8.decode(data)  # UnicodeDecodeError: losscli.io.table names the byte
-        if any(byte in data for byte in _DOUBTFUL):
+        if any(data.find(byte, begin) >= 0 for byte in _DOUBTFUL):
             raise _Declined
-        self.plus = self.plus or b"+" in data
+        self.plus = self.plus or data.find(b"+", begin) >= 0
 
-    def _after_header(self, data: bytes, size: int) -> bytes:
-        """``data`` from after the header row (its first line, read on until it ends)."""
+    def _after_header(self, data: bytes, size: int) -> tuple[bytes, int]:
+        """``data`` (read on until the header row ends) and where the rows begin: after the header, its first line."""
         while (end := _line_end(data, 0)) < 0 or end + 1 == len(data):
             more = self._read(size)
             if not more:
@@ -370,7 +372,7 @@ class _Text:
                 raise _Declined
         if end < 0 or data[:end].count(b'"') % 2:  # a header and no row, or a header cell over several lines
             raise _Declined
-        return data[end + (2 if data[end:end + 2] == b"\r\n" else 1):]
+        return data, end + (2 if data[end:end + 2] == b"\r\n" else 1)
 
 
 def _line_end(data: bytes, start: int) -> int:
@@ -379,28 +381,30 @@ def _line_end(data: bytes, start: int) -> int:
     return min(ends) if ends else -1
 
 
-def _last_row_end(text: bytes) -> int:
-    """Where the last row that ends in ``text`` ends: after its line end, where no quoted cell is open (0: none).
-    A CR at the very end is left for the next read, which may begin with its LF."""
+def _last_row_end(text: bytes, begin: int) -> int:
+    """Where the last row that ends in ``text`` (after ``begin``) ends: after its line end, where no quoted cell is
+    open (``begin``: none). A CR at the very end is left for the next read, which may begin with its LF."""
     end = len(text) - 1 if text.endswith(b"\r") else len(text)
-    cut = max(text.rfind(b"\n", 0, end), text.rfind(b"\r", 0, end)) + 1
-    if cut and b'"' in text and text.count(b'"', 0, cut) % 2:
-        return 0  # a quoted cell goes on past it: read on
+    lf = text.rfind(b"\n", begin, end)
+    cut = max(lf, text.rfind(b"\r", max(lf, begin), end)) + 1
+    if cut <= begin or (text.find(b'"', begin, cut) >= 0 and text.count(b'"', begin, cut) % 2):
+        return begin  # no row ends, or a quoted cell goes on past the last line end: read on
     return cut
 
 
-def _rows_end(text: bytes, stop: int) -> int:
-    """Where the rows of ``text[:stop]`` end: after the line end that follows its last cell (0: only blank lines)."""
+def _rows_end(text: bytes, begin: int, stop: int) -> int:
+    """Where the rows of ``text[begin:stop]`` end: after the line end that follows its last cell (``begin``: no
+    cell, only blank lines)."""
     last = stop
-    while last:
-        start = max(last - 256, 0)
+    while last > begin:
+        start = max(last - 256, begin)
         kept = len(text[start:last].rstrip())
         if kept:
             last = start + kept
             break
         last = start
-    if not last:
-        return 0
+    if last <= begin:
+        return begin
     ends = [i for i in (text.find(b"\n", last, stop), text.find(b"\r", last, stop)) if i >= 0]
     if not ends:
         return stop
@@ -422,38 +426,56 @@ def _opened(table: Table) -> Iterator[Callable[[int], bytes]]:
 
 
 class _Reading:
-    """One reading of the columns ``indices`` of ``table``'s text by pyarrow, a piece at a time, each parsed by
-    ``pyarrow.csv.read_csv`` on pyarrow's threads: each piece's columns, by index, of the ``types`` given (a
-    reading after the survey) or of the types pyarrow finds in the piece. Afterwards ``plus`` says whether a "+"
-    went by. Raises _Declined where pyarrow might read the text otherwise than losscli.io.table."""
+    """One reading of the columns ``indices`` of ``table``'s text by pyarrow, a piece at a time, :data:`PARSERS`
+    pieces parsed at once (``pyarrow.csv.read_csv`` lets go of the GIL): each piece's columns, by index, of the
+    ``types`` given (a reading after the survey) or of the types pyarrow finds in the piece. Afterwards ``plus``
+    says whether a "+" went by. Raises _Declined where pyarrow might read the text otherwise than losscli.io.table.
+
+    Each piece is parsed on the thread that parses it, not on pyarrow's thread pool: pyarrow's pool can abort the
+    process as it exits, after the work is done (``terminate called without an active exception``,
+    apache/arrow#34314; once in about 500 runs here), and its own threads are the ones that do."""
 
     def __init__(self, pcsv: ModuleType, table: Table, indices: list[int], types: dict[int, np.dtype] | None) -> None:
         self.pcsv, self.table, self.indices, self.types = pcsv, table, indices, types
         self.plus = False
 
     def __iter__(self) -> Iterator[dict[int, np.ndarray]]:
-        import pyarrow as pa
-
         with _opened(self.table) as read:
             text = _Text(read, self.table.names is not None)
+            parsing: deque[_Parsing] = deque()
             try:
-                for piece in text.pieces(PIECE_BYTES):
-                    found = self.pcsv.read_csv(pa.BufferReader(piece), **self._options(b'"' in piece))
-                    if any(str(found.schema.field(f"f{i}").type) not in _TYPES for i in self.indices):
-                        raise _Declined  # a cell of text: a bad cell, an empty one, a spelling of true of its own
-                    yield {i: found.column(f"f{i}").to_numpy() for i in self.indices}
+                for piece, quoted in text.pieces(PIECE_BYTES):
+                    parsing.append(_Parsing(self._parse, piece, quoted))
+                    if len(parsing) == PARSERS:
+                        yield parsing.popleft().columns()
+                while parsing:
+                    yield parsing.popleft().columns()
             except ValueError as e:  # pyarrow.ArrowInvalid (a bad row, ...), UnicodeDecodeError
                 raise _Declined(e) from e
+            finally:
+                for thread in parsing:  # an error, or a reader that stopped early: the pieces begun end first
+                    thread.join()
             self.plus = text.plus
 
-    def _options(self, quoted: bool) -> dict[str, Any]:
-        """pyarrow's options for a piece; ``quoted``: a quoted cell may span lines."""
+    def _parse(self, piece: memoryview, quoted: bool) -> dict[int, np.ndarray]:
+        """A piece's columns; a column read as text (a bad cell, an empty one, a spelling of true of its own)
+        declines."""
+        import pyarrow as pa
+
+        found = self.pcsv.read_csv(pa.BufferReader(pa.py_buffer(piece)), **self._options(len(piece), quoted))
+        if any(str(found.schema.field(f"f{i}").type) not in _TYPES for i in self.indices):
+            raise _Declined
+        return {i: found.column(f"f{i}").to_numpy() for i in self.indices}
+
+    def _options(self, size: int, quoted: bool) -> dict[str, Any]:
+        """pyarrow's options for a piece of ``size`` bytes, parsed as one block (its columns then are one array
+        each); ``quoted``: a quoted cell may span lines."""
         import pyarrow as pa
 
         names = [f"f{i}" for i in range(self.table.ncols)]
         types = {names[i]: pa.from_numpy_dtype(t) for i, t in (self.types or {}).items()}
         return {
-            "read_options": self.pcsv.ReadOptions(use_threads=True, block_size=BLOCK_BYTES, column_names=names),
+            "read_options": self.pcsv.ReadOptions(use_threads=False, block_size=size + 1, column_names=names),
             "parse_options": self.pcsv.ParseOptions(delimiter=self.table.delimiter, newlines_in_values=quoted,
                                                     ignore_empty_lines=False),
             "convert_options": self.pcsv.ConvertOptions(
@@ -461,6 +483,31 @@ class _Reading:
                 strings_can_be_null=False, quoted_strings_can_be_null=False, true_values=_TRUE,
                 false_values=_FALSE, timestamp_parsers=[]),
         }
+
+
+class _Parsing(threading.Thread):
+    """A piece parsed on a thread of its own (started when made); :meth:`columns` waits for it."""
+
+    def __init__(self, parse: Callable[[memoryview, bool], dict[int, np.ndarray]], piece: memoryview,
+                 quoted: bool) -> None:
+        super().__init__(name="losscli-csv")
+        self._parse, self._piece, self._quoted = parse, piece, quoted
+        self._columns: dict[int, np.ndarray] | None = None
+        self._error: BaseException | None = None
+        self.start()
+
+    def run(self) -> None:
+        try:
+            self._columns = self._parse(self._piece, self._quoted)
+        except BaseException as e:  # noqa: BLE001 - raised again by columns(), on the reading's thread
+            self._error = e
+
+    def columns(self) -> dict[int, np.ndarray]:
+        self.join()
+        if self._error is not None:
+            raise self._error
+        assert self._columns is not None
+        return self._columns
 
 
 def _survey(pcsv: ModuleType, table: Table, indices: list[int]) -> tuple[int, dict[int, np.dtype], dict | None]:

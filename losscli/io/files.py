@@ -15,7 +15,8 @@ from .remote import is_url
 
 @contextmanager
 def naming(role: str, spec: str) -> Iterator[None]:
-    """Errors while loading or reading ``spec`` as one line that names the argument: ``input (results.csv:pred): ...``."""
+    """Errors while loading or reading ``spec`` as one line that names the argument:
+    ``input (results.csv:pred): ...``."""
     try:
         yield
     except InputError as e:
