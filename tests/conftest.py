@@ -54,12 +54,13 @@ def free_port() -> Callable[[], int]:
 
 @pytest.fixture(params=["pyarrow", "numpy"])
 def reader(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """A CSV test with pyarrow's reader (where installed), then with numpy's and Python's alone (losscli.io.table):
-    both readers must give the same values and messages (tests/csvread.py)."""
+    """A CSV test with pyarrow's reader (where installed; for files of any size), then with numpy's and Python's
+    alone (losscli.io.table): both readers must give the same values and messages (tests/csvread.py)."""
+    from tests.csvread import with_pyarrow, without_pyarrow
+
     if request.param == "pyarrow":
         pytest.importorskip("pyarrow.csv")
+        with_pyarrow(monkeypatch)
     else:
-        from tests.csvread import without_pyarrow
-
         without_pyarrow(monkeypatch)
     return request.param

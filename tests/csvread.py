@@ -19,6 +19,11 @@ def pieces_of(monkeypatch: Any, size: int) -> None:
     monkeypatch.setattr(losscli.io.arrowcsv, "KEEP_BYTES", size)
 
 
+def with_pyarrow(monkeypatch: Any) -> None:
+    """CSV read by pyarrow however small the file (it reads files of 1 MiB or more, losscli.io.table the others)."""
+    monkeypatch.setattr(losscli.io.arrowcsv, "SMALL_BYTES", 0)
+
+
 def without_pyarrow(monkeypatch: Any) -> None:
     """CSV read as when pyarrow is not installed (losscli.io.table alone)."""
     monkeypatch.setattr(losscli.io.arrowcsv, "pyarrow_csv", lambda: None)

@@ -24,9 +24,15 @@ import losscli.io.arrowcsv as arrowcsv
 from losscli.edge.cli import app
 from losscli.engine import sources as engine_sources
 from losscli.io import Loader
-from tests.csvread import by_pyarrow, pieces_of, streamed, without_pyarrow
+from tests.csvread import by_pyarrow, pieces_of, streamed, with_pyarrow, without_pyarrow
 
 pytest.importorskip("pyarrow.csv")
+
+
+@pytest.fixture(autouse=True)
+def _pyarrow_for_small_files(monkeypatch):
+    """These files are small: pyarrow reads them all the same (as it reads files of 1 MiB or more)."""
+    with_pyarrow(monkeypatch)
 
 ROOT = Path(__file__).resolve().parents[1]
 _SETTINGS = settings(max_examples=150, deadline=None,
@@ -229,8 +235,11 @@ _NO_PYARROW = ("import sys; sys.modules['pyarrow'] = None; sys.argv = ['losscli'
 
 
 def test_without_pyarrow_importable_the_command_gives_the_same_digits(tmp_path):
-    _two_columns(tmp_path / "r.csv", 1000)
-    (tmp_path / "bad.csv").write_text("pred,target\n1,2\n3,oops\n", encoding="utf-8")
+    """A file over 1 MiB (read by pyarrow where it is installed), and one with a bad cell near its end."""
+    _two_columns(tmp_path / "r.csv", 30_000)
+    text = (tmp_path / "r.csv").read_text(encoding="utf-8")
+    (tmp_path / "bad.csv").write_text(text + "3,oops\n", encoding="utf-8")
+    assert (tmp_path / "r.csv").stat().st_size > arrowcsv.SMALL_BYTES
     runs = {}
     for hidden in (False, True):
         for spec in ("r.csv", "bad.csv"):
@@ -241,7 +250,20 @@ def test_without_pyarrow_importable_the_command_gives_the_same_digits(tmp_path):
             runs[hidden, spec] = (done.returncode, done.stdout, done.stderr)
     assert runs[False, "r.csv"] == runs[True, "r.csv"] and runs[False, "r.csv"][0] == 0
     assert runs[False, "bad.csv"] == runs[True, "bad.csv"] == (
-        2, "", "error: target (bad.csv:target): line 3, column 'target': expected a number, but got 'oops'\n")
+        2, "", "error: target (bad.csv:target): line 30002, column 'target': expected a number, but got 'oops'\n")
+
+
+_IMPORTS_PYARROW = ("import sys, losscli; losscli.compute('mse', sys.argv[1] + ':pred', sys.argv[1] + ':target'); "
+                    "print('pyarrow' in sys.modules)")
+
+
+def test_a_small_file_is_read_without_importing_pyarrow(tmp_path):
+    """Under 1 MiB of text, losscli.io.table reads it before pyarrow would be imported; from 1 MiB, pyarrow."""
+    _two_columns(tmp_path / "small.csv", 1000)
+    _two_columns(tmp_path / "large.csv", 30_000)
+    imports = [subprocess.run([sys.executable, "-c", _IMPORTS_PYARROW, str(tmp_path / name)], capture_output=True,
+                              text=True, cwd=ROOT, timeout=120).stdout.strip() for name in ("small.csv", "large.csv")]
+    assert imports == ["False", "True"]
 
 
 def test_without_pyarrow_columns_are_read_by_table(tmp_path, monkeypatch):

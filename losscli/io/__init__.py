@@ -22,10 +22,11 @@ A spec is what the user typed for one argument::
 
 ``Loader`` parses each file once, however many specs name it. A loaded argument keeps its :class:`Rows`: the
 whole shape and dtype without reading anything, rows read on demand, and the whole array (``Loaded.array``).
-CSV/TSV columns, with pyarrow installed, are :class:`~losscli.io.arrowcsv.CsvColumns`: the columns that the
-arguments name are read when the first of them is needed, in one pass over the file for all of them. Without
-pyarrow, a CSV/TSV file of more than one piece (:data:`~losscli.io.table.PIECE_BYTES`) is :class:`CsvRows`:
-surveyed once (rows, dtype) when loaded, then read a piece at a time; smaller ones and stdin are read whole.
+CSV/TSV columns of a file of 1 MiB or more, with pyarrow installed, are :class:`~losscli.io.arrowcsv.CsvColumns`:
+the columns that the arguments name are read when the first of them is needed, in one pass over the file for all
+of them. Otherwise (losscli.io.table's reader) a CSV/TSV file of more than one piece
+(:data:`~losscli.io.table.PIECE_BYTES`) is :class:`CsvRows`: surveyed once (rows, dtype) when loaded, then read a
+piece at a time; smaller ones and stdin are read whole.
 """
 
 from __future__ import annotations
@@ -189,9 +190,10 @@ class Loader:
                       options=self._store.options if is_url(split_override(path)[1]) else None)
 
     def _columns(self, path: str, table: Table, selector: str | None, role: str, spec: str) -> Rows:
-        """Columns of a CSV/TSV file. With pyarrow, read when first needed, in one pass with the columns that other
-        arguments name in the file (:mod:`losscli.io.arrowcsv`); without, by :mod:`losscli.io.table`: now when the
-        file is of one piece, else surveyed now and read a piece at a time (:class:`CsvRows`)."""
+        """Columns of a CSV/TSV file. With pyarrow (and 1 MiB of text or more), read when first needed, in one pass
+        with the columns that other arguments name in the file (:mod:`losscli.io.arrowcsv`); else by
+        :mod:`losscli.io.table`: now when the file is of one piece, else surveyed now and read a piece at a time
+        (:class:`CsvRows`)."""
         with naming(role, spec):
             indices = table.indices(selector)  # a column that the file lacks is refused now
 
@@ -204,7 +206,8 @@ class Loader:
         if path not in self._scans:
             from .arrowcsv import scan
 
-            self._scans[path] = scan(table)
+            with naming(role, spec):
+                self._scans[path] = scan(table)
         found = self._scans[path]
         if found is None:
             return by_table()

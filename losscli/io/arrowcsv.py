@@ -45,13 +45,16 @@ import numpy as np
 
 from ..errors import InputError
 from .compressed import MAX_LINE_BYTES
-from .files import naming, reading
+from .files import naming, reading, size_of_path
 from .rows import ArrayRows, BlockRows, Rows
 from .table import Table
 
 PIECE_BYTES = 1 << 22  # 4 MiB of text parsed at a time (longer where a row goes on)
 PARSERS = min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 KEEP_BYTES = 1 << 25  # columns of up to 32 MiB are kept from the one reading; past it, the rows are read again
+# Text under 1 MiB is read by losscli.io.table: numpy's loader is done with it before pyarrow is imported (+50 ms,
+# and some 30 ms more as the process exits), and the file is small enough to read once per argument.
+SMALL_BYTES = 1 << 20
 
 _TRUE, _FALSE = ["true", "True", "TRUE"], ["false", "False", "FALSE"]  # other spellings decline: table.py reads them
 _DOUBTFUL = (b"x", b"X", b"(")  # 0x10, nan(1): numbers to pyarrow and not to Python
@@ -69,8 +72,13 @@ def pyarrow_csv() -> ModuleType | None:
 
 
 def scan(table: Table) -> Scan | None:
-    """The reading of ``table``'s columns by pyarrow, or None when pyarrow is not installed."""
-    pcsv = pyarrow_csv()
+    """The reading of ``table``'s columns by pyarrow, or None for losscli.io.table's reader: pyarrow is not
+    installed, or the text is under :data:`SMALL_BYTES` (a compressed file may inflate: never small)."""
+    if table.text is not None:
+        small = len(table.text) < SMALL_BYTES
+    else:
+        small = table.codec is None and size_of_path(table.path, table.what) < SMALL_BYTES
+    pcsv = None if small else pyarrow_csv()
     return None if pcsv is None else Scan(table, pcsv)
 
 
