@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
@@ -89,21 +89,28 @@ def test_pyarrow_reads_integers_as_int_does(tmp_path, monkeypatch, mode, values,
     np.testing.assert_array_equal(rows.whole(), np.array([int(c) for c in cells], np.int64))
 
 
-@pytest.mark.parametrize("text,dtype", [
-    ("y\n1\n2\n+3\n", np.int64),  # +3: a float to pyarrow, an integer to Python
-    ("y\n1.0\n+2.0\n", np.float64),
-    ("y\n16\n0x10\n", None),  # a number to pyarrow only
-    ("y\n1\nnan(1)\n", None),
-    ("id,y\nx1,1\nx2,2.5\n", np.float64),  # an x in another column: handed to losscli.io.table, read the same
+@pytest.mark.parametrize("text,selector,dtype,by_arrow", [
+    ("y\n1\n2\n+3\n", "y", np.int64, False),  # +3: a float to pyarrow, an integer to Python
+    ("y\n1.0\n+2.0\n", "y", np.float64, False),  # (any + with floats that are integers: handed over)
+    ("y\n1.5\n+2.0\n", "y", np.float64, True),
+    ("y\n16\n0x10\n", "y", None, False),  # a number to pyarrow only
+    ("y\n1\nnan(1)\n", "y", None, False),
+    ("id,y\nx1,1\nx2,2.5\n", "y", np.float64, False),  # an x in another column: handed over, read the same
+    ("a,y\n1.5,-0\n2.5,1\n", "a,y", np.float64, False),  # -0 among floats: -0.0, which pyarrow's integer 0 is not
+    ("a,y\n1.5,-0\n2.5,1\n", "y", np.int64, True),  # -0 as an integer: 0 by either
 ])
-def test_spellings_pyarrow_reads_otherwise_are_read_as_python_does(tmp_path, text, dtype):
+def test_spellings_pyarrow_reads_otherwise_are_read_as_python_does(tmp_path, text, selector, dtype, by_arrow):
     (tmp_path / "s.csv").write_text(text, encoding="utf-8")
-    rows = Loader().load(str(tmp_path / "s.csv:y"), role="input").rows
+    rows = Loader().load(str(tmp_path / f"s.csv:{selector}"), role="input").rows
     if dtype is None:
         with pytest.raises(losscli.InputError, match=r"^input \(.*s.csv:y\): line 3, column 'y': expected a number"):
             rows.whole()
-    else:
-        assert not by_pyarrow(rows) and rows.dtype == dtype
+        return
+    assert by_pyarrow(rows) == by_arrow and rows.dtype == dtype
+    if "," in selector:  # floats as float() reads each cell: -0 is -0.0
+        expected = np.array([[float(c) for c in line.split(",")] for line in text.splitlines()[1:]])
+        np.testing.assert_array_equal(rows.whole(), expected)
+        np.testing.assert_array_equal(np.signbit(rows.whole()), np.signbit(expected))
 
 
 # --- a file read once --------------------------------------------------------------------------------------------
@@ -272,3 +279,70 @@ def test_without_pyarrow_columns_are_read_by_table(tmp_path, monkeypatch):
     rows = Loader().load(f"{tmp_path}/r.csv:pred", role="input").rows
     assert not by_pyarrow(rows)
     np.testing.assert_array_equal(rows.whole(), a)
+
+
+# --- the two readers agree on any text ---------------------------------------------------------------------------
+
+_COLUMN_CELLS = {
+    "floats": st.one_of(_FLOAT_TEXT, st.integers(-2**64, 2**64).map(str)),
+    "ints": st.one_of(st.integers(-2**63, 2**63 - 1).map(str), st.sampled_from([" 7 ", "\t8", "-0", "007", '"2"'])),
+    "bools": st.sampled_from(["true", "false", "True", "FALSE"]),
+}
+# a cell of another kind: bad anywhere, or good to Python and not to pyarrow (" true", 1_000), or doubtful (+3, 0x10)
+_ODD = st.sampled_from(["", " ", "x", "0x10", "+3", "1_000", "nan(1)", "-nan", '"1.5"', '"a,b"', ' "3"', '"4"5',
+                        "\ufeff1", "\u00e91", "\u00a02", "1.5\u00a0", "\u0663", "2024-01-01", "12:30:00", "1,5",
+                        "true", " true", "tRue", "1", "inf", '"x\ny"'])
+
+
+@st.composite
+def _tables(draw: st.DrawFn) -> list[list[str]]:
+    """Rows of 1-3 columns, each of floats, integers or true/false, and at times one cell of another kind."""
+    kinds = draw(st.lists(st.sampled_from(sorted(_COLUMN_CELLS)), min_size=1, max_size=3))
+    n = draw(st.integers(1, 12))
+    columns = [draw(st.lists(_COLUMN_CELLS[kind], min_size=n, max_size=n)) for kind in kinds]
+    rows = [list(row) for row in zip(*columns)]
+    if draw(st.booleans()):
+        rows[draw(st.integers(0, n - 1))][draw(st.integers(0, len(kinds) - 1))] = draw(_ODD)
+    return rows
+
+
+@settings(max_examples=300, deadline=None,
+          suppress_health_check=[*settings().suppress_health_check, HealthCheck.function_scoped_fixture])
+@given(rows=_tables(), header=st.booleans(), crlf=st.booleans(), tab=st.booleans(), bom=st.booleans(),
+       tail=st.sampled_from(["", "\n", "\n\n", " \n", "\n \n\t\n"]), ragged=st.booleans(),
+       piece=st.sampled_from([16, 64, 1 << 22]))
+def test_the_readers_give_the_same_values_and_messages(tmp_path, monkeypatch, rows, header, crlf, tab, bom, tail,
+                                                        ragged, piece):
+    """Random text, good and bad (bad cells, ragged rows, quotes, a byte-order mark, blank lines): pyarrow's reader
+    and losscli.io.table's give the same arrays (dtype, shape, values; NaN as NaN) or the same message."""
+    delimiter, end = ("\t" if tab else ","), ("\r\n" if crlf else "\n")
+    if ragged and len(rows) > 1:
+        rows[-1] = rows[-1] + ["1"]
+    lines = ([delimiter.join(f"c{j}" for j in range(len(rows[0])))] if header else []) + [
+        delimiter.join(row) for row in rows]
+    text = ("\ufeff" if bom else "") + end.join(lines) + end + tail.replace("\n", end)
+    (tmp_path / "t.csv").write_bytes(text.encode("utf-8"))
+    specs = [str(tmp_path / "t.csv")] + [f"{tmp_path / 't.csv'}:{j}" for j in range(len(rows[0]))]
+    with monkeypatch.context() as patch:  # (hypothesis runs every example with the one monkeypatch)
+        pieces_of(patch, piece)
+        with_pyarrow(patch)
+        by_arrow = [_outcome(spec) for spec in specs]
+        event("an error" if by_arrow[0][0] == "error" else
+              "read by pyarrow" if by_pyarrow(Loader().load(specs[0], role="input").rows) else "read by table.py")
+    with monkeypatch.context() as patch:
+        pieces_of(patch, piece)
+        without_pyarrow(patch)
+        assert by_arrow == [_outcome(spec) for spec in specs]
+
+
+def _outcome(spec: str) -> tuple:
+    """What loading ``spec`` and reading it whole gives: its dtype, shape and values (NaN compared as NaN, the sign
+    of zero kept), or its message."""
+    try:
+        array = Loader().load(spec, role="input").rows.whole()
+    except losscli.InputError as e:
+        return ("error", str(e))
+    values = array.astype(np.float64) if array.dtype.kind == "f" else array
+    nan = np.isnan(values) if values.dtype.kind == "f" else np.zeros(values.shape, bool)
+    signs = np.signbit(values) & ~nan if values.dtype.kind == "f" else nan
+    return (array.dtype.str, array.shape, np.where(nan, 0, values).tobytes(), nan.tobytes(), signs.tobytes())

@@ -1,6 +1,6 @@
-"""CSV/TSV columns read by pyarrow's CSV reader, when pyarrow is installed: a file read once for every argument that
-names its columns (``results.csv:pred results.csv:label``), by the rules and with the messages of
-:mod:`losscli.io.table`.
+"""CSV/TSV columns read by pyarrow's CSV reader, when pyarrow is installed and the text is of :data:`SMALL_BYTES` or
+more: a file read once for every argument that names its columns (``results.csv:pred results.csv:label``), by the
+rules and with the messages of :mod:`losscli.io.table`.
 
 A :class:`Scan` belongs to one file of one :class:`~losscli.io.Loader`. Each argument that names columns of the
 file gets :class:`CsvColumns`: rows whose shape and dtype are found when first asked. Then the columns that every
@@ -15,12 +15,13 @@ again on its own).
 
 pyarrow's streaming reader (``pyarrow.csv.open_csv``) is not used: it reads up to 32 blocks ahead on a thread of its
 own, whatever the block size (apache/arrow ARROW-12090), and parses on one thread; pieces bound what is held to a
-few pieces and their columns, and parse on two cores.
+few pieces and their columns, and parse on every core (see :class:`_Reading` for why on threads of losscli's own).
 
 pyarrow reads a column as Python would (int64 when every cell is an integer, float64 when every cell is a number,
 correctly rounded as ``float()`` rounds; bool for true/false), except for spellings that its bytes show on their way:
 ``0x10`` and ``nan(1)`` are numbers to pyarrow only (the text after the header holds an x, X or a parenthesis), and
-``+3`` is a float to pyarrow and an integer to Python (a ``+`` in a text whose column of floats holds only integers).
+``+3`` is a float to pyarrow and an integer to Python (a ``+`` in a text whose column of floats holds only integers),
+and ``-0`` is the integer 0 in a piece that pyarrow reads as integers, where Python reads -0.0 in a column of floats.
 Wherever pyarrow might read a file otherwise than :mod:`losscli.io.table`, the pass gives up (it *declines*) and each
 of its arguments is read by :mod:`losscli.io.table`, which gives the value or the message it always gave: one of those
 spellings, text that is not UTF-8, a cell that is no number nor true/false (a bad cell, an empty one: pyarrow then
@@ -34,6 +35,7 @@ import codecs
 import functools
 import io
 import os
+import re
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -50,6 +52,7 @@ from .rows import ArrayRows, BlockRows, Rows
 from .table import Table
 
 PIECE_BYTES = 1 << 22  # 4 MiB of text parsed at a time (longer where a row goes on)
+# pieces parsed at once: one per core this process may run on, at most 4 (each holds a piece and its columns)
 PARSERS = min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 KEEP_BYTES = 1 << 25  # columns of up to 32 MiB are kept from the one reading; past it, the rows are read again
 # Text under 1 MiB is read by losscli.io.table: numpy's loader is done with it before pyarrow is imported (+50 ms,
@@ -59,6 +62,7 @@ SMALL_BYTES = 1 << 20
 _TRUE, _FALSE = ["true", "True", "TRUE"], ["false", "False", "FALSE"]  # other spellings decline: table.py reads them
 _DOUBTFUL = (b"x", b"X", b"(")  # 0x10, nan(1): numbers to pyarrow and not to Python
 _TYPES = ("int64", "double", "bool")  # what pyarrow may read a column as (else the column holds text)
+_MINUS_ZERO = re.compile(rb"-0+(?![0-9.eE])")  # a cell -0 (or -00): 0 as an integer, -0.0 as a float
 
 
 @functools.cache
@@ -91,7 +95,7 @@ class _Declined(Exception):
 
 
 class _LetGo(Exception):
-    """A reader of shared batches lagged too far behind: the batches it needs are gone."""
+    """A member lagged too far behind the pieces its pass shares: the ones it needs are gone."""
 
 
 class Scan:
@@ -197,7 +201,7 @@ class _Pass:
                     member.fall_back()
 
     def _survey(self) -> None:
-        self.rows, self.types, kept = _survey(self.pcsv, self.table, self.indices)
+        self.rows, self.types, kept = _survey(self.pcsv, self.table, [member.indices for member in self.members])
         if kept is not None:
             self._keep(kept)
             return
@@ -428,9 +432,13 @@ def _opened(table: Table) -> Iterator[Callable[[int], bytes]]:
         with reading(table.path, table.what, table.codec) as read:
             yield read
         return
-    if table.text.startswith("\ufeff"):
+    try:
+        data = table.text.encode()
+    except UnicodeEncodeError as e:  # stdin decoded with surrogateescape: no UTF-8
+        raise _Declined(e) from e
+    if data.startswith(codecs.BOM_UTF8):
         raise _Declined
-    yield io.BytesIO(table.text.encode()).read
+    yield io.BytesIO(data).read
 
 
 class _Reading:
@@ -446,6 +454,7 @@ class _Reading:
     def __init__(self, pcsv: ModuleType, table: Table, indices: list[int], types: dict[int, np.dtype] | None) -> None:
         self.pcsv, self.table, self.indices, self.types = pcsv, table, indices, types
         self.plus = False
+        self.minus_zero: set[int] = set()  # columns read as integers in a piece that may hold a -0
 
     def __iter__(self) -> Iterator[dict[int, np.ndarray]]:
         with _opened(self.table) as read:
@@ -473,7 +482,11 @@ class _Reading:
         found = self.pcsv.read_csv(pa.BufferReader(pa.py_buffer(piece)), **self._options(len(piece), quoted))
         if any(str(found.schema.field(f"f{i}").type) not in _TYPES for i in self.indices):
             raise _Declined
-        return {i: found.column(f"f{i}").to_numpy() for i in self.indices}
+        columns = {i: found.column(f"f{i}").to_numpy() for i in self.indices}
+        zeros = [i for i, column in columns.items() if column.dtype.kind == "i" and not column.all()]
+        if zeros and _MINUS_ZERO.search(piece):
+            self.minus_zero.update(zeros)
+        return columns
 
     def _options(self, size: int, quoted: bool) -> dict[str, Any]:
         """pyarrow's options for a piece of ``size`` bytes, parsed as one block (its columns then are one array
@@ -518,10 +531,11 @@ class _Parsing(threading.Thread):
         return self._columns
 
 
-def _survey(pcsv: ModuleType, table: Table, indices: list[int]) -> tuple[int, dict[int, np.dtype], dict | None]:
+def _survey(pcsv: ModuleType, table: Table, groups: list[list[int]]) -> tuple[int, dict[int, np.dtype], dict | None]:
     """The rows, the dtypes and (when they fit in :data:`KEEP_BYTES`, or the text is stdin's, held already) the
-    columns ``indices``, read once: a column of integers in one piece and floats in another is float64, as Python
-    reads it."""
+    columns of ``groups`` (each argument's columns), read once: a column of integers in one piece and floats in
+    another is float64, as Python reads it."""
+    indices = sorted({i for group in groups for i in group})
     reading = _Reading(pcsv, table, indices, None)
     rows, size = 0, 0
     kept: list[dict[int, np.ndarray]] | None = []
@@ -538,6 +552,9 @@ def _survey(pcsv: ModuleType, table: Table, indices: list[int]) -> tuple[int, di
             kept = None if size > KEEP_BYTES and table.text is None else kept
     if not rows or (reading.plus and any(integral[i] and types[i].kind == "f" for i in indices)):
         raise _Declined  # no rows (the file changed); or floats written +3, which Python reads as integers
+    floats = {i for group in groups if any(types[i].kind == "f" for i in group) for i in group}
+    if reading.minus_zero & floats:  # a column read as floats (or with them) whose -0 pyarrow read as the integer 0
+        raise _Declined
     return rows, types, None if kept is None else _gathered(kept)
 
 
