@@ -50,3 +50,17 @@ def _free_port() -> int:
 def free_port() -> Callable[[], int]:
     """A port on 127.0.0.1 that nothing listens on now (for a server to start on, or to find closed)."""
     return _free_port
+
+
+@pytest.fixture(params=["pyarrow", "numpy"])
+def reader(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A CSV test with pyarrow's reader (where installed; for files of any size), then with numpy's and Python's
+    alone (losscli.io.table): both readers must give the same values and messages (tests/csvread.py)."""
+    from tests.csvread import with_pyarrow, without_pyarrow
+
+    if request.param == "pyarrow":
+        pytest.importorskip("pyarrow.csv")
+        with_pyarrow(monkeypatch)
+    else:
+        without_pyarrow(monkeypatch)
+    return request.param

@@ -197,7 +197,7 @@ def test_nll_bce_and_bce_with_logits_equal_torch():
         t(BIN / "logits.npy"), t(BIN / "targets.npy"), pos_weight=t(BIN / "pos_weight.npy")).item(), rel=1e-6)
 
 
-def test_columns_of_one_csv_as_input_and_target():
+def test_columns_of_one_csv_as_input_and_target(reader):
     rows = np.genfromtxt(REG / "results.csv", delimiter=",", names=True)
     out = value_json("l1", f"{REG / 'results.csv'}:pred", f"{REG / 'results.csv'}:label")
     expected = F.l1_loss(torch.from_numpy(rows["pred"]), torch.from_numpy(rows["label"])).item()
@@ -205,7 +205,7 @@ def test_columns_of_one_csv_as_input_and_target():
     assert out["dtype"] == "float64"
 
 
-def test_csv_from_stdin():
+def test_csv_from_stdin(reader):
     text = "pred,label\n1,2\n3,5\n"
     # "--" ends the options, so that "-:pred" reads as a file argument (stdin, column pred)
     result = invoke("mse", "--format", "plain", "--", "-:pred", "-:label", input=text)
@@ -213,7 +213,7 @@ def test_csv_from_stdin():
     assert float(result.stdout) == (1 + 4) / 2
 
 
-def test_mask_worked_example_gives_one_not_two_thirds():
+def test_mask_worked_example_gives_one_not_two_thirds(reader):
     out = value_json("mse", MASK / "input.csv", MASK / "target.csv", "--mask", MASK / "mask.csv")
     # selected squared errors: (1-2)², (3-4)², (5-4)², (6-5)² = 1, 1, 1, 1 over 4 selected elements
     assert out["value"] == 1.0
@@ -382,18 +382,18 @@ def test_corrupt_npy(tmp_path):
     assert_one_line_error(invoke("mse", tmp_path / "bad.npy", REG / "target.npy"), "input", "bad.npy")
 
 
-def test_empty_file(tmp_path):
+def test_empty_file(tmp_path, reader):
     (tmp_path / "e.csv").write_text("")
     assert_one_line_error(invoke("mse", tmp_path / "e.csv", REG / "target.npy"), "input", "e.csv", "empty")
 
 
-def test_malformed_csv_names_line_and_cell(tmp_path):
+def test_malformed_csv_names_line_and_cell(tmp_path, reader):
     (tmp_path / "m.csv").write_text("pred\n1.0\n2.0\nabc\n")
     assert_one_line_error(invoke("mse", f"{tmp_path / 'm.csv'}:pred", f"{tmp_path / 'm.csv'}:pred"),
                           "m.csv", "line 4", "abc")
 
 
-def test_unknown_column_lists_columns():
+def test_unknown_column_lists_columns(reader):
     result = invoke("mse", f"{REG / 'results.csv'}:prediction", f"{REG / 'results.csv'}:label")
     assert_one_line_error(result, "input", "prediction", "id", "pred", "label")
 
@@ -414,7 +414,7 @@ def test_bce_input_outside_unit_interval():
     assert_one_line_error(result, "input", "logits.npy", "[0, 1]", "bce-with-logits")
 
 
-def test_class_index_out_of_range_names_value_and_position(tmp_path):
+def test_class_index_out_of_range_names_value_and_position(tmp_path, reader):
     (tmp_path / "y.csv").write_text("label\n0\n1\n7\n")
     np.save(tmp_path / "x.npy", np.zeros((3, 5), dtype=np.float32))
     result = invoke("cross-entropy", tmp_path / "x.npy", tmp_path / "y.csv")
@@ -427,7 +427,7 @@ def test_float_class_targets_for_nll(tmp_path):
     assert_one_line_error(result, "target", "y.npy", "integer class indices", "float64")
 
 
-def test_target_kind_index_reads_integral_floats(tmp_path):
+def test_target_kind_index_reads_integral_floats(tmp_path, reader):
     np.save(tmp_path / "y.npy", np.loadtxt(CLS / "labels.csv", skiprows=1))  # float64 labels
     result = invoke("cross-entropy", CLS / "logits.npy", tmp_path / "y.npy")
     assert_one_line_error(result, "--target-kind index")

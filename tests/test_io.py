@@ -20,8 +20,9 @@ from hypothesis.extra import numpy as hnp
 
 import losscli.io
 from losscli.errors import InputError
-from losscli.io import ArrayRows, CsvRows, Loaded, Loader, parse_spec
+from losscli.io import Loaded, Loader, parse_spec
 from losscli.io.npy import READ_BYTES
+from tests.csvread import pieces_of, streamed
 
 
 def load(spec: str, role: str = "input", stdin: str | None = None) -> np.ndarray:
@@ -33,11 +34,11 @@ def error(spec: str, role: str = "input", stdin: str | None = None) -> str:
 
 
 def error_from(loader: Loader, spec: str, role: str = "input") -> str:
-    """The error of loading ``spec``, or (a CSV file of several pieces) of reading its rows as a stream does."""
+    """The error of loading ``spec``, or of reading its rows as a stream does (CSV columns are read when first
+    needed; a CSV file of several pieces without pyarrow, a piece at a time)."""
     with pytest.raises(InputError) as info:
         rows = loader.load(spec, role=role).rows
-        if isinstance(rows, CsvRows):
-            rows.read(0, rows.shape[0])
+        rows.read(0, rows.shape[0])
     message = str(info.value)
     assert "\n" not in message and "Traceback" not in message
     return message
@@ -698,20 +699,6 @@ def test_damaged_files_give_an_array_or_an_input_error(tmp_path, name, data):
 # inside quoted cells, between CR and LF, among blank lines. Expected arrays are numpy's or written out.
 
 
-def pieces_of(monkeypatch, size: int) -> None:
-    monkeypatch.setattr(losscli.io.table, "PIECE_BYTES", size)
-
-
-@pytest.fixture(params=["pyarrow", "numpy"])
-def reader(request, monkeypatch):
-    """Each test with pyarrow's reader first (where installed), and with numpy's and Python's alone."""
-    if request.param == "pyarrow":
-        pytest.importorskip("pyarrow.csv")
-    else:
-        monkeypatch.setattr(losscli.io.table, "_pyarrow_csv", lambda: None)
-    return request.param
-
-
 def blocks(spec: str, rows: int, stdin: str | None = None) -> list[np.ndarray]:
     """The argument read as the streaming engine reads it: ``rows`` rows at a time."""
     loaded = Loader(stdin=None if stdin is None else io.StringIO(stdin)).load(spec, role="input")
@@ -719,11 +706,11 @@ def blocks(spec: str, rows: int, stdin: str | None = None) -> list[np.ndarray]:
     return [loaded.rows.read(start, min(start + rows, n)) for start in range(0, n, rows)]
 
 
-def test_csv_blocks_hold_rows_of_the_selected_columns(tmp_path, monkeypatch):
+def test_csv_blocks_hold_rows_of_the_selected_columns(tmp_path, monkeypatch, reader):
     pieces_of(monkeypatch, 16)
     rows = [(i, i / 4, i % 3) for i in range(23)]
     write(tmp_path / "r.csv", "id,pred,label\n" + "".join(f"{i},{p},{y}\n" for i, p, y in rows))
-    assert isinstance(Loader().load("r.csv:pred", role="input").rows, CsvRows)  # a file of more than one piece
+    assert streamed(Loader().load("r.csv:pred", role="input").rows)  # a file of more than one piece
     parts = blocks("r.csv:label,pred", rows=5)
     assert [len(b) for b in parts] == [5, 5, 5, 5, 3]
     assert all(b.dtype == np.float64 and b.shape[1:] == (2,) for b in parts)
@@ -759,14 +746,14 @@ def test_csv_pieces_and_blocks_give_the_array(tmp_path, monkeypatch, reader, arr
     np.testing.assert_array_equal(np.concatenate(parts), expected)
 
 
-def test_csv_quoted_cell_across_pieces_keeps_line_numbers(tmp_path, monkeypatch):
+def test_csv_quoted_cell_across_pieces_keeps_line_numbers(tmp_path, monkeypatch, reader):
     pieces_of(monkeypatch, 8)
     write(tmp_path / "q.csv", '"pred\nscore",label\n0.5,1\n"0.25",0\n1,"1"\noops,0\n')
     assert error("q.csv:0") == "input (q.csv:0): line 6, column 'pred\\nscore': expected a number, but got 'oops'"
     np.testing.assert_array_equal(load("q.csv:label"), [1, 0, 1, 0])
 
 
-def test_csv_errors_in_later_pieces_name_their_line(tmp_path, monkeypatch):
+def test_csv_errors_in_later_pieces_name_their_line(tmp_path, monkeypatch, reader):
     pieces_of(monkeypatch, 10)
     body = "".join(f"{i},{i % 2}\n" for i in range(30))
     write(tmp_path / "bad.csv", "pred,label\n" + body + "x,1\n")
@@ -779,12 +766,12 @@ def test_csv_errors_in_later_pieces_name_their_line(tmp_path, monkeypatch):
     assert error("latin.csv") == "input (latin.csv): expected a .csv file in UTF-8, but got byte 0xe9 at offset 47"
 
 
-def test_csv_bom_is_not_counted_into_offsets(tmp_path):
+def test_csv_bom_is_not_counted_into_offsets(tmp_path, reader):
     (tmp_path / "b.csv").write_bytes(b"\xef\xbb\xbfpred\n1\n\xff\n")
     assert error("b.csv") == "input (b.csv): expected a .csv file in UTF-8, but got byte 0xff at offset 10"
 
 
-def test_csv_column_kind_is_that_of_every_piece(tmp_path, monkeypatch):
+def test_csv_column_kind_is_that_of_every_piece(tmp_path, monkeypatch, reader):
     pieces_of(monkeypatch, 8)
     write(tmp_path / "m.csv", "y\n" + "1\n" * 10 + "0.5\n")
     whole = load("m.csv")
@@ -801,28 +788,28 @@ def test_csv_column_kind_is_that_of_every_piece(tmp_path, monkeypatch):
     assert error("n.csv") == "input (n.csv): line 12, column 'w': expected a number, but got 'false'"
 
 
-def test_csv_numbers_numpy_does_not_read_are_read_as_python_does(tmp_path):
+def test_csv_numbers_numpy_does_not_read_are_read_as_python_does(tmp_path, reader):
     write(tmp_path / "u.csv", "a,b\n1_000,\u0663\n2,4\n")  # Python's int() reads both; numpy's reader does not
     both = load("u.csv")
     assert both.dtype == np.int64
     np.testing.assert_array_equal(both, [[1000, 3], [2, 4]])
 
 
-def test_csv_one_column_blank_line_inside_is_an_empty_cell(tmp_path):
+def test_csv_one_column_blank_line_inside_is_an_empty_cell(tmp_path, reader):
     write(tmp_path / "y.csv", "1\n\n2\n")  # numpy's reader would skip the blank line
     assert error("y.csv") == "input (y.csv): line 2, column 0: expected a number, but got an empty cell"
 
 
-def test_stdin_is_read_whole_and_in_blocks(monkeypatch):
-    pieces_of(monkeypatch, 4)  # stdin is text already: never CsvRows
+def test_stdin_is_read_whole_and_in_blocks(monkeypatch, reader):
+    pieces_of(monkeypatch, 4)  # stdin is text already: never streamed
     loaded = Loader(stdin=io.StringIO("pred,label\n0.5,1\n0.25,0\n1.5,1\n")).load("-:label", role="input")
-    assert isinstance(loaded.rows, ArrayRows)
+    assert not streamed(loaded.rows)
     parts = blocks("-:label", rows=2, stdin="pred,label\n0.5,1\n0.25,0\n1.5,1\n")
     assert [len(b) for b in parts] == [2, 1]
     np.testing.assert_array_equal(np.concatenate(parts), [1, 0, 1])
 
 
-def test_large_csv_errors_name_the_argument(tmp_path, monkeypatch):
+def test_large_csv_errors_name_the_argument(tmp_path, monkeypatch, reader):
     pieces_of(monkeypatch, 4)
     write(tmp_path / "r.csv", "pred\n0.5\n0.25\n")
     with pytest.raises(InputError, match=r"^target \(r.csv:label\): expected a column name or index, but got 'label'"):

@@ -49,7 +49,7 @@ def test_a_name_no_file_has_is_still_a_pattern(here):
     assert np.array_equal(Loader().load("p?.npy", role="input").array, [1.0, 2.0])
 
 
-def test_an_existing_csv_with_brackets_takes_a_selector(here):
+def test_an_existing_csv_with_brackets_takes_a_selector(here, reader):
     Path("r[1].csv").write_text("pred,label\n1.0,0.0\n2.0,4.0\n")
     assert losscli.compute("mse", "r[1].csv:pred", "r[1].csv:label").item() == (1.0 + 4.0) / 2
 
@@ -150,7 +150,7 @@ def test_uint64_indices_within_int64_are_torchs_values():
 # -- duplicate CSV header names ----------------------------------------------------------------------------
 
 
-def test_a_header_name_two_columns_share_is_ambiguous(here):
+def test_a_header_name_two_columns_share_is_ambiguous(here, reader):
     Path("dup.csv").write_text("a,b,a\n1,2,3\n4,5,6\n")
     with pytest.raises(InputError) as caught:
         losscli.compute("mse", "dup.csv:a", "dup.csv:b")
@@ -160,7 +160,7 @@ def test_a_header_name_two_columns_share_is_ambiguous(here):
     assert losscli.compute("mse", "dup.csv:2", "dup.csv:b").item() == 1.0
 
 
-def test_a_shared_header_name_is_ambiguous_in_a_large_csv_too(here, monkeypatch):
+def test_a_shared_header_name_is_ambiguous_in_a_large_csv_too(here, monkeypatch, reader):
     monkeypatch.setattr("losscli.io.table.PIECE_BYTES", 16)  # a streamed (CsvRows) file of many pieces
     Path("dup.csv").write_text("a,b,a\n" + "".join(f"{i},{i},{i}\n" for i in range(20)))
     with pytest.raises(InputError, match=r"^input \(dup.csv:a\): expected a column name that names one column, "

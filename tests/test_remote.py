@@ -130,7 +130,7 @@ def test_s3_npy_equals_torch(s3):
     assert value("mse", pred, target) == pytest.approx(expected, rel=1e-6)
 
 
-def test_s3_csv_columns_equal_torch(s3):
+def test_s3_csv_columns_equal_torch(s3, reader):
     x, y = rng.normal(size=40), rng.normal(size=40)
     text = "pred,target\n" + "".join(f"{float(a)!r},{float(b)!r}\n" for a, b in zip(x, y))
     url = put(s3, "a/results.csv", text.encode())

@@ -29,6 +29,7 @@ from losscli.edge.cli import app
 from losscli.edge.writer import ArrayFile
 from losscli.errors import ShapeError, ValueDomainError
 from losscli.io import Loader
+from tests import csvread
 from losscli.losses import CATALOG
 from losscli.reduction import Elements
 from tests.oracle import ELEMENTWISE
@@ -510,13 +511,11 @@ def test_torch_backend_says_it_holds_huge_inputs_in_memory(monkeypatch):
 
 
 # -- CSV files read a piece at a time ------------------------------------------------------------------------
-# A CSV of more than one piece (losscli.io.table.PIECE_BYTES, 4 MiB) is read by CsvRows; a few bytes per piece
-# here put piece ends everywhere, chunk_rows puts chunk ends everywhere. The whole read is the same file loaded
-# with the real piece size (ArrayRows).
-
-
-def _pieces(monkeypatch, size: int) -> None:
-    monkeypatch.setattr(losscli.io.table, "PIECE_BYTES", size)
+# A CSV of more than one piece (losscli.io.table.PIECE_BYTES, 4 MiB; pyarrow: losscli.io.arrowcsv.WHOLE_BYTES) is
+# read in blocks (losscli.io.table's pieces, pyarrow's batches); a few bytes per piece here put piece ends everywhere,
+# chunk_rows puts chunk ends everywhere. The whole read is the same file loaded with the real sizes (held whole).
+# Each test runs with each reader (the fixture ``reader``).
+_pieces = csvread.pieces_of
 
 
 def _results_csv(path: Path, n: int = N) -> dict[str, np.ndarray]:
@@ -548,7 +547,7 @@ _CSV_LOSSES = [
 
 
 @pytest.mark.parametrize("loss,specs,kw,reference", _CSV_LOSSES, ids=[c[0] for c in _CSV_LOSSES])
-def test_csv_streams_equal_the_whole_read_and_torch(tmp_path, monkeypatch, loss, specs, kw, reference):
+def test_csv_streams_equal_the_whole_read_and_torch(tmp_path, monkeypatch, loss, specs, kw, reference, reader):
     monkeypatch.chdir(tmp_path)
     cols = _results_csv(tmp_path / "r.csv")
 
@@ -557,11 +556,12 @@ def test_csv_streams_equal_the_whole_read_and_torch(tmp_path, monkeypatch, loss,
                 {k: loader.load(v, role=k) for k, v in kw.items()})
 
     whole_args, whole_kw = load(Loader())
-    assert all(isinstance(a.rows, losscli.io.ArrayRows) for a in whole_args)
+    assert not any(csvread.streamed(a.rows) for a in whole_args)
     for piece in (16, 50, 300):
         _pieces(monkeypatch, piece)
         args, kwargs = load(Loader())
-        assert all(isinstance(a.rows, losscli.io.CsvRows) for a in args)
+        assert all(csvread.streamed(a.rows) for a in args)
+        assert [csvread.by_pyarrow(a.rows) for a in args] == [reader == "pyarrow"] * len(args), piece
         assert [(a.rows.shape, a.rows.dtype) for a in args] == [(a.array.shape, a.array.dtype) for a in whole_args]
         for rows in CHUNKS:
             for reduction in ("none", "mean", "sum"):
@@ -579,7 +579,7 @@ def test_csv_streams_equal_the_whole_read_and_torch(tmp_path, monkeypatch, loss,
     ("".join(f"{i / 3},{i % 3}\n" for i in range(40)) + "0.5,\n" + "0.5,1\n" * 5, "r.csv:label", 42),
     ("".join(f"{i / 3},{i % 3}\n" for i in range(40)) + "0.5,1,2\n" + "0.5,1\n" * 5, "r.csv:pred", 42),
 ])
-def test_csv_errors_in_late_rows_are_the_whole_reads(tmp_path, monkeypatch, body, spec, line):
+def test_csv_errors_in_late_rows_are_the_whole_reads(tmp_path, monkeypatch, body, spec, line, reader):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "r.csv").write_text("pred,label\n" + body, encoding="utf-8")
     (tmp_path / "o.csv").write_text("o\n" + "0.5\n" * 46, encoding="utf-8")
@@ -593,7 +593,7 @@ def test_csv_errors_in_late_rows_are_the_whole_reads(tmp_path, monkeypatch, body
     assert (streamed.exit_code, streamed.stderr) == (2, whole.stderr)
 
 
-def test_csv_variants_read_in_any_order_equal_the_whole_read(tmp_path, monkeypatch):
+def test_csv_variants_read_in_any_order_equal_the_whole_read(tmp_path, monkeypatch, reader):
     x = np.round(normal(30, 2), 3)
     rows = [f"{a}\t{b}" for a, b in x.tolist()]
     variants = {
@@ -607,14 +607,14 @@ def test_csv_variants_read_in_any_order_equal_the_whole_read(tmp_path, monkeypat
         np.testing.assert_array_equal(whole, x)
         _pieces(monkeypatch, 20)
         rows_ = Loader().load(str(tmp_path / name), role="input").rows
-        assert isinstance(rows_, losscli.io.CsvRows) and (rows_.shape, rows_.dtype) == (x.shape, x.dtype)
+        assert csvread.streamed(rows_) and (rows_.shape, rows_.dtype) == (x.shape, x.dtype)
         spans = [(7, 14), (0, 7), (14, 21), (28, 30), (21, 28), (3, 5), (0, 0), (29, 30)]  # back and forth
         for start, stop in spans:
             np.testing.assert_array_equal(rows_.read(start, stop), x[start:stop])
         _pieces(monkeypatch, 1 << 22)
 
 
-def test_csv_threads_read_in_order(monkeypatch, tmp_path):
+def test_csv_threads_read_in_order(monkeypatch, tmp_path, reader):
     monkeypatch.chdir(tmp_path)
     cols = _results_csv(tmp_path / "r.csv", n=200)
     _pieces(monkeypatch, 64)
@@ -631,7 +631,7 @@ def test_csv_stream_does_not_hold_the_file(tmp_path, monkeypatch):
     a, b = normal(n), normal(n)
     (tmp_path / "r.csv").write_text("a,b\n" + "".join(f"{u!r},{v!r}\n" for u, v in zip(a.tolist(), b.tolist())),
                                     encoding="utf-8")
-    monkeypatch.setattr(losscli.io.table, "_pyarrow_csv", lambda: None)  # pyarrow's memory is not traced
+    csvread.without_pyarrow(monkeypatch)  # pyarrow's memory is not traced: see test_arrow_csv_stream_...
     _pieces(monkeypatch, 1 << 13)
     monkeypatch.setattr(engine_sources, "STREAM_ELEMENTS", 10_000)
     monkeypatch.setattr(engine_sources, "CHUNK_ELEMENTS", 2_000)

@@ -25,10 +25,11 @@ import losscli.io.compressed
 import losscli.io.table
 from losscli.edge.cli import app
 from losscli.errors import InputError
-from losscli.io import CsvRows, Loader, parse_spec
+from losscli.io import Loader, parse_spec
 from losscli.io.compressed import MAX_LINE_BYTES, ZSTD_INSTALL
 from losscli.io.files import read_pieces
 from losscli.io.formats import COMPRESSIONS, MAGIC, READERS, SUFFIXES, sniff, split_override
+from tests.csvread import by_pyarrow, pieces_of, streamed, without_pyarrow
 
 # the readable formats that messages list, in READERS' order (compressed text is named as such)
 PLAIN = [suffix for suffix in SUFFIXES if not suffix.endswith(COMPRESSIONS)]
@@ -85,7 +86,7 @@ def regression(tmp_path):
 
 @pytest.mark.parametrize("codec", COMPRESS)
 @pytest.mark.parametrize("delimiter", [",", "\t"])
-def test_compressed_regression_equals_torch(regression, codec, delimiter):
+def test_compressed_regression_equals_torch(regression, codec, delimiter, reader):
     folder, _, _ = regression
     rng = np.random.default_rng(12)
     pred, label = rng.normal(size=40), rng.normal(size=40)
@@ -96,7 +97,7 @@ def test_compressed_regression_equals_torch(regression, codec, delimiter):
 
 
 @pytest.mark.parametrize("codec", COMPRESS)
-def test_compressed_classification_equals_torch(tmp_path, codec):
+def test_compressed_classification_equals_torch(tmp_path, codec, reader):
     rng = np.random.default_rng(13)
     logits, labels = rng.normal(size=(30, 4)), rng.integers(0, 4, size=30)
     columns = {f"c{j}": logits[:, j] for j in range(4)}
@@ -107,7 +108,7 @@ def test_compressed_classification_equals_torch(tmp_path, codec):
     assert got == pytest.approx(expected, rel=1e-12)
 
 
-def test_bare_gz_suffix_sniffs_the_delimiter_inside(tmp_path):
+def test_bare_gz_suffix_sniffs_the_delimiter_inside(tmp_path, reader):
     (tmp_path / "r.gz").write_bytes(gzip.compress(b"a\tb\n1\t2\n3\t5\n"))
     assert value("mse", f"{tmp_path}/r.gz:a", f"{tmp_path}/r.gz:b") == 2.5
     (tmp_path / "n.gz").write_bytes(gzip.compress(b"\x93NUMPY\x01\x00rest"))
@@ -115,13 +116,16 @@ def test_bare_gz_suffix_sniffs_the_delimiter_inside(tmp_path):
         "expected CSV or TSV text inside the gzip stream, but got a .npy file; decompress it first")
 
 
-def test_compressed_csv_streams_in_pieces_equal_to_the_whole(tmp_path, monkeypatch):
+@pytest.mark.parametrize("pyarrow", [True, False], ids=["pyarrow", "numpy"])
+def test_compressed_csv_streams_in_pieces_equal_to_the_whole(tmp_path, monkeypatch, pyarrow):
     """A compressed file is always surveyed and read a piece at a time (its size on disk says nothing)."""
-    monkeypatch.setattr(losscli.io.table, "PIECE_BYTES", 64)
+    pieces_of(monkeypatch, 64)
+    if not pyarrow:
+        without_pyarrow(monkeypatch)
     values = np.arange(500) / 7
     (tmp_path / "v.csv.gz").write_bytes(gzip.compress(csv_text({"v": values})))
     loaded = Loader().load(f"{tmp_path}/v.csv.gz:v", role="input")
-    assert isinstance(loaded.rows, CsvRows)
+    assert streamed(loaded.rows) and by_pyarrow(loaded.rows) == pyarrow
     assert loaded.rows.shape == (500,)
     got = np.concatenate([loaded.rows.read(i, min(i + 37, 500)) for i in range(0, 500, 37)])
     np.testing.assert_array_equal(got, values)
@@ -134,7 +138,7 @@ def test_pieces_of_a_compressed_stream_stay_bounded(tmp_path):
     assert sum(sizes) == 4_000_000 and max(sizes) <= 1 << 16
 
 
-def test_truncated_and_corrupt_streams_are_one_line(regression):
+def test_truncated_and_corrupt_streams_are_one_line(regression, reader):
     folder, text, _ = regression
     data = gzip.compress(text * 200)
     (folder / "cut.csv.gz").write_bytes(data[: len(data) // 2])
@@ -269,7 +273,7 @@ def test_bomb_is_refused_in_bounded_memory(tmp_path, suffix):
     assert peak_kib < 200 << 10  # 1 GiB inflated: memory holds a line's limit and a piece, not the stream
 
 
-def test_bomb_of_an_open_quote_is_refused(tmp_path, monkeypatch):
+def test_bomb_of_an_open_quote_is_refused(tmp_path, monkeypatch, reader):
     monkeypatch.setattr(losscli.io.compressed, "MAX_LINE_BYTES", 1000)
     (tmp_path / "q.csv.gz").write_bytes(gzip.compress(b'a\n"' + b"1\n" * 5000))
     monkeypatch.setattr(losscli.io.table, "PIECE_BYTES", 256)
@@ -427,7 +431,7 @@ def test_override_syntax():
     assert split_override("csv@") == (None, "csv@")
 
 
-def test_override_reads_a_file_as_the_format_named(unnamed):
+def test_override_reads_a_file_as_the_format_named(unnamed, reader):
     (unnamed / "tabs.csv").write_bytes(b"pred\tlabel\n1\t2\n3\t5\n")  # a suffix that lies
     assert value("mse", f"tsv@{unnamed}/tabs.csv:pred", f"tsv@{unnamed}/tabs.csv:label") == 2.5
     assert value("mse", f"npy@{unnamed}/npy", f"npy@{unnamed}/p.npy") == 0.0
@@ -449,7 +453,7 @@ def test_a_file_whose_name_has_an_at_is_that_file(tmp_path, monkeypatch):
     assert value("mse", "csv@x", "y.csv") == 2.5
 
 
-def test_override_on_stdin_dash():
+def test_override_on_stdin_dash(reader):
     result = runner.invoke(app, ["mse", "--format", "plain", "--", "tsv@-:a", "tsv@-:b"], input="a\tb\n1\t2\n3\t5\n")
     assert (result.exit_code, result.stdout) == (0, "2.5\n")
     result = runner.invoke(app, ["mse", "--format", "plain", "--", "npy@-", "npy@-"], input="x")

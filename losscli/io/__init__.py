@@ -22,139 +22,54 @@ A spec is what the user typed for one argument::
 
 ``Loader`` parses each file once, however many specs name it. A loaded argument keeps its :class:`Rows`: the
 whole shape and dtype without reading anything, rows read on demand, and the whole array (``Loaded.array``).
-A CSV/TSV file of more than one piece (:data:`~losscli.io.table.PIECE_BYTES`) is :class:`CsvRows`: surveyed
-once (rows, dtype), then read a piece at a time; smaller ones and stdin are read whole.
+CSV/TSV columns of a file of 1 MiB or more, with pyarrow installed, are :class:`~losscli.io.arrowcsv.CsvColumns`:
+the columns that the arguments name are read when the first of them is needed, in one pass over the file for all
+of them. Otherwise (losscli.io.table's reader) a CSV/TSV file of more than one piece
+(:data:`~losscli.io.table.PIECE_BYTES`) is :class:`CsvRows`: surveyed once (rows, dtype) when loaded, then read a
+piece at a time; smaller ones and stdin are read whole.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-import threading
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, LossCliError
+from .files import naming
 from .formats import SUFFIXES, Parsed, open_file, selector_formats, split_override, unnamed
 from .npy import NpyFile
 from .remote import Store, is_folder, is_http, is_url, listing
 from .remote import glob as remote_glob
+from .rows import ArrayRows, BlockRows, Rows, gather
 from .table import Table
+
+if TYPE_CHECKING:
+    from .arrowcsv import CsvColumns, Scan
 
 __all__ = ["ArrayRows", "CsvRows", "Loaded", "Loader", "Rows", "Shards", "is_pattern", "parse_spec"]
 
 GLOB = "*?["
 
 
-class Rows(Protocol):
-    """An array read along axis 0: its shape and dtype known up front, rows read on demand. Rows whose file
-    holds another dtype than they give (bfloat16, given as float32) say so in a ``stored_dtype`` attribute
-    (``"bfloat16"``), which the table of a result shows."""
-
-    shape: tuple[int, ...]
-    dtype: np.dtype
-
-    def read(self, start: int, stop: int) -> np.ndarray:
-        """Rows ``[start, stop)``, in memory of their own."""
-        ...
-
-    def whole(self) -> np.ndarray:
-        """The whole array (memory-mapped where it can be)."""
-        ...
-
-
-@dataclass(frozen=True)
-class ArrayRows:
-    """An array already in memory (or mapped), as :class:`Rows`."""
-
-    array: np.ndarray
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return self.array.shape
-
-    @property
-    def dtype(self) -> np.dtype:
-        return self.array.dtype
-
-    def read(self, start: int, stop: int) -> np.ndarray:
-        return self.array[start:stop]
-
-    def whole(self) -> np.ndarray:
-        return self.array
-
-
-class CsvRows:
-    """Columns of a CSV/TSV file as :class:`Rows`, in bounded memory: shape and dtype from one pass over the file
-    (:meth:`Table.survey`: the dtype is the whole read's), rows read in order from its pieces
-    (:meth:`Table.blocks`), with the pieces still needed held in memory.
-
-    Reads are serialised by a lock and may come a few chunks out of order (the engine's threads): a piece is let
-    go once every row of it has been read. A read of rows already let go reads the file again from its start.
-    Errors name the argument (``input (results.csv:pred): line 12, ...``)."""
+class CsvRows(BlockRows):
+    """Columns of a CSV/TSV file as :class:`Rows`, read by :mod:`losscli.io.table` in bounded memory: shape and dtype
+    from one pass over the file (:meth:`Table.survey`: the dtype is the whole read's), rows read in order from its
+    pieces (:meth:`Table.blocks`). Errors name the argument (``input (results.csv:pred): line 12, ...``)."""
 
     def __init__(self, table: Table, selector: str | None, role: str, spec: str) -> None:
-        self._table, self._selector, self._role, self._spec = table, selector, role, spec
-        with _naming(role, spec):
-            self.shape, self.dtype = table.survey(selector)
-        self._lock = threading.Lock()
-        self._rewind(0)
-
-    def _rewind(self, low: int) -> None:
-        """Read the file from its start again, keeping only rows from ``low`` on."""
-        self._pieces = self._table.blocks(self._selector, self.dtype)
-        self._held: deque[np.ndarray] = deque()
-        self._first = self._end = 0  # rows [first, end) are held
-        self._low = low  # rows before it are read and let go
-        self._read: dict[int, int] = {}  # start -> stop of reads at or after low
-
-    def read(self, start: int, stop: int) -> np.ndarray:
-        with self._lock, _naming(self._role, self._spec):
-            if start < self._low:
-                self._rewind(start)
-            while self._end < stop:
-                block = next(self._pieces, None)
-                if block is None:
-                    raise InputError(f"expected {self.shape[0]} rows as when the file was first read, but it "
-                                     f"ends after {self._end} (it changed while being read)")
-                self._held.append(block)
-                self._end += len(block)
-                self._let_go()
-            rows = gather(((len(b), lambda span, b=b: b[span].copy()) for b in self._held), self._first, start, stop,
-                          self)
-            self._read[start] = stop
-            while self._low in self._read:
-                self._low = self._read.pop(self._low)
-            self._let_go()
-            return rows
-
-    def _let_go(self) -> None:
-        while self._held and self._first + len(self._held[0]) <= self._low:
-            self._first += len(self._held.popleft())
+        self._table, self._selector = table, selector
+        with naming(role, spec):
+            shape, dtype = table.survey(selector)
+        super().__init__(shape, dtype, lambda: table.blocks(selector, dtype), role, spec)
 
     def whole(self) -> np.ndarray:
-        with _naming(self._role, self._spec):
+        with naming(self._role, self._spec):
             return self._table.select(self._selector)
-
-
-def gather(parts: Iterable[tuple[int, Callable[[slice], np.ndarray]]], first: int, start: int, stop: int,
-           rows: Rows) -> np.ndarray:
-    """Rows ``[start, stop)`` of ``rows`` from consecutive ``parts`` (their number of rows, and a function from a
-    slice of their rows to an array) of which the first begins at row ``first``, in memory of their own."""
-    pieces = []
-    for count, take in parts:
-        lo, hi = max(start - first, 0), min(stop - first, count)
-        if lo < hi:
-            pieces.append(take(slice(lo, hi)))
-        first += count
-    if len(pieces) == 1:
-        return pieces[0]
-    return np.concatenate(pieces) if pieces else np.empty((0,) + tuple(rows.shape[1:]), rows.dtype)
 
 
 @dataclass(frozen=True)
@@ -250,30 +165,61 @@ class Loader:
         self._stdin = stdin  # None: sys.stdin, looked up when "-" is first loaded
         self._store = Store(storage_options)
         self._parsed: dict[str, Parsed | _ShardSet] = {}
+        self._scans: dict[str, Scan | None] = {}  # CSV/TSV files: their reading by pyarrow (None: not installed)
+        self._unread: list[CsvColumns] = []  # CSV/TSV columns loaded, read when first needed
 
     def load(self, spec: str, *, role: str, name: str | None = None) -> Loaded:
         """``role`` names the argument in messages: ``input (results.csv:pred): ...``; ``name``: the spec as
-        messages show it, when it is not ``spec`` (a dask worker opens the user's relative path made absolute)."""
+        messages show it, when it is not ``spec`` (a dask worker opens the user's relative path made absolute).
+
+        An error here is raised after those of the CSV/TSV columns loaded before and not read yet (which are read
+        now), so that the first argument's error is the one reported, as when every argument is read as loaded."""
         path, selector = parse_spec(spec)
         shown = spec if name is None else name
-        with _naming(role, shown):
-            parsed = self._parsed_file(path, selector)
-            selected = None if isinstance(parsed, Table) and parsed.large else parsed.select(selector)
-        if selected is None:  # a large CSV: surveyed now, read when its rows are asked for
-            rows: Rows = CsvRows(parsed, selector, role, shown)
-        else:
-            rows = ArrayRows(selected) if isinstance(selected, np.ndarray) else selected
-            named = getattr(rows, "named", None)
-            if named is not None:  # rows that a reader reads later (columnar files) name the argument in errors
-                rows = named(role, shown)
+        try:
+            with naming(role, shown):
+                parsed = self._parsed_file(path, selector)
+                selected = None if isinstance(parsed, Table) else parsed.select(selector)
+            rows = self._columns(path, parsed, selector, role, shown) if isinstance(parsed, Table) else (
+                _named(selected, role, shown))
+        except LossCliError:
+            for pending in self._unread:
+                pending.shape  # noqa: B018 - reads them: raises the first error among them
+            raise
         return Loaded(rows=rows, spec=shown, path=path, selector=selector,
                       options=self._store.options if is_url(split_override(path)[1]) else None)
+
+    def _columns(self, path: str, table: Table, selector: str | None, role: str, spec: str) -> Rows:
+        """Columns of a CSV/TSV file. With pyarrow (and 1 MiB of text or more), read when first needed, in one pass
+        with the columns that other arguments name in the file (:mod:`losscli.io.arrowcsv`); else by
+        :mod:`losscli.io.table`: now when the file is of one piece, else surveyed now and read a piece at a time
+        (:class:`CsvRows`)."""
+        with naming(role, spec):
+            indices = table.indices(selector)  # a column that the file lacks is refused now
+
+        def by_table() -> Rows:
+            with naming(role, spec):
+                if not table.large:
+                    return ArrayRows(table.select(selector))
+            return CsvRows(table, selector, role, spec)  # it names the argument itself
+
+        if path not in self._scans:
+            from .arrowcsv import scan
+
+            with naming(role, spec):
+                self._scans[path] = scan(table)
+        found = self._scans[path]
+        if found is None:
+            return by_table()
+        columns = found.columns(indices, by_table, role, spec)
+        self._unread.append(columns)
+        return columns
 
     def labels(self, spec: str, *, role: str) -> np.ndarray:
         """One label per sample, whole (``--by``): a column of text (CSV/TSV, a Parquet/Arrow column of
         strings) or of integers, from any format."""
         path, selector = parse_spec(spec)
-        with _naming(role, spec):
+        with naming(role, spec):
             parsed = self._parsed_file(path, selector)
             reader = getattr(parsed, "labels", None)
             if reader is not None:
@@ -313,17 +259,6 @@ class Loader:
         if not text.strip():
             raise InputError("expected CSV text on stdin, but got nothing")
         return text
-
-
-@contextmanager
-def _naming(role: str, spec: str) -> Iterator[None]:
-    """Errors while loading ``spec`` as one line that names the argument: ``input (results.csv:pred): ...``."""
-    try:
-        yield
-    except InputError as e:
-        raise InputError(f"{role} ({spec}): {e}") from e
-    except OSError as e:  # the common ones get their own words in open_binary
-        raise InputError(f"{role} ({spec}): cannot read the file: {e.strerror or e}") from e
 
 
 def is_pattern(path: str) -> bool:
@@ -386,6 +321,15 @@ def _matches(path: str) -> list[str]:
         raise InputError("expected a glob over HTTP(S) without a query (?...): the glob reads the folder's page "
                          "for its links, which a query does not select")
     return list(remote_glob(path))
+
+
+def _named(selected: Any, role: str, spec: str) -> Rows:
+    """What a reader selected, as rows: an array, or rows that the reader reads later (columnar files), which
+    name the argument in their errors."""
+    if isinstance(selected, np.ndarray):
+        return ArrayRows(selected)
+    named = getattr(selected, "named", None)
+    return selected if named is None else named(role, spec)
 
 
 @dataclass(frozen=True)

@@ -6,10 +6,23 @@ import codecs
 import os
 import stat
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import BinaryIO
 
 from ..errors import InputError
 from .remote import is_url
+
+
+@contextmanager
+def naming(role: str, spec: str) -> Iterator[None]:
+    """Errors while loading or reading ``spec`` as one line that names the argument:
+    ``input (results.csv:pred): ...``."""
+    try:
+        yield
+    except InputError as e:
+        raise InputError(f"{role} ({spec}): {e}") from e
+    except OSError as e:  # the common ones get their own words in open_binary
+        raise InputError(f"{role} ({spec}): cannot read the file: {e.strerror or e}") from e
 
 
 def open_binary(path: str, what: str) -> BinaryIO:
@@ -75,6 +88,21 @@ def read_text(path: str, what: str) -> str:
         return _decode(f.read(), what, 0)
 
 
+@contextmanager
+def reading(path: str, what: str, codec: str | None = None) -> Iterator[Callable[[int], bytes]]:
+    """``read(size)``: the bytes of ``path``, at most ``size`` at a time (all that is left for -1), through its
+    decompressor when ``codec`` (``.gz``, ``.bz2``, ``.xz``, ``.zst``) says it is compressed, with a corrupt or
+    truncated stream as one line (:func:`~losscli.io.compressed.read_checked`)."""
+    with open_binary(path, what) as raw:
+        if codec is None:
+            yield raw.read
+            return
+        from .compressed import decompressing, read_checked
+
+        with decompressing(raw, codec) as f:
+            yield lambda size: read_checked(f, size, codec, what)
+
+
 def read_pieces(path: str, what: str, size: int, codec: str | None = None) -> Iterator[str]:
     """A UTF-8 text file in pieces of about ``size`` bytes, each ending at a line end (the last one: at
     the end of the file), so that a reader holds one piece at a time. A byte-order mark is dropped;
@@ -83,14 +111,11 @@ def read_pieces(path: str, what: str, size: int, codec: str | None = None) -> It
     ``codec`` (``.gz``, ``.bz2``, ``.xz``): the file is compressed, and read through its decompressor a piece
     at a time; a line longer than :data:`~losscli.io.compressed.MAX_LINE_BYTES` is then refused, so that no
     stream, however far it inflates, is held in memory whole."""
-    with open_binary(path, what) as raw:
-        if codec is None:
-            yield from _pieces(raw.read, what, size, None)
-        else:
-            from .compressed import MAX_LINE_BYTES, decompressing, read_checked
-
-            with decompressing(raw, codec) as f:
-                yield from _pieces(lambda n: read_checked(f, n, codec, what), what, size, MAX_LINE_BYTES)
+    limit = None
+    if codec is not None:
+        from .compressed import MAX_LINE_BYTES as limit
+    with reading(path, what, codec) as read:
+        yield from _pieces(read, what, size, limit)
 
 
 def _pieces(read: Callable[[int], bytes], what: str, size: int, limit: int | None) -> Iterator[str]:

@@ -9,12 +9,12 @@ The rule for a column: int64 when every cell is an integer, else float64 when ev
 true/false; several columns together take numpy's common type. A piece's selected cells are converted
 by the fastest reader that applies, each handing over to the next when it cannot be sure:
 
-1. pyarrow's CSV reader, when pyarrow is installed (``pip install 'losscli[fast-csv]'``): unquoted
-   pieces whose columns it reads as int64/float64, unless the piece holds a spelling that pyarrow reads
-   and Python does not (``0x10``, ``nan(1)``) or that it reads as float and Python as an integer (``+3``);
-2. numpy's C reader (``np.loadtxt``) on the piece's lines, when nothing is quoted;
-3. Python, cell by cell (quoted cells, true/false columns, ``1_000``), which alone reports a bad cell,
+1. numpy's C reader (``np.loadtxt``) on the piece's lines, when nothing is quoted;
+2. Python, cell by cell (quoted cells, true/false columns, ``1_000``), which alone reports a bad cell,
    with its line number.
+
+This is the reader without pyarrow, and the one that pyarrow's reader (:mod:`losscli.io.arrowcsv`) hands a file
+to wherever it cannot be sure to read it as this module does: every message about a file's cells comes from here.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ import os
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from itertools import chain, repeat
-from types import ModuleType
 
 import numpy as np
 
@@ -34,6 +33,7 @@ from ..errors import InputError
 from .files import read_pieces, size_of_path
 
 PIECE_BYTES = 1 << 22  # 4 MiB of text: about 200,000 rows of two numbers
+HEAD_BYTES = 1 << 16  # the first piece, read when the file is opened for its header (or first row)
 
 _BOOLS = ("true", "false")
 _NAMES_SHOWN = 20
@@ -99,43 +99,6 @@ def _read_numbers(lines: list[str], indices: list[int], delimiter: str) -> np.nd
                 continue
             return block if len(block) == len(lines) else None  # numpy skips blank lines; here they are cells
     return None
-
-
-@functools.cache
-def _pyarrow_csv() -> ModuleType | None:
-    """pyarrow.csv, imported on the first CSV piece (never for .npy work), or None if not installed."""
-    try:
-        import pyarrow.csv
-    except ImportError:
-        return None
-    return pyarrow.csv
-
-
-def _read_arrow(text: str, indices: list[int], delimiter: str, rows: int, ncols: int) -> np.ndarray | None:
-    """The columns ``indices`` of unquoted ``text`` (``rows`` lines of ``ncols`` cells) by pyarrow, or None
-    where it is not installed or cannot be sure to read them as Python would (see the module docstring)."""
-    pcsv = _pyarrow_csv()
-    if pcsv is None or any(c in text for c in "xX("):  # 0x10 and nan(1) are numbers to pyarrow only
-        return None
-    if text.count(delimiter, 0, text.index("\n")) != ncols - 1:  # pyarrow holds the rest to the first row
-        return None
-    try:
-        table = pcsv.read_csv(
-            io.BytesIO(text.encode()),
-            # one thread: pyarrow's thread pool can abort the process as it exits (apache/arrow#34314)
-            read_options=pcsv.ReadOptions(autogenerate_column_names=True, use_threads=False),
-            parse_options=pcsv.ParseOptions(delimiter=delimiter, quote_char=False, ignore_empty_lines=False),
-            convert_options=pcsv.ConvertOptions(
-                include_columns=[f"f{i}" for i in indices], null_values=[], strings_can_be_null=False,
-                true_values=[], false_values=[], timestamp_parsers=[]))
-    except ValueError:  # pyarrow.ArrowInvalid: a row of another length, ...; the next reader says which
-        return None
-    columns = [column.to_numpy() for column in table.columns]
-    if table.num_rows != rows or any(column.dtype not in (np.int64, np.float64) for column in columns):
-        return None
-    if "+" in text and any(column.dtype == np.float64 and np.all(column == np.trunc(column)) for column in columns):
-        return None  # "+3" is an integer to Python and a float to pyarrow
-    return np.column_stack(columns) if len(columns) > 1 else columns[0][:, None]
 
 
 class _Rows:
@@ -218,11 +181,11 @@ class Table:
         """``path``: the file (``-`` for stdin, whose ``text`` is given whole); ``codec``: its compression
         (``.gz``, ``.bz2``, ``.xz``; see :mod:`losscli.io.compressed`), if any; ``what``: the file in messages
         (``a .csv.gz file``; by default ``a .csv file`` by the name's suffix, or ``CSV text``)."""
-        self.path, self.delimiter, self._text, self.codec = path, delimiter, text, codec
+        self.path, self.delimiter, self.text, self.codec = path, delimiter, text, codec
         suffix = os.path.splitext(path)[1].lower()
         named = f"a {suffix} file" if suffix in (".csv", ".tsv") else ("CSV" if delimiter == "," else "TSV") + " text"
-        self._what = what or named
-        pieces = self._pieces()
+        self.what = what or named
+        pieces = self._pieces(min(HEAD_BYTES, PIECE_BYTES))
         try:
             first = next(pieces, None)
             if first is None:
@@ -239,13 +202,14 @@ class Table:
 
     # -- reading -------------------------------------------------------------------------------------
 
-    def _pieces(self) -> Iterator[tuple[int, str, bool]]:
-        """(number of the first line, text, whether anything is quoted) in pieces that end at the end of a
-        row, each line ending in a newline, without the blank lines that end the whole text."""
-        if self._text is not None:
-            texts: Iterator[str] = iter([self._text])
+    def _pieces(self, size: int | None = None) -> Iterator[tuple[int, str, bool]]:
+        """(number of the first line, text, whether anything is quoted) in pieces of about ``size`` bytes (by
+        default :data:`PIECE_BYTES`) that end at the end of a row, each line ending in a newline, without the blank
+        lines that end the whole text."""
+        if self.text is not None:
+            texts: Iterator[str] = iter([self.text])
         else:
-            texts = read_pieces(self.path, self._what, PIECE_BYTES, self.codec)
+            texts = read_pieces(self.path, self.what, size or PIECE_BYTES, self.codec)
         number, blank, held = 1, "", ""
         for text in chain(texts, [None]):
             if text is not None:
@@ -275,7 +239,7 @@ class Table:
             from .compressed import MAX_LINE_BYTES, too_long
 
             if len(held) > MAX_LINE_BYTES:
-                raise too_long(self._what, "a quoted cell")
+                raise too_long(self.what, "a quoted cell")
 
     def _rows(self) -> Iterator[_Rows]:
         """The data rows, a piece at a time."""
@@ -291,14 +255,14 @@ class Table:
 
     def select(self, selector: str | None) -> np.ndarray:
         """Columns by name or 0-based index (``"pred"``, ``"0,2"``; None: all): one gives 1-D, several 2-D."""
-        indices = self._indices(selector)
+        indices = self.indices(selector)
         parts = [block for block, _ in self._converted(indices)]
         whole = parts[0] if len(parts) == 1 else np.concatenate(parts)
         return whole[:, 0] if len(indices) == 1 else whole
 
     def labels(self, selector: str | None) -> np.ndarray:
         """One column's cells as text, whole (group labels: ``--by``), without the spaces around them."""
-        indices = self._indices(selector)
+        indices = self.indices(selector)
         if len(indices) != 1:
             raise InputError(f"expected one column of labels, but got {len(indices)} columns; select one with :name")
         parts = [np.char.strip(rows.cells(self.delimiter, self.ncols)[:, indices[0]].astype(str))
@@ -309,7 +273,7 @@ class Table:
     def large(self) -> bool:
         """Whether the file is read in more than one piece (stdin's text is held whole already; compressed text
         may inflate to any size, so it is always surveyed and streamed)."""
-        return self._text is None and (self.codec is not None or size_of_path(self.path, self._what) > PIECE_BYTES)
+        return self.text is None and (self.codec is not None or size_of_path(self.path, self.what) > PIECE_BYTES)
 
     def survey(self, selector: str | None) -> tuple[tuple[int, ...], np.dtype]:
         """The shape and dtype that :meth:`select` gives, found in one pass over the file that converts
@@ -317,7 +281,7 @@ class Table:
         the first piece is converted, and after an integer one, only the pieces that may hold a float
         (:func:`_integers_only`), until one does. An error on the way is the one :meth:`select` raises
         (the first in the file), found by converting every piece up to it."""
-        indices = self._indices(selector)
+        indices = self.indices(selector)
         count, dtype = 0, None
         try:
             for rows in self._rows():
@@ -335,7 +299,7 @@ class Table:
         """The columns of :meth:`select` a piece of the file at a time, each as ``dtype``: the whole
         columns' (:meth:`survey`), so that a column of integers with a float further on is float64 in
         every block, as :meth:`select` makes it."""
-        indices = self._indices(selector)
+        indices = self.indices(selector)
         for block, part in self._converted(indices):
             if not np.can_cast(block.dtype, dtype):
                 raise InputError(f"line {part.starts[0]}: expected {dtype} cells as when the file was first "
@@ -364,9 +328,7 @@ class Table:
         converted on its own, to find the bad cell or to promote a bool column."""
         numbers = [False] * len(indices)
         if rows.text is not None:
-            block = _read_arrow(rows.text, indices, self.delimiter, len(rows), self.ncols)
-            if block is None:
-                block = _read_numbers(rows.lines(self.delimiter, self.ncols), indices, self.delimiter)
+            block = _read_numbers(rows.lines(self.delimiter, self.ncols), indices, self.delimiter)
             if block is not None:
                 return block, numbers
         cells = rows.cells(self.delimiter, self.ncols)
@@ -376,7 +338,8 @@ class Table:
         columns = [self._column(rows, i) for i in indices]
         return np.stack(columns, axis=1), [column.dtype == np.bool_ for column in columns]
 
-    def _indices(self, selector: str | None) -> list[int]:
+    def indices(self, selector: str | None) -> list[int]:
+        """The 0-based columns that ``selector`` names (None: all), refusing a name or index the file lacks."""
         if selector is None:
             return list(range(self.ncols))
         return [self._index(token.strip()) for token in selector.split(",")]
