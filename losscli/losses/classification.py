@@ -140,23 +140,29 @@ class Classes(Family):
             return super().work_width(spec, shapes, split)
         return math.prod(shapes["target"][1:])  # nll: one log-probability per element of the loss
 
+    def batch(self, arrays, mask, layout, dtype):
+        """nll's batch also holds ``picked``, the log-probability at each target (0's for a target outside the
+        classes): the one gather that its check and its formula read."""
+        batch = super().batch(arrays, mask, layout, dtype)
+        if not self.probabilities:
+            x, t = batch.arrays["input"], batch.arrays["target"]
+            outside = _outside(t, x.shape[1])
+            batch.arrays["picked"] = _pick(x, np.where(outside, 0, t) if outside.any() else t)
+        return batch
+
     def non_finite(self, batch, args, nan_policy):
         """nll reads one log-probability per element, the one its target picks (torch reads no other): only
         those are checked, so that NaN elsewhere neither warns nor costs a pass over the whole input."""
         if self.probabilities:
             return super().non_finite(batch, args, nan_policy)
         x, t = batch.arrays["input"], batch.arrays["target"]
-        outside = _outside(t, x.shape[1])  # an ignore_index outside the classes picks nothing
-        some_outside = outside.any()
-        at = np.where(outside, 0, t) if some_outside else t
-        bad = ~np.isfinite(_pick(x, at))
-        if some_outside:
-            bad &= ~outside
-        count = int(np.count_nonzero(bad))
-        if count:
+        bad = ~np.isfinite(batch.arrays["picked"])
+        if bad.any():
+            bad &= ~_outside(t, x.shape[1])  # an ignore_index outside the classes reads nothing
             rows, *positions = np.nonzero(bad)
-            flat = np.ravel_multi_index((rows, at[bad], *positions), x.shape)
-            report_non_finite(args["input"], count, int(flat.min()), nan_policy, batch.warnings)
+            if rows.size:
+                flat = np.ravel_multi_index((rows, t[bad], *positions), x.shape)
+                report_non_finite(args["input"], rows.size, int(flat.min()), nan_policy, batch.warnings)
         return super().non_finite(batch, {k: v for k, v in args.items() if k != "input"}, nan_policy)
 
     def classes(self, spec, batch):
@@ -197,7 +203,9 @@ def _pick(x: np.ndarray, t: np.ndarray) -> np.ndarray:
     return x.reshape(-1)[flat]
 
 
-BLOCK_ELEMENTS = 1 << 16  # scores per block of the log-sum-exp: the block's exponentials stay in L2
+# scores per block of the log-sum-exp, 1 MiB of float32: one block per chunk of the engine's (numpy's calls cost
+# more than the cache misses of a larger buffer: 64K-score blocks 311 us per (262, 1000), 256K 217 us)
+BLOCK_ELEMENTS = 1 << 18
 # a row's sum of exponentials, unshifted, is used when its largest term is a normal number with this much to
 # spare (in log space): its sum is at least C·tiny·exp(HEADROOM); other rows are shifted by their max
 HEADROOM = 30.0
@@ -207,6 +215,8 @@ def logsumexp(x: np.ndarray) -> np.ndarray:
     """``log Σ_c exp(x[:, c, ...])`` of scores ``(N, C, d1, ...)``: shape ``(N, d1, ...)``, in float64 (a large
     shift rounded to float32 would cost the loss ``lse - x[t]`` its digits). Scores with positions (d1, ...
     not all 1) are copied class-last first."""
+    if x.ndim == 2:
+        return _logsumexp_rows(x)
     last = np.moveaxis(x, 1, -1)
     return _logsumexp_rows(last.reshape(-1, x.shape[1])).reshape(last.shape[:-1])
 
@@ -225,7 +235,7 @@ def _logsumexp_rows(x: np.ndarray) -> np.ndarray:
     out = np.empty(n)
     buf = np.empty((max(1, min(n, BLOCK_ELEMENTS // classes)), classes), x.dtype)
     info = np.finfo(x.dtype)
-    low, high = float(classes * info.tiny * np.exp(HEADROOM)), float(info.max)
+    low, high = classes * float(info.tiny) * math.exp(HEADROOM), float(info.max)
     for r0 in range(0, n, len(buf)):
         block = x[r0:r0 + len(buf)]
         work, lse = buf[:len(block)], out[r0:r0 + len(block)]
@@ -278,7 +288,8 @@ def _from_log_probs(x: np.ndarray, lse: np.ndarray | None, a: dict[str, np.ndarr
     valid = t != p["ignore_index"]
     every = bool(valid.all())
     safe = t if every else np.where(valid, t, 0)
-    picked = -_pick(x, safe) if lse is None else lse - _pick(x, safe)
+    at_target = a["picked"] if "picked" in a else _pick(x, safe)  # nll's batch holds it (Classes.batch)
+    picked = -at_target if lse is None else lse - at_target
     w_t = None if w is None else w[safe]
     values = picked if w_t is None else w_t * picked
     if eps:  # Σ_c w_c·x[c] in float64: next to lse·Σ_c w_c, it may hold few of the digits of their difference
