@@ -17,7 +17,7 @@ from losscli import blas
 from losscli.engine import sources
 from losscli.errors import ValueDomainError
 from losscli.io import ArrayRows
-from losscli.losses import CATALOG
+from losscli.losses import CATALOG, sequence
 from tests.oracle import FLOATS, LinearCase, assert_matches, linear_oracle, tensor, tolerance_of
 
 rng = np.random.default_rng(14)
@@ -156,3 +156,21 @@ def test_blas_is_single_threaded_while_held_and_restored_after():
     release.set()
     other.join(10)
     assert [b.get() for b in blas._loaded()] == before
+
+
+def test_linear_cross_entropy_on_its_own_threads_has_the_digits_of_one(monkeypatch):
+    """Blocks of rows computed on the pool's threads (a batch the engine computes whole) or one after another:
+    the same values and gradient, digit for digit."""
+    x, w = rng.normal(size=(300, 8)).astype(np.float32), rng.normal(size=(50, 8)).astype(np.float32)
+    t = rng.integers(0, 50, 300)
+    monkeypatch.setattr(sequence, "CHUNK_ELEMENTS", 50 * 16)  # 19 blocks of 16 rows
+
+    def run(pool_blocks: int) -> tuple[np.ndarray, np.ndarray]:
+        monkeypatch.setattr(sequence, "POOL_BLOCKS", pool_blocks)
+        values = losscli.compute("linear-cross-entropy", x, w, t, reduction="none").value
+        grad = losscli.compute("linear-cross-entropy", x, w, t, label_smoothing=0.1,
+                               outputs=losscli.Outputs(grad=True)).grad
+        return values, grad
+
+    pooled, alone = run(4), run(10**9)
+    assert all(np.array_equal(p, a) for p, a in zip(pooled, alone))
