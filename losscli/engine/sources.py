@@ -9,14 +9,13 @@ and shards with ``pread``; CSV files of several pieces in order: :class:`~losscl
 
 from __future__ import annotations
 
-import math
 from typing import Any, NamedTuple
 
 import numpy as np
 
 from ..errors import ShapeError
 from ..io import ArrayRows, Loaded, Rows, Shards
-from ..losses.base import Arg, LossSpec
+from ..losses.base import Arg, LossSpec, widest_row
 
 # elements (of the widest file read in chunks) per chunk: inside L2, where numpy runs fastest
 CHUNK_ELEMENTS = 1 << 18
@@ -79,14 +78,16 @@ def plan(spec: LossSpec, sources: dict[str, Source], broadcast: bool, *, whole: 
 
     ``whole`` asks for one chunk. ``chunk_rows`` forces chunks of that many rows (tests); otherwise the loss
     streams when its widest file holds more than :data:`STREAM_ELEMENTS` elements, in chunks of about
-    :data:`CHUNK_ELEMENTS` elements."""
+    :data:`CHUNK_ELEMENTS` elements. Arrays already in memory count the elements the loss's formula goes
+    through instead (:meth:`~losscli.losses.base.Family.work_width`: nll picks one per row of the loss)."""
     check_shards(sources)
     shapes = {name: tuple(s.rows.shape) for name, s in sources.items()}
     split = None if whole else spec.family.stream(spec, shapes, broadcast)
     if not split:
         return None
     rows = shapes[next(iter(split))][0]
-    width = max(math.prod(shapes[name][1:]) for name in split) or 1
+    in_memory = all(isinstance(sources[name].rows, ArrayRows) for name in split)  # a chunk is a view
+    width = spec.family.work_width(spec, shapes, split) if in_memory else widest_row(shapes, split)
     if chunk_rows is None:
         if rows * width <= STREAM_ELEMENTS:
             return None

@@ -339,9 +339,14 @@ def check_finite(arg: Arg, nan_policy: str, warnings: list[str]) -> None:
     """Warn about NaN/Inf (``propagate``), or refuse them (``raise``)."""
     finite = np.isfinite(arg.array)
     count = finite.size - int(np.count_nonzero(finite))
-    if not count:
-        return
-    where = offending(arg.array, first(~finite), arg)
+    if count:
+        report_non_finite(arg, count, first(~finite), nan_policy, warnings)
+
+
+def report_non_finite(arg: Arg, count: int, flat_index: int, nan_policy: str, warnings: list[str]) -> None:
+    """Warn about ``count`` NaN/Inf in ``arg``, the first at ``flat_index`` of its array (``propagate``), or
+    refuse them (``raise``)."""
+    where = offending(arg.array, flat_index, arg)
     if nan_policy == "raise":
         raise ValueDomainError(f"{arg.label}: expected finite values ({{nan_policy=raise}}), but got {where}")
     warnings.append(NonFinite(arg.label, count, where))
@@ -438,6 +443,11 @@ def with_batch_axis(arrays: dict[str, np.ndarray], mask: np.ndarray | None,
     return arrays, None if mask is None else mask[None]
 
 
+def widest_row(shapes: dict[str, tuple[int, ...]], split: frozenset[str]) -> int:
+    """Elements in a row of the widest of the files ``split`` (at least 1)."""
+    return max(math.prod(shapes[name][1:]) for name in split) or 1
+
+
 def element_rows(shapes: dict[str, tuple[int, ...]], broadcast: bool) -> frozenset[str] | None:
     """:meth:`Family.stream` for element-wise losses: the files of the loss's rank whose first axis is the loss's
     (a weight of lower rank or with a first axis of 1 broadcasts: every chunk shares it)."""
@@ -489,6 +499,12 @@ class Family:
             return None
         return frozenset(name for name, shape in shapes.items()
                          if name not in self.shared_files and shape[:1] == lead[:1])
+
+    def work_width(self, spec: LossSpec, shapes: dict[str, tuple[int, ...]], split: frozenset[str]) -> int:
+        """Elements of each row that the numpy formula goes through (its temporaries grow with them): arrays
+        already in memory, which a chunk only views, stream in chunks sized by it. Default: every element
+        of the widest file read in chunks (:func:`widest_row`)."""
+        return widest_row(shapes, split)
 
     def prepare(self, spec: LossSpec, args: dict[str, Arg], params: dict[str, Any], *,
                 broadcast: bool, nan_policy: str, strict: bool = False, defer_finite: bool = False) -> Batch:

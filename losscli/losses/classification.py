@@ -4,10 +4,15 @@ Class losses read input ``(N, C, d1, ...)`` (or ``(C,)``) and class-index target
 cross-entropy also reads class probabilities of the input's shape. With class weights ``w`` (shape
 ``(C,)``) an element's loss is scaled by ``w[target]`` and ``mean`` divides by ``Σ w[target]`` over the
 targets that count (not ``ignore_index``, not masked out).
+
+cross-entropy computes each row's log-sum-exp a block at a time (:func:`logsumexp`) and never forms the
+log-probabilities for index targets. nll reads one log-probability per element, at its target, as torch does:
+NaN or Inf anywhere else in its input is neither warned about nor refused.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -15,7 +20,7 @@ import numpy as np
 from ..errors import OptionError, ShapeError, ValueDomainError
 from ..reduction import Elements
 from .base import (Arg, Batch, Domain, Family, Layout, LossSpec, Option, TargetKind, as_int64, class_weight, first,
-                   float_dtype, numeric, offending, shape_str)
+                   float_dtype, numeric, offending, report_non_finite, shape_str)
 
 CLASS_WEIGHT_HELP = "class weights (FILE), shape (C,)"
 IGNORE_INDEX = Option("ignore_index", int, -100, "class index whose targets count for nothing")
@@ -121,14 +126,44 @@ class Classes(Family):
         elif t.dtype.kind not in "iu":
             raise ValueDomainError(f"{t_arg.label}: expected integer class indices, but got {t.dtype} values")
         t = as_int64(t_arg, t, "class indices")
-        bad = ((t < 0) | (t >= classes)) & (t != ignore_index)
-        where = first(bad)
+        outside = _outside(t, classes)
+        where = first(outside & (t != ignore_index)) if outside.any() else None
         if where is not None:
             raise ValueDomainError(
                 f"{t_arg.label}: expected class indices in [0, {classes}) or ignore_index {ignore_index}, "
                 f"but got {offending(t, where, t_arg)}"
             )
         return t
+
+    def work_width(self, spec, shapes, split):
+        if self.probabilities:
+            return super().work_width(spec, shapes, split)
+        return math.prod(shapes["target"][1:])  # nll: one log-probability per element of the loss
+
+    def batch(self, arrays, mask, layout, dtype):
+        """nll's batch also holds ``picked``, the log-probability at each target (0's for a target outside the
+        classes): the one gather that its check and its formula read."""
+        batch = super().batch(arrays, mask, layout, dtype)
+        if not self.probabilities:
+            x, t = batch.arrays["input"], batch.arrays["target"]
+            outside = _outside(t, x.shape[1])
+            batch.arrays["picked"] = _pick(x, np.where(outside, 0, t) if outside.any() else t)
+        return batch
+
+    def non_finite(self, batch, args, nan_policy):
+        """nll reads one log-probability per element, the one its target picks (torch reads no other): only
+        those are checked, so that NaN elsewhere neither warns nor costs a pass over the whole input."""
+        if self.probabilities:
+            return super().non_finite(batch, args, nan_policy)
+        x, t = batch.arrays["input"], batch.arrays["target"]
+        bad = ~np.isfinite(batch.arrays["picked"])
+        if bad.any():
+            bad &= ~_outside(t, x.shape[1])  # an ignore_index outside the classes reads nothing
+            rows, *positions = np.nonzero(bad)
+            if rows.size:
+                flat = np.ravel_multi_index((rows, t[bad], *positions), x.shape)
+                report_non_finite(args["input"], rows.size, int(flat.min()), nan_policy, batch.warnings)
+        return super().non_finite(batch, {k: v for k, v in args.items() if k != "input"}, nan_policy)
 
     def classes(self, spec, batch):
         if batch.target_kind is not TargetKind.index:
@@ -149,21 +184,80 @@ class Classes(Family):
         return {**tensors, **picked}
 
 
-FEW_CLASSES = 32  # up to this many, log_softmax works class-major
+def _outside(t: np.ndarray, classes: int) -> np.ndarray:
+    """Where int64 class indices fall outside ``[0, classes)``: one unsigned comparison (a negative index
+    reads as a huge one)."""
+    return t.view(np.uint64) >= classes
 
 
-def log_softmax(x: np.ndarray, axis: int = 1) -> np.ndarray:
-    """``x - logsumexp(x)`` along ``axis``, shifted by the max for stability. Few classes are computed
-    class-major (a copy with the class axis first): numpy reduces a short innermost axis several times
-    slower than it adds whole rows."""
-    if x.ndim > 1 and x.shape[axis] <= FEW_CLASSES:
-        major = np.moveaxis(x, axis, 0).copy()
-        major -= major.max(axis=0)
-        major -= np.log(np.exp(major).sum(axis=0))
-        return np.moveaxis(major, 0, axis)
-    shifted = x - x.max(axis=axis, keepdims=True)
-    shifted -= np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
-    return shifted
+def _pick(x: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """``x[i, t[i, j...], j...]``: each element's score at its class (``t`` in range), shaped like ``t``. From
+    a C-contiguous ``x``, one gather of flat indices (take_along_axis is several times slower)."""
+    if not x.flags.c_contiguous or not t.size:
+        return np.take_along_axis(x, t[:, None], axis=1)[:, 0]
+    classes, inner = x.shape[1], math.prod(x.shape[2:])
+    flat = t * inner
+    flat += np.arange(0, x.size, classes * inner).reshape((-1,) + (1,) * (t.ndim - 1))
+    if inner > 1:
+        flat += np.arange(inner).reshape(t.shape[1:])
+    return x.reshape(-1)[flat]
+
+
+# scores per block of the log-sum-exp, 1 MiB of float32: one block per chunk of the engine's (numpy's calls cost
+# more than the cache misses of a larger buffer: 64K-score blocks 311 us per (262, 1000), 256K 217 us)
+BLOCK_ELEMENTS = 1 << 18
+# a row's sum of exponentials, unshifted, is used when its largest term is a normal number with this much to
+# spare (in log space): its sum is at least C·tiny·exp(HEADROOM); other rows are shifted by their max
+HEADROOM = 30.0
+
+
+def logsumexp(x: np.ndarray) -> np.ndarray:
+    """``log Σ_c exp(x[:, c, ...])`` of scores ``(N, C, d1, ...)``: shape ``(N, d1, ...)``, in float64 (a large
+    shift rounded to float32 would cost the loss ``lse - x[t]`` its digits). Scores with positions (d1, ...
+    not all 1) are copied class-last first."""
+    if x.ndim == 2:
+        return _logsumexp_rows(x)
+    last = np.moveaxis(x, 1, -1)
+    return _logsumexp_rows(last.reshape(-1, x.shape[1])).reshape(last.shape[:-1])
+
+
+def _logsumexp_rows(x: np.ndarray) -> np.ndarray:
+    """The log-sum-exp of each row of ``(N, C)``: exp and sum a block of :data:`BLOCK_ELEMENTS` scores at a
+    time, in x's dtype, into one reused buffer while the block is in cache.
+
+    A row is not shifted by its max first (torch's ``m + log Σ exp(x - m)``): that takes two more passes, and
+    numpy reduces a short class axis several times slower than it exponentiates. Unshifted, the value is the
+    same up to rounding as long as no exponential overflows and the largest stays a normal number with
+    :data:`HEADROOM` to spare; the rows where that fails (in float32, a largest score below about -50 or
+    above about 80; NaN, +inf, or nothing but -inf) are computed again shifted by their own max. Each row's
+    result depends on that row alone, whatever the chunks and blocks it comes in."""
+    n, classes = x.shape
+    out = np.empty(n)
+    buf = np.empty((max(1, min(n, BLOCK_ELEMENTS // classes)), classes), x.dtype)
+    info = np.finfo(x.dtype)
+    low, high = classes * float(info.tiny) * math.exp(HEADROOM), float(info.max)
+    for r0 in range(0, n, len(buf)):
+        block = x[r0:r0 + len(buf)]
+        work, lse = buf[:len(block)], out[r0:r0 + len(block)]
+        np.exp(block, out=work)
+        sums = np.einsum("ij->i", work)  # a SIMD sum per row; add.reduce along a row is 3x slower
+        np.log(sums, out=lse)
+        redo = ~((sums >= low) & (sums <= high))
+        if redo.any():
+            lse[redo] = _logsumexp_by_row(block[redo])
+    return out
+
+
+def _logsumexp_by_row(x: np.ndarray) -> np.ndarray:
+    """The log-sum-exp of each row of ``(N, C)``, each shifted by its own max (NaN for a row holding NaN or
+    +inf, or all -inf, as torch's log_softmax gives), in float64."""
+    top = x.max(axis=1)
+    return top.astype(np.float64) + np.log(np.exp(x - top[:, None]).sum(axis=1), dtype=np.float64)
+
+
+def log_softmax(x: np.ndarray) -> np.ndarray:
+    """``x - logsumexp(x)`` along axis 1."""
+    return x - np.expand_dims(logsumexp(x), 1)
 
 
 def _class_weights_along(w: np.ndarray, ndim: int) -> np.ndarray:
@@ -171,38 +265,51 @@ def _class_weights_along(w: np.ndarray, ndim: int) -> np.ndarray:
     return w.reshape((1, -1) + (1,) * (ndim - 2))
 
 
-def _from_log_probs(logp: np.ndarray, a: dict[str, np.ndarray], p: dict[str, Any], batch: Batch) -> Elements:
-    """nll of log-probabilities (N, C, ...), with cross-entropy's label smoothing when asked.
+def _from_log_probs(x: np.ndarray, lse: np.ndarray | None, a: dict[str, np.ndarray], p: dict[str, Any],
+                    batch: Batch) -> Elements:
+    """nll of the log-probabilities ``logp = x - lse`` (N, C, ...), with cross-entropy's label smoothing when
+    asked. ``lse``: the log-sum-exp of logits ``x`` along axis 1 (cross-entropy), or None (nll: ``x`` are
+    log-probabilities).
 
-    Index targets: ``l = (1-ε)·w[t]·(-logp[t]) + ε/C·Σ_c w_c·(-logp[c])``, mean divides by ``Σ w[t]``.
+    Index targets: ``l = (1-ε)·w[t]·(-logp[t]) + ε/C·Σ_c w_c·(-logp[c])``, mean divides by ``Σ w[t]``; the
+    log-probabilities are never formed: ``-logp[t] = lse - x[t]``, and
+    ``-Σ_c w_c·logp[c] = lse·Σ_c w_c - Σ_c w_c·x[c]``.
     Probability targets y: ``l = -Σ_c w_c·y'_c·logp[c]`` with ``y' = (1-ε)·y + ε/C``, mean divides by n.
     """
-    eps, classes, w = max(p.get("label_smoothing", 0.0), 0.0), logp.shape[1], a.get("weight")  # ε < 0: 0
-    w_along = None if w is None else _class_weights_along(w, logp.ndim)
+    eps, classes, w = max(p.get("label_smoothing", 0.0), 0.0), x.shape[1], a.get("weight")  # ε < 0: 0
     if batch.target_kind is TargetKind.prob:
+        logp = x if lse is None else x - np.expand_dims(lse, 1)
         y = a["target"]
         if eps:
             y = y * (1 - eps) + eps / classes
-        terms = logp * y if w_along is None else logp * y * w_along
+        terms = logp * y if w is None else logp * y * _class_weights_along(w, logp.ndim)
         return Elements(-terms.sum(axis=1))
     t = a["target"]
     valid = t != p["ignore_index"]
-    safe = np.where(valid, t, 0)
-    picked = -np.take_along_axis(logp, safe[:, None], axis=1)[:, 0]
+    every = bool(valid.all())
+    safe = t if every else np.where(valid, t, 0)
+    at_target = a["picked"] if "picked" in a else _pick(x, safe)  # nll's batch holds it (Classes.batch)
+    picked = -at_target if lse is None else lse - at_target
     w_t = None if w is None else w[safe]
     values = picked if w_t is None else w_t * picked
-    if eps:
-        smooth = -(logp if w_along is None else logp * w_along).sum(axis=1)
+    if eps:  # Σ_c w_c·x[c] in float64: next to lse·Σ_c w_c, it may hold few of the digits of their difference
+        smooth = -(np.einsum("ij...->i...", x, dtype=np.float64) if w is None
+                   else np.einsum("ij...,j->i...", x, w, dtype=np.float64))
+        if lse is not None:
+            smooth += lse * (classes if w is None else float(w.sum(dtype=np.float64)))
         values = (1 - eps) * values + eps / classes * smooth
+    if every:
+        return Elements(values, denom=w_t, valid=valid)
     denom = None if w_t is None else np.where(valid, w_t, 0.0)
     return Elements(np.where(valid, values, 0.0), denom=denom, valid=valid)
 
 
-def _grad_log_probs(logp: np.ndarray, a: dict[str, np.ndarray], p: dict[str, Any], batch: Batch,
+def _grad_log_probs(x: np.ndarray, a: dict[str, np.ndarray], p: dict[str, Any], batch: Batch,
                     coef: np.ndarray) -> np.ndarray:
-    """d(loss)/d(log-probabilities) for :func:`_from_log_probs`, each element's loss receiving ``coef``."""
-    eps, classes, w = max(p.get("label_smoothing", 0.0), 0.0), logp.shape[1], a.get("weight")  # ε < 0: 0
-    w_along = 1.0 if w is None else _class_weights_along(w, logp.ndim)
+    """d(loss)/d(log-probabilities) for :func:`_from_log_probs`, each element's loss receiving ``coef``; it
+    does not depend on them (``x``: the scores, for their shape and dtype)."""
+    eps, classes, w = max(p.get("label_smoothing", 0.0), 0.0), x.shape[1], a.get("weight")  # ε < 0: 0
+    w_along = 1.0 if w is None else _class_weights_along(w, x.ndim)
     coef = coef[:, None]
     if batch.target_kind is TargetKind.prob:
         y = a["target"]
@@ -212,7 +319,7 @@ def _grad_log_probs(logp: np.ndarray, a: dict[str, np.ndarray], p: dict[str, Any
     t = a["target"]
     safe = np.where(t != p["ignore_index"], t, 0)[:, None]  # ignored elements have coef 0
     w_t = 1.0 if w is None else w[safe]
-    grad = np.zeros_like(logp) if not eps else np.broadcast_to(-coef * eps / classes * w_along, logp.shape).copy()
+    grad = np.zeros_like(x) if not eps else np.broadcast_to(-coef * eps / classes * w_along, x.shape).copy()
     picked = np.take_along_axis(grad, safe, axis=1) - coef * (1 - eps) * w_t
     np.put_along_axis(grad, safe, picked, axis=1)
     return grad
@@ -230,7 +337,7 @@ NLL = LossSpec(
     formula="l = -w[t]·input[t]  (input: log-probabilities (N, C, d1, ...); t: class indices (N, d1, ...))",
     mean_rule="Σ w[t] over targets that count (n of them without --weight)",
     family=Classes(probabilities=False),
-    numpy=lambda a, p, b: _from_log_probs(a["input"], a, p, b),
+    numpy=lambda a, p, b: _from_log_probs(a["input"], None, a, p, b),
     grad=lambda a, p, b, c: _grad_log_probs(a["input"], a, p, b, c),
     torch=lambda F, t, p, r: F.nll_loss(t["input"], t["target"], weight=t.get("weight"),
                                         ignore_index=p["ignore_index"], reduction=r),
@@ -246,9 +353,8 @@ CROSS_ENTROPY = LossSpec(
     formula="l = -Σ_c w_c·y_c·log_softmax(input)_c  (y: one-hot of t, or probabilities; smoothed by ε)",
     mean_rule="index targets: Σ w[t] over targets that count; probability targets: n samples",
     family=Classes(probabilities=True),
-    numpy=lambda a, p, b: _from_log_probs(log_softmax(a["input"]), a, p, b),
-    grad=lambda a, p, b, c: _grad_through_log_softmax(
-        a["input"], _grad_log_probs(log_softmax(a["input"]), a, p, b, c)),
+    numpy=lambda a, p, b: _from_log_probs(a["input"], logsumexp(a["input"]), a, p, b),
+    grad=lambda a, p, b, c: _grad_through_log_softmax(a["input"], _grad_log_probs(a["input"], a, p, b, c)),
     torch=lambda F, t, p, r: F.cross_entropy(t["input"], t["target"], weight=t.get("weight"),
                                              ignore_index=p["ignore_index"], reduction=r,
                                              label_smoothing=p["label_smoothing"]),

@@ -18,15 +18,17 @@ numpy backend never holds the ``(N, C, ...)`` logits whole: it walks blocks of r
 from __future__ import annotations
 
 import math
+import os
 from typing import Any, Iterator, NamedTuple
 
 import numpy as np
 
+from ..blas import single_threaded
 from ..errors import OptionError, ShapeError, ValueDomainError
 from ..reduction import Elements
 from .base import (Arg, Batch, Family, FileArg, Layout, LossSpec, Option, TargetKind, first, float_dtype, integers,
                    numeric, offending, shape_str)
-from .classification import CLASS_WEIGHT_HELP, CROSS_ENTROPY, IGNORE_INDEX, Classes
+from .classification import CLASS_WEIGHT_HELP, CROSS_ENTROPY, IGNORE_INDEX, Classes, logsumexp
 
 NEG_INF = -np.inf
 
@@ -448,7 +450,13 @@ CTC = LossSpec(
 # ------------------------------------------------------------------------------- linear-cross-entropy
 
 CLASS_CHUNK = 4096  # classes whose logits are computed at once
-CHUNK_ELEMENTS = 1 << 18  # logits per block (rows × classes × positions): 2 MiB of float64, inside L2
+# a batch of at least this many blocks of rows (one the engine computes whole, having not streamed it) runs them
+# on THREADS threads, each product on one BLAS thread
+POOL_BLOCKS = 4
+THREADS = 2
+# logits per block (rows × classes × positions), 4 MiB of float32: 256 rows at CLASS_CHUNK classes, enough that
+# BLAS's packing of the weight (once per product) is paid back (2048 x 256 x 8192: 256K logits 348 ms, 1M 228 ms)
+CHUNK_ELEMENTS = 1 << 20
 
 
 class LinearClasses(Classes):
@@ -539,33 +547,28 @@ def _blocks(rows: int, classes: int, positions: int) -> tuple[int, int]:
 
 
 class _Sums(NamedTuple):
-    """Pass 1 over a block of rows, per (row, position): the log-sum-exp of the logits (``lse = shift +
-    log_sum``, the shift being the largest logit) and what the loss needs besides: the target's logit ``z_t``;
-    with smoothing ``Σ_c w_c·z_c``; for probabilities ``Σ_c w_c·y'_c·z_c`` and ``Σ_c w_c·y'_c``."""
+    """Pass 1 over a block of rows, per (row, position): the log-sum-exp of the logits and what the loss needs
+    besides: the target's logit ``z_t``; with smoothing ``Σ_c w_c·z_c``; for probabilities ``Σ_c w_c·y'_c·z_c``
+    and ``Σ_c w_c·y'_c``."""
 
-    shift: np.ndarray
-    log_sum: np.ndarray
+    lse: np.ndarray
     picked: np.ndarray
     weighted: np.ndarray
     yz: np.ndarray
     ysum: np.ndarray
 
-    @property
-    def lse(self) -> np.ndarray:
-        return self.shift + self.log_sum
-
     def softmax(self, z: np.ndarray) -> np.ndarray:
-        """``exp(log_softmax(z))`` of a chunk of classes, shifted first as torch's log_softmax is (so equal
-        logits give exactly equal probabilities)."""
-        return np.exp((z - self.shift[:, None]) - self.log_sum[:, None])
+        """``exp(log_softmax(z))`` of a chunk of classes."""
+        return np.exp(z - self.lse[:, None])
 
 
 class _LinearCE:
     """Cross-entropy of ``z = x @ W.T + b`` (logits ``(N, C, D)``, D the K positions flattened), a block of
     rows and a chunk of classes at a time.
 
-    Pass 1 over the chunks (:meth:`sums`) keeps, per (row, position), the online log-sum-exp (running max and
-    the sum of exponentials under it) and the :class:`_Sums`. Then, with ``lse`` known, the loss is
+    Pass 1 over the chunks (:meth:`sums`) keeps, per (row, position), the online log-sum-exp (each chunk's,
+    from classification's :func:`~losscli.losses.classification.logsumexp`, added with ``logaddexp``) and the
+    :class:`_Sums`. Then, with ``lse`` known, the loss is
     cross-entropy's (:func:`losscli.losses.classification._from_log_probs`, ``logp = z - lse``):
 
     * index targets: ``(1-ε)·w_t·(lse - z_t) + ε/C·(lse·Σ_c w_c - Σ_c w_c·z_c)``;
@@ -631,17 +634,14 @@ class _LinearCE:
         return np.where(counts if self.prob else counts & self.valid, coef.reshape(shape), 0.0)
 
     def sums(self, rows: slice) -> _Sums:
-        """Pass 1 over the class chunks of a block of rows."""
-        m = np.full((rows.stop - rows.start, self.positions), NEG_INF)
-        shift = np.zeros_like(m)
-        sum_exp = np.zeros_like(m)
-        picked, weighted, yz, ysum = (np.zeros_like(m) for _ in range(4))
+        """Pass 1 over the class chunks of a block of rows: each chunk's log-sum-exp (classification's kernel)
+        added to the running one."""
+        shape = (rows.stop - rows.start, self.positions)
+        lse = np.full(shape, NEG_INF, self.x.dtype)
+        picked, weighted, yz, ysum = (np.zeros(shape) for _ in range(4))
         for c0, c1 in self.class_chunks():
             z = self.logits(rows, c0, c1)
-            m = np.maximum(m, z.max(axis=1))
-            new_shift = np.where(np.isfinite(m), m, 0.0)
-            sum_exp = sum_exp * np.exp(shift - new_shift) + np.exp(z - new_shift[:, None]).sum(axis=1)
-            shift = new_shift
+            lse = np.logaddexp(lse, logsumexp(z))  # of -inf and a chunk's: exactly the chunk's
             if self.prob:
                 y = self.targets_chunk(rows, c0, c1)
                 yz += (y * z).sum(axis=1)
@@ -651,7 +651,7 @@ class _LinearCE:
             picked = np.where(here, np.take_along_axis(z, idx, axis=1)[:, 0], picked)
             if self.eps:
                 weighted += (z if self.cw is None else z * self.cw[c0:c1, None]).sum(axis=1)
-        return _Sums(shift, np.log(sum_exp), picked, weighted, yz, ysum)
+        return _Sums(lse, picked, weighted, yz, ysum)
 
     def values(self, rows: slice, s: _Sums) -> np.ndarray:
         """Each element's loss in a block of rows, (rows, D)."""
@@ -694,11 +694,25 @@ def _linear_ce(a: dict[str, np.ndarray], p: dict[str, Any], batch: Batch,
     values = np.zeros((ce.n, ce.positions))
     grad = None if coef is None else np.zeros((ce.n, ce.features))
     counted = None if coef is None else ce.counted(coef)
-    for rows in ce.row_blocks():
-        sums = ce.sums(rows)
-        values[rows] = ce.values(rows, sums)
-        if grad is not None:
-            grad[rows] = ce.gradient(rows, sums, counted[rows])
+
+    def block(rows: slice) -> None:
+        with np.errstate(all="ignore"):  # the caller's, on a thread of the pool too (numpy's state is per thread)
+            sums = ce.sums(rows)
+            values[rows] = ce.values(rows, sums)
+            if grad is not None:
+                grad[rows] = ce.gradient(rows, sums, counted[rows])
+
+    blocks = list(ce.row_blocks())
+    threads = min(THREADS, os.cpu_count() or 1) if len(blocks) >= POOL_BLOCKS else 1
+    with single_threaded():  # the logits' products: threads that wait without spinning, not BLAS's
+        if threads == 1:
+            for rows in blocks:
+                block(rows)
+        else:
+            from concurrent.futures import ThreadPoolExecutor  # 10+ ms to import: only for a large batch
+
+            with ThreadPoolExecutor(threads, thread_name_prefix="losscli") as pool:
+                list(pool.map(block, blocks))
     return values, None if ce.prob else ce.w_t, grad
 
 
