@@ -32,7 +32,7 @@ from ..io import ArrayRows
 from ..losses.base import Batch, LossSpec, NonFinite
 from ..reduction import Elements, Partial, Reduction, partial, selection, unreduced
 from .sinks import InMemory, Sink
-from .sources import Plan, Source
+from .sources import STREAM_ELEMENTS, Plan, Source
 
 if TYPE_CHECKING:
     from .accumulators import Accumulator
@@ -201,8 +201,8 @@ _kept = False
 
 
 def keep_freed_memory() -> None:
-    """Once per process (glibc only), when a loss streams: a chunk's arrays reuse the memory that the last
-    chunk's freed.
+    """Once per process (glibc only), when a loss streams or a large one is held whole: a chunk's arrays reuse
+    the memory that the last chunk's (or the last run's) freed.
 
     A chunk's arrays (its rows, the loss's temporaries: 1-2 MiB each) are all freed when the chunk is done, and
     glibc's defaults give them back to the kernel: an array over its mmap threshold (128 KiB, raised on the fly
@@ -248,7 +248,7 @@ class Merge:
 
     def run(self, prepare: Callable[[int, int], Batch], shape_error: Callable[[], None] | None) -> Computation:
         spans = self.plan.chunks() if self.plan is not None else [(0, 0)]
-        if len(spans) > 1:
+        if len(spans) > 1 or _elements(self.task) > STREAM_ELEMENTS:  # a stream, or a large batch held whole
             keep_freed_memory()
         first, checked = None, []
         try:
@@ -368,6 +368,11 @@ def _elements_of(task: Task, batch: Batch, backend: Backend) -> Elements:
     values = compute_batch(task._replace(reduction=Reduction.none, grad=False), unmasked, backend).value
     groups = None if task.groups is None else task.groups.codes(task, batch, 0, whole=True)
     return found._replace(values=values.astype(np.float64).reshape(np.shape(found.values)), groups=groups)
+
+
+def _elements(task: Task) -> int:
+    """Elements of every input of ``task``."""
+    return sum(math.prod(s.rows.shape) for s in task.sources.values())
 
 
 def _whole_loss_shape(batch: Batch, plan: Plan | None) -> tuple[int, ...]:
