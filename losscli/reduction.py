@@ -86,6 +86,10 @@ class Elements(NamedTuple):
     mean_divisor: np.ndarray | None = None
     # each element's group (an integer from 0), for views by group (--by, --by-class): set by the engine
     groups: np.ndarray | None = None
+    # mean only: the part of each value that torch averages apart from the rest (cross-entropy's nll term beside
+    # its label smoothing term: Σ first / Σ denom + Σ rest / Σ denom). It differs from the one fraction only
+    # where Σ denom is 0: 0/0 makes torch's NaN whatever the rest. None: one fraction
+    first: np.ndarray | None = None
 
 
 class Partial(NamedTuple):
@@ -95,13 +99,16 @@ class Partial(NamedTuple):
     weight: float = 0.0  # Σ denom over selected elements
     selected: int = 0  # number of selected elements
     mean_total: float | None = None  # Σ values / mean_divisor over selected elements; None: total
+    first_total: float | None = None  # Σ Elements.first over selected elements; None: no such part
 
     def merge(self, other: Partial) -> Partial:
-        mean_total = None
+        mean_total = first_total = None
         if self.mean_total is not None or other.mean_total is not None:
             mean_total = self._mean_total() + other._mean_total()
+        if self.first_total is not None or other.first_total is not None:
+            first_total = (self.first_total or 0.0) + (other.first_total or 0.0)
         return Partial(self.total + other.total, self.weight + other.weight, self.selected + other.selected,
-                       mean_total)
+                       mean_total, first_total)
 
     def _mean_total(self) -> float:
         return self.total if self.mean_total is None else self.mean_total
@@ -113,6 +120,9 @@ class Partial(NamedTuple):
         with np.errstate(all="ignore"):  # 0/0 is NaN, x/0 and overflow are ±inf: torch's answers
             if reduction is Reduction.batchmean:
                 return float(np.float64(self.total) / np.float64(rows))
+            if self.weight == 0 and self.first_total is not None:  # torch's two fractions: 0/0 is NaN
+                first = np.float64(self.first_total)
+                return float(first / 0.0 + (np.float64(self._mean_total()) - first) / 0.0)
             return float(np.float64(self._mean_total()) / np.float64(self.weight))
 
 
@@ -149,7 +159,8 @@ def partial(elements: Elements, mask: np.ndarray | None = None, *, in_dtype: boo
     mean_total = None
     if elements.mean_divisor is not None:
         mean_total = total(values.astype(np.float64) / np.asarray(elements.mean_divisor, dtype=np.float64))
-    return Partial(total(values), weight, selected, mean_total)
+    first = None if elements.first is None else total(np.asarray(elements.first))
+    return Partial(total(values), weight, selected, mean_total, first)
 
 
 def upstream(elements: Elements, mask: np.ndarray | None, reduction: Reduction,

@@ -22,6 +22,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+import torch
 import torch.nn.functional as F
 from hypothesis import assume, given
 from hypothesis import strategies as st
@@ -169,6 +170,23 @@ def test_smooth_l1_and_huber_are_torchs_to_the_bit(dtype, loss, option, values):
         got = losscli.compute(loss, x, y, reduction="none", **{option: value}).value
         want = oracle(Case(loss, x, y, reduction="none", params={option: value}))
         np.testing.assert_array_equal(got, want.numpy(), err_msg=f"{option}={value}")
+
+
+@pytest.mark.parametrize("chunk_rows", [None, 1])
+def test_label_smoothing_over_targets_of_zero_weight_is_torchs_nan(chunk_rows):
+    """torch averages cross-entropy's nll term and its smoothing term apart: with the targets' class weights
+    summing to 0 the first is 0/0, NaN, whatever the second (one fraction would give inf)."""
+    x = np.array([[0.0, 0.0], [1.0, -2.0]], np.float32)
+    t, w = np.array([0, 0]), np.array([0.0, 1.0], np.float32)
+    want = F.cross_entropy(tensor(x), tensor(t), weight=tensor(w), label_smoothing=0.1)
+    assert torch.isnan(want)
+    for backend in ("numpy", "torch"):
+        got = losscli.compute("cross-entropy", x, t, weight=w, label_smoothing=0.1, backend=backend,
+                              streaming=losscli.Streaming(chunk_rows=chunk_rows if backend == "numpy" else None))
+        assert np.isnan(got.value), backend
+    ok = losscli.compute("cross-entropy", x, np.array([0, 1]), weight=w, label_smoothing=0.1).value
+    np.testing.assert_allclose(ok, F.cross_entropy(tensor(x), tensor(np.array([0, 1])), weight=tensor(w),
+                                                   label_smoothing=0.1).numpy(), rtol=1e-6)
 
 
 # the case strategies of the losses that claim LossSpec.propagates: a new claim needs its strategy here

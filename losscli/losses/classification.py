@@ -292,16 +292,19 @@ def _from_log_probs(x: np.ndarray, lse: np.ndarray | None, a: dict[str, np.ndarr
     picked = -at_target if lse is None else lse - at_target
     w_t = None if w is None else w[safe]
     values = picked if w_t is None else w_t * picked
+    first = None
     if eps:  # Σ_c w_c·x[c] in float64: next to lse·Σ_c w_c, it may hold few of the digits of their difference
         smooth = -(np.einsum("ij...->i...", x, dtype=np.float64) if w is None
                    else np.einsum("ij...,j->i...", x, w, dtype=np.float64))
         if lse is not None:
             smooth += lse * (classes if w is None else float(w.sum(dtype=np.float64)))
+        first = None if w_t is None else (1 - eps) * values  # torch averages the nll term apart
         values = (1 - eps) * values + eps / classes * smooth
     if every:
-        return Elements(values, denom=w_t, valid=valid)
+        return Elements(values, denom=w_t, valid=valid, first=first)
     denom = None if w_t is None else np.where(valid, w_t, 0.0)
-    return Elements(np.where(valid, values, 0.0), denom=denom, valid=valid)
+    first = None if first is None else np.where(valid, first, 0.0)
+    return Elements(np.where(valid, values, 0.0), denom=denom, valid=valid, first=first)
 
 
 def _grad_log_probs(x: np.ndarray, a: dict[str, np.ndarray], p: dict[str, Any], batch: Batch,
