@@ -10,7 +10,8 @@ Three kinds of measure, each printed as a markdown table ready to paste into doc
 
 * **Whole processes** (start-up, files, CSV, ``-r none -o``, parquet, remote, dask): each run a child process
   timed from start to exit; its peak RSS is what the kernel reports for it (``os.wait4``). losscli runs as users
-  run it (``python -m losscli ...`` on the working tree), its bytecode cached as after ``pip install``.
+  run it: its console script (the file ``pip install`` writes for its entry point), on the working tree, its
+  bytecode cached as after ``pip install``.
 * **In memory** (MSE over 5e7 float32, cross-entropy): one child process makes the inputs, imports everything,
   then times each tool's call (``perf_counter`` around it), torch with ``torch.set_num_threads(2)``.
 * **Kernels**: every loss, ``losscli.compute`` (numpy backend) against its ``torch.nn.functional`` function on
@@ -122,10 +123,34 @@ class Case:
     needs: tuple[str, ...] = ()  # modules without which the case is skipped
     exact: bool = False  # every tool must print the reference's output, digit for digit
     agree: str = ""
+    # rounds per --repeat: a case of short runs, whose spread from round to round is wider than the margins it
+    # judges, takes more rounds (they cost little) so that its median settles
+    rounds: int = 1
 
 
-def losscli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "losscli", *args]
+SCRIPTS = "bin"  # in the temporary folder: the console scripts (see console_script)
+
+
+def losscli(*args: str, script: str = "losscli") -> list[str]:
+    return [sys.executable, f"{SCRIPTS}/{script}", *args]
+
+
+def console_script(tree: Path) -> str:
+    """The script ``pip install`` writes for losscli's console entry point (read from ``tree``'s pyproject.toml),
+    with ``tree`` first on ``sys.path``: the ``losscli`` command as users run it, from that checkout."""
+    import tomllib
+
+    module, function = tomllib.loads((tree / "pyproject.toml").read_text())["project"]["scripts"]["losscli"].split(":")
+    return (f"import re\nimport sys\nsys.path.insert(0, {str(tree)!r})\nfrom {module} import {function}\n"
+            "if __name__ == '__main__':\n    sys.argv[0] = re.sub(r'(-script\\.pyw|\\.exe)?$', '', sys.argv[0])\n"
+            f"    sys.exit({function}())\n")
+
+
+def write_scripts(folder: Path, also: list[Path]) -> None:
+    """``bin/losscli`` for the working tree, and ``bin/losscli-1``, ... for the checkouts of ``--also``."""
+    (folder / SCRIPTS).mkdir()
+    for name, tree in [("losscli", ROOT), *((f"losscli-{i}", tree) for i, tree in enumerate(also, 1))]:
+        (folder / SCRIPTS / name).write_text(console_script(tree))
 
 
 def python(code: str) -> list[str]:
@@ -147,9 +172,8 @@ def build_startup(quick: bool, also: list[Path] = ()) -> tuple[str, list[Tool]]:
     """losscli on tiny files, plain and as its default table, against importing numpy; ``also``: the plain
     command from other checkouts (an earlier commit), each with its bytecode cached like this one's."""
     others = [Tool(f"losscli mse tiny.npy tiny.npy -f plain ({tree})",
-                   python(f"import runpy, sys; sys.path.insert(0, {str(tree)!r}); "
-                          "sys.argv = ['losscli', 'mse', 'tiny.npy', 'tiny.npy', '-f', 'plain']; "
-                          "runpy.run_module('losscli', run_name='__main__')")) for tree in also]
+                   losscli("mse", "tiny.npy", "tiny.npy", "-f", "plain", script=f"losscli-{i}"))
+              for i, tree in enumerate(also, 1)]
     return SETUP + "np.save('tiny.npy', np.arange(4, dtype=np.float32))", [
         Tool("losscli mse tiny.npy tiny.npy -f plain", losscli("mse", "tiny.npy", "tiny.npy", "-f", "plain"),
              Target(time=1.4)),
@@ -423,7 +447,7 @@ class Peaks:
 
 
 CASES = {case.name: case for case in [
-    Case("startup", build_startup, ("4 elements", "4 elements")),
+    Case("startup", build_startup, ("4 elements", "4 elements"), rounds=9),
     Case("mse-files", build_mse_files, ("two .npy files of 5e7 float32 (200 MB each)", "1e6 float32")),
     Case("csv", build_csv, ("1e6 rows x 2 columns", "1e4 rows"), needs=("pyarrow",)),
     Case("none-out", build_none_out, ("two .npy files of 5e7 float32", "1e6 float32"), agree=NONE_OUT_AGREE),
@@ -1059,8 +1083,9 @@ def run_processes(name: str, args: argparse.Namespace, env: dict[str, str], fold
             around.enter_context(s3_server(env))
         around.enter_context(running(list(dict.fromkeys(t.cluster for t in tools if t.cluster)), env, folder))
         run_setup(setup, env, folder)
-        print(f"{name}: {len(tools)} tools x {args.repeat} rounds ...", file=sys.stderr, flush=True)
-        measure(tools, env, folder, args.repeat, warmup=not args.quick, busy=args.busy)
+        rounds = args.repeat * case.rounds
+        print(f"{name}: {len(tools)} tools x {rounds} rounds ...", file=sys.stderr, flush=True)
+        measure(tools, env, folder, rounds, warmup=not args.quick, busy=args.busy)
         agreed = run_setup(case.agree, env, folder) if case.agree else ""
     for path in [*folder.glob("*.npy"), *folder.glob("*.csv"), *folder.glob("*.parquet")]:  # keep the disk small
         path.unlink()
@@ -1088,6 +1113,7 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="losscli-bench-") as tmp:
         folder = Path(tmp)
         env = child_env(folder)
+        write_scripts(folder, args.also)
         for name in args.names:
             needs = CASES[name].needs if name in CASES else ("torch",)
             if missing(needs):
@@ -1106,7 +1132,8 @@ def report(args: argparse.Namespace, argv: list[str] | None, started: str, proce
            kernels: list[Timed], skipped: list[str]) -> None:
     """The machine, the command, and each table with its notes, in markdown."""
     command = " ".join(["python benchmarks/bench.py", *map(shlex.quote, sys.argv[1:] if argv is None else argv)])
-    print(f"{machine()}\n\nCommand: `{command}`. Median of {args.repeat} round(s), the tools taking turns, each "
+    more = "".join(f", {case.name}: {args.repeat * case.rounds}" for case, _, _ in processes if case.rounds > 1)
+    print(f"{machine()}\n\nCommand: `{command}`. Median of {args.repeat} round(s){more}, the tools taking turns, each "
           f"round in a rotated order; spread: min–max over the rounds. Load average (1 min): {started} at the "
           f"start, {load()} at the end." + (f" Skipped: {'; '.join(skipped)}." if skipped else ""))
     same = True

@@ -404,7 +404,7 @@ def test_an_unwritable_parquet_output_leaves_no_debris(tmp_path):
 def test_without_pyarrow_one_line_says_how_to_install(tmp_path):
     f = write(tmp_path / "p.parquet", {"x": np.arange(3.0)})
     script = ("import sys; sys.modules['pyarrow'] = None; sys.argv = ['losscli', 'mse', sys.argv[1], sys.argv[1]]; "
-              "from losscli.edge.cli import entry; entry()")
+              "from losscli.edge.main import entry; entry()")
     for args in ([f"{f}:x"], ["samples/regression/pred.npy", "-o", str(tmp_path / "o.parquet")]):
         script_args = [sys.executable, "-c", script.replace("sys.argv[1], sys.argv[1]", ", ".join(
             repr(a) for a in ([args[0], args[0]] + args[1:])))]

@@ -238,7 +238,7 @@ def test_a_streamed_file_is_held_a_few_blocks_at_a_time(tmp_path):
 # --- without pyarrow ---------------------------------------------------------------------------------------------
 
 _NO_PYARROW = ("import sys; sys.modules['pyarrow'] = None; sys.argv = ['losscli', *sys.argv[1:]]; "
-               "from losscli.edge.cli import entry; entry()")
+               "from losscli.edge.main import entry; entry()")
 
 
 def test_without_pyarrow_importable_the_command_gives_the_same_digits(tmp_path):

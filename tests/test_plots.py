@@ -281,7 +281,7 @@ def test_a_plot_and_another_output_on_one_file_are_refused(tmp_path):
 
 
 WITHOUT_MATPLOTLIB = ("import sys; sys.modules['matplotlib'] = None\n"  # importing matplotlib now raises
-                      "from losscli.edge.cli import entry\n"
+                      "from losscli.edge.main import entry\n"
                       "sys.argv = ['losscli', *sys.argv[1:]]\n"
                       "entry()\n")
 

@@ -4,6 +4,7 @@ against `python -c "import numpy"`; these tests keep the heavy imports out for g
 from __future__ import annotations
 
 import importlib
+import os
 import io
 import subprocess
 import sys
@@ -270,3 +271,37 @@ def test_a_mistyped_loss_is_suggested():
     result = CliRunner().invoke(app, ["cross-entropyy", "a.npy", "b.npy"])
     assert result.exit_code == 2
     assert "No such command 'cross-entropyy'. Did you mean 'cross-entropy'" in result.stderr
+
+
+# Runs the console script's entry and, as the process ends, writes the thread count of numpy's OpenBLAS and the
+# variable that sets it.
+BLAS_PROBE = """\
+import atexit, os, sys
+from losscli import blas
+
+def report():
+    with open("blas.txt", "w") as out:
+        out.write(f"{[lib.get() for lib in blas._loaded()]} {os.environ.get('OPENBLAS_NUM_THREADS')}")
+
+atexit.register(report)
+sys.argv = ["losscli", "mse", "a.npy", "a.npy", "-f", "plain"]
+from losscli.edge.main import entry
+entry()
+"""
+
+
+@pytest.mark.parametrize("users", [None, "2"])
+def test_the_console_script_starts_no_blas_threads_unless_asked(tmp_path, users):
+    """numpy loads with OpenBLAS on one thread (its threads cost start-up and losscli never uses them); the
+    environment is put back for the processes losscli starts, and a user's own setting wins."""
+    np.save(tmp_path / "a.npy", np.arange(4.0))
+    env = {"PYTHONPATH": str(ROOT), "PATH": "", **({"OPENBLAS_NUM_THREADS": users} if users else {})}
+    proc = subprocess.run([sys.executable, "-c", BLAS_PROBE], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    threads, variable = (tmp_path / "blas.txt").read_text().split(" ")
+    assert variable == str(users)
+    if users is None:
+        assert threads in ("[1]", "[]")  # [] where numpy's BLAS is not OpenBLAS
+    elif threads != "[]":
+        assert threads == f"[{min(int(users), os.cpu_count() or 1)}]"

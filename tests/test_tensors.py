@@ -499,7 +499,7 @@ def run_python(code: str, cwd: Path) -> subprocess.CompletedProcess:
 def test_pt_without_torch_says_how_to_install_it(tmp_path):
     torch.save(torch.zeros(2), tmp_path / "a.pt")
     code = ("import sys; sys.modules['torch'] = None\n"
-            "from losscli.edge.cli import entry\n"
+            "from losscli.edge.main import entry\n"
             "sys.argv = ['losscli', 'mse', 'a.pt', 'a.pt']\n"
             "entry()\n")
     proc = run_python(code, tmp_path)

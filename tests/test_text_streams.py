@@ -215,7 +215,7 @@ def test_zstd_without_its_package_says_how_to_install_it(tmp_path):
     (tmp_path / "r.csv.zst").write_bytes(zstd.compress(b"pred,label\n1,2\n"))
     (tmp_path / "r").write_bytes(zstd.compress(b"pred,label\n1,2\n"))
     code = ("import sys; sys.modules['compression.zstd'] = None; sys.modules['backports.zstd'] = None\n"
-            "from losscli.edge.cli import entry\n"
+            "from losscli.edge.main import entry\n"
             "sys.argv = ['losscli', 'mse', sys.argv[1] + ':pred', sys.argv[1] + ':label']\n"
             "entry()\n")
     for name in ("r.csv.zst", "r"):

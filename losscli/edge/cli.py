@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import enum
 import functools
-import json
 import warnings
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from typing import Annotated, Any, Optional
@@ -20,8 +19,7 @@ from ..errors import LossCliError, LossCliWarning
 from ..losses import CATALOG, LossSpec
 from ..api import Engine
 from .commands import cluster, help_text, loss_command
-from .console import (EXIT_BAD_INPUT, exit_on_error, say, stdout, tell, terminal_errors, terminate_as_exception,
-                      usage_errors)
+from .console import EXIT_BAD_INPUT, exit_on_error, say, stdout, tell, terminal_errors, usage_errors
 from .writer import check_targets, write_text
 
 
@@ -236,6 +234,8 @@ def _stopped(stopped: Any, targets: dict[str, Optional[str]], format: CheckForma
 def _show_run(run_: Any, document: str, format: CheckFormat, quiet: bool, write_baseline: Optional[str]) -> None:
     """stdout: the table, the JSON report or the metrics; stderr: why checks failed or errored, notes (not
     with --quiet), warnings, the baseline line; the verdict last (on stdout under the table)."""
+    import json
+
     from . import reports
 
     if format is CheckFormat.json:
@@ -364,20 +364,3 @@ class LazyCommands(MutableMapping[str, Any]):
     def __len__(self) -> int:
         return len(self._names)
 
-
-def entry() -> None:
-    """Console-script entry point: SIGTERM ends a run as SIGINT does (files being written are abandoned, no
-    debris), with exit status 143.
-
-    The garbage collector leaves alone what exists when the command starts (the imported modules) and when it
-    ends: CPython's last collection at exit would walk every object of numpy, typer, rich (and pyarrow) once
-    more, 20-40 ms of a short run, to free memory that the process gives back by exiting. Every file was
-    written and closed before (the one writer commits each one explicitly)."""
-    import gc
-
-    terminate_as_exception()
-    gc.freeze()
-    try:
-        app()
-    finally:
-        gc.freeze()

@@ -1,11 +1,11 @@
 """LossResult -> what a script reads: ``--format json``, ``plain``, ``csv`` and ``metrics``. Renderers return a
 dict or text and print nothing; the command prints once. No rich here: the table format, for people, is
-:mod:`losscli.edge.render_table`'s."""
+:mod:`losscli.edge.render_table`'s. json and :mod:`~losscli.edge.render_json` load only for JSON (a plain run's
+start pays for neither)."""
 
 from __future__ import annotations
 
 import enum
-import json
 import math
 from typing import Any, Iterator
 
@@ -17,7 +17,6 @@ from ..reduction import Reduction
 from ..result import LossResult
 from .cells import array_csv, csv_header, csv_rows, json_value
 from .render_views import in_dtype, interval_json, view_csv, view_json, view_plain
-from .render_json import json_pieces, written_json
 from .summary import PIECE, Written
 
 class Format(str, enum.Enum):
@@ -103,6 +102,8 @@ def to_metrics(result: LossResult) -> dict[str, float]:
 
 def metrics_text(metrics: dict[str, float]) -> str:
     """Flat JSON; a non-finite value is written as ``NaN``/``Infinity``, which Python's json (dvc, mlflow) reads."""
+    import json
+
     return json.dumps(metrics, indent=2, ensure_ascii=False, allow_nan=True)
 
 
@@ -174,11 +175,15 @@ def pieces(result: LossResult, fmt: Format, written: Written | None = None) -> I
     if result.is_scalar or fmt not in (Format.json, Format.plain, Format.csv):
         yield render(result, fmt)
     elif written is not None and (fmt is Format.json or not view):
+        from .render_json import written_json
+
         written_text = {Format.json: lambda: written_json(result, written, to_json),
                         Format.plain: lambda: written_plain(result, written),
                         Format.csv: lambda: written_csv(result, written)}
         yield written_text[fmt]()
     elif fmt is Format.json:
+        from .render_json import json_pieces
+
         yield from json_pieces(result, to_json)
     else:
         yield from (plain_pieces if fmt is Format.plain else csv_pieces)(result)
@@ -188,7 +193,13 @@ def pieces(result: LossResult, fmt: Format, written: Written | None = None) -> I
 def render(result: LossResult, fmt: Format) -> str:
     """The text the command prints for ``--format`` (any but table: its renderable is
     :func:`~losscli.edge.render_table.to_table`'s)."""
-    texts = {Format.json: lambda: json.dumps(to_json(result), indent=2, allow_nan=False),
+    texts = {Format.json: lambda: json_text(to_json(result)),
              Format.csv: lambda: to_csv(result), Format.metrics: lambda: metrics_text(to_metrics(result)),
              Format.plain: lambda: to_plain(result)}
     return texts[fmt]()
+
+
+def json_text(document: dict[str, Any]) -> str:
+    import json
+
+    return json.dumps(document, indent=2, allow_nan=False)

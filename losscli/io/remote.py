@@ -20,7 +20,6 @@ the store's package retries by itself: :data:`RETRIED_BY_THE_STORE`); what still
 from __future__ import annotations
 
 import io
-import json
 import os
 import re
 import threading
@@ -79,6 +78,10 @@ def parse_options(items: Iterable[str]) -> dict[str, Any]:
     >>> parse_options(["anon=true", "endpoint_url=http://127.0.0.1:9000", "block=4"])
     {'anon': True, 'endpoint_url': 'http://127.0.0.1:9000', 'block': 4}
     """
+    if not items:
+        return {}
+    import json  # only for --storage-option: a run on local files starts without it
+
     options: dict[str, Any] = {}
     for item in items:
         key, equals, value = item.partition("=")
