@@ -280,8 +280,12 @@ def test_h_is_help_everywhere(args):
 
 def test_shell_completion_is_offered_and_completes_commands():
     assert "--install-completion" in invoke("--help").stdout
-    script = invoke("--show-completion", "bash")
-    assert script.exit_code == 0 and "_LOSSCLI_COMPLETE=complete_bash" in script.stdout
+    # run from bash, as a user would: typer detects the shell from the parent processes (a test run may have
+    # none: CI, nohup); "; true" keeps bash from exec'ing the command in its place
+    entry = "import sys; sys.argv[0] = 'losscli'; from losscli.edge.main import entry; entry()"
+    script = subprocess.run(["bash", "-c", f"{sys.executable} -c \"{entry}\" --show-completion; true"],
+                            env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=120)
+    assert "_LOSSCLI_COMPLETE=complete_bash" in script.stdout, script.stderr
     found = CliRunner().invoke(app, [], prog_name="losscli",
                                env={"_LOSSCLI_COMPLETE": "complete_bash", "COMP_WORDS": "losscli cross-",
                                     "COMP_CWORD": "1"})
