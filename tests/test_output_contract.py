@@ -40,7 +40,10 @@ def invoke(*args, **kw):
 
 
 def losscli_process(*args, **kw) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "losscli", *map(str, args)], env=ENV, **kw)
+    """``python -m losscli ARGS`` with SIGINT's default action, as in a terminal: a test run started in the
+    background by a shell without job control inherits SIGINT ignored, and Python then leaves it ignored."""
+    return subprocess.Popen([sys.executable, "-m", "losscli", *map(str, args)], env=ENV,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL), **kw)
 
 
 def errors(stderr: str) -> list[str]:

@@ -200,6 +200,8 @@ def render(result: LossResult, fmt: Format) -> str:
 
 
 def json_text(document: dict[str, Any]) -> str:
+    """``--format json``'s text of a result printed as one text (the others come in pieces:
+    :func:`~losscli.edge.render_json.json_pieces`)."""
     import json
 
     return json.dumps(document, indent=2, allow_nan=False)
