@@ -53,6 +53,7 @@ from tests.oracle import (
     regression_cases,
     tensor,
 )
+from tests.test_divergence import cases as divergence_cases
 
 
 # ------------------------------------------------------------------------------- property tests
@@ -191,7 +192,8 @@ def test_label_smoothing_over_targets_of_zero_weight_is_torchs_nan(chunk_rows):
 
 # the case strategies of the losses that claim LossSpec.propagates: a new claim needs its strategy here
 PROPAGATING = {"mse": regression_cases, "l1": regression_cases, "smooth-l1": regression_cases,
-               "huber": regression_cases}
+               "huber": regression_cases, "kl-div": divergence_cases, "poisson-nll": divergence_cases,
+               "gaussian-nll": divergence_cases}
 
 
 def test_every_loss_that_claims_to_propagate_non_finite_values_is_held_to_it():
@@ -201,20 +203,23 @@ def test_every_loss_that_claims_to_propagate_non_finite_values_is_held_to_it():
 @pytest.mark.parametrize("loss", sorted(PROPAGATING))
 @given(data=st.data())
 def test_a_non_finite_input_makes_its_elements_value_non_finite(loss, data):
-    """The claim the engine's deferred check rests on: NaN or ±inf anywhere in a float input (the weight too)
-    makes the per-element value of every element it enters non-finite, so a finite sum proves the inputs
-    finite."""
+    """The claim the engine's deferred check rests on: NaN or ±inf anywhere in a float input (the weight and
+    gaussian-nll's var too) makes the per-element value of every element it enters non-finite, so a finite sum
+    proves the inputs finite. (A negative var, -inf among them, is refused before any value is computed.)"""
     case = data.draw(PROPAGATING[loss](loss))
-    names = ["input", "target"] + (["weight"] if case.weight is not None else [])
+    names = ["input", "target"] + [n for n in ("weight", "var") if isinstance(getattr(case, n), np.ndarray)]
     name = data.draw(st.sampled_from(names))
     planted = np.array(getattr(case, name), copy=True)
     assume(planted.size > 0)
     spot = data.draw(st.integers(0, planted.size - 1))
-    planted.reshape(-1)[spot] = data.draw(st.sampled_from([np.nan, np.inf, -np.inf]))
+    planted.reshape(-1)[spot] = data.draw(st.sampled_from([np.nan, np.inf] if name == "var" else
+                                                          [np.nan, np.inf, -np.inf]))
     case = replace(case, **{name: planted}, mask=None, reduction="none", size_average=None, reduce=None)
     entered = np.zeros(planted.shape, bool)
     entered.reshape(-1)[spot] = True
     loss_shape = np.broadcast_shapes(case.input.shape, case.target.shape)
+    if name == "var" and planted.ndim == len(loss_shape) - 1:  # one dimension short: torch unsqueezes it last
+        entered = entered[..., None]
     result = losscli.compute(loss, *case.files, reduction="none", weight=case.weight, **case.params)
     assert not np.isfinite(result.value[np.broadcast_to(entered, loss_shape)]).any()
 

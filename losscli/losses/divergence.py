@@ -188,6 +188,7 @@ KL_DIV = LossSpec(
     reductions=(Reduction.none, Reduction.mean, Reduction.sum, Reduction.batchmean),
     options=(Option("log_target", bool, False, "the target holds log-probabilities"),),
     reduction_check=_kl_reduction,
+    propagates=True,
     example="losscli kl-div samples/divergence/log_probs.npy samples/divergence/target_probs.npy "
     "--reduction batchmean",
 )
@@ -210,6 +211,7 @@ POISSON_NLL = LossSpec(
         Option("full", bool, False, "add the Stirling approximation term t·log t - t + 0.5·log(2π·t)"),
         Option("eps", float, 1e-8, "added to the rate inside the log when --no-log-input"),
     ),
+    propagates=True,
     example="losscli poisson-nll samples/divergence/counts.csv:log_rate samples/divergence/counts.csv:count "
     "--full",
 )
@@ -231,6 +233,7 @@ GAUSSIAN_NLL = LossSpec(
         Option("full", bool, False, "add the constant 0.5·log(2π)"),
         Option("eps", float, 1e-6, "variances below it count as eps (torch clamps var at eps)"),
     ),
+    propagates=True,
     example="losscli gaussian-nll samples/divergence/mean.npy samples/divergence/observed.npy "
     "samples/divergence/var.npy",
 )
