@@ -50,7 +50,8 @@ def test_bench_quick_whole_processes_and_in_memory():
     rows = cells(out, "| case | tool | time: median (min–max) | peak RSS |")
     assert [(r[0], r[5]) for r in rows] == [
         ("startup", "time ≤ 1.4x"), ("startup", "time ≤ 1.7x"), ("startup", ""),
-        ("mse-files", "time ≤ 0.6x, peak RSS ≤ 64 MiB"), ("mse-files", ""), ("csv", "time ≤ 0.5x"), ("csv", ""), ("csv", ""),
+        ("mse-files", "time ≤ 0.6x, peak RSS ≤ 64 MiB"), ("mse-files", ""), ("csv", "time ≤ 0.5x"), ("csv", ""),
+        ("csv", ""),
         ("none-out", "time ≤ 1x, peak RSS ≤ 160 MiB"), ("none-out", "")]
     assert "none-out: out.npy and the one-liner's o.npy agree" in out
     rows = cells(out, "| case | size | tool | time: median (min–max) | GB/s")

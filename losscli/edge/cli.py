@@ -19,6 +19,7 @@ from ..errors import LossCliError, LossCliWarning
 from ..losses import CATALOG, LossSpec
 from ..api import Engine
 from .commands import cluster, help_text, loss_command
+from .render import metrics_text
 from .console import EXIT_BAD_INPUT, exit_on_error, say, stdout, tell, terminal_errors, usage_errors
 from .writer import check_targets, write_text
 
@@ -234,14 +235,12 @@ def _stopped(stopped: Any, targets: dict[str, Optional[str]], format: CheckForma
 def _show_run(run_: Any, document: str, format: CheckFormat, quiet: bool, write_baseline: Optional[str]) -> None:
     """stdout: the table, the JSON report or the metrics; stderr: why checks failed or errored, notes (not
     with --quiet), warnings, the baseline line; the verdict last (on stdout under the table)."""
-    import json
-
     from . import reports
 
     if format is CheckFormat.json:
         print(document, end="")
     elif format is CheckFormat.metrics:
-        print(json.dumps(reports.to_metrics(run_), indent=2, ensure_ascii=False, allow_nan=True))
+        print(metrics_text(reports.to_metrics(run_)))
     elif not quiet:
         stdout().print(reports.to_check_table(run_))
     for level, line in reports.messages(run_, write_baseline):
